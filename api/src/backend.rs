@@ -1,0 +1,298 @@
+//! The four backend surfaces the renewal pipeline composes: a CA issues, a DCV solver proves
+//! domain control, an installer lands the cert, alert sinks tell a human. Each is a trait
+//! object built from one config variant by the providers crate's factory.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::{AlertSpec, CertSpec, Config, DcvSpec};
+use crate::names::{CertId, DomainName, SecretString};
+
+/// The kinds of domain-control challenge rota can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChallengeKind {
+    /// A TXT record under `_acme-challenge.<domain>`.
+    Dns01,
+    /// A file under `/.well-known/acme-challenge/` on port 80.
+    Http01,
+}
+
+/// One challenge a CA asks rota to satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum DcvChallenge {
+    /// Publish `record_value` as a TXT record at `record_name`.
+    Dns01 {
+        /// Fully qualified record name.
+        record_name: String,
+        /// TXT content.
+        record_value: String,
+        /// Record TTL in seconds.
+        ttl: u32,
+    },
+    /// Serve `key_authorization` at `http://<domain>/.well-known/acme-challenge/<token>`.
+    Http01 {
+        /// The domain being validated.
+        domain: String,
+        /// The challenge token (a file name; validated by solvers).
+        token: String,
+        /// The response body.
+        key_authorization: String,
+    },
+}
+
+impl DcvChallenge {
+    /// Which kind of challenge this is.
+    #[must_use]
+    pub fn kind(&self) -> ChallengeKind {
+        match self {
+            Self::Dns01 { .. } => ChallengeKind::Dns01,
+            Self::Http01 { .. } => ChallengeKind::Http01,
+        }
+    }
+
+    /// A short operator-facing description (`TXT _acme-challenge.a.test`).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dns01 { record_name, .. } => format!("TXT {record_name}"),
+            Self::Http01 { domain, token, .. } => {
+                format!("http://{domain}/.well-known/acme-challenge/{token}")
+            }
+        }
+    }
+}
+
+/// A signed certificate as a CA returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCert {
+    /// The leaf, PEM.
+    pub cert_pem: String,
+    /// Intermediates (and, for a private CA, its root), PEM, leaf excluded.
+    pub chain_pem: String,
+}
+
+impl IssuedCert {
+    /// Leaf followed by the chain, as servers want it.
+    #[must_use]
+    pub fn fullchain_pem(&self) -> String {
+        let mut full = self.cert_pem.clone();
+        if !full.ends_with('\n') {
+            full.push('\n');
+        }
+        full.push_str(&self.chain_pem);
+        full
+    }
+}
+
+/// What a backend call failed with, in terms an operator can act on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// A local file could not be read or written.
+    #[error("{backend}: {action} {path}: {source}")]
+    Io {
+        /// The backend kind.
+        backend: &'static str,
+        /// What was being done (`writing`, `reading`).
+        action: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The peer (CA, DNS API, service) answered with a refusal.
+    #[error("{backend}: {detail}")]
+    Refused {
+        /// The backend kind.
+        backend: &'static str,
+        /// What the peer said, with any problem document.
+        detail: String,
+    },
+    /// The peer could not be reached or answered garbage.
+    #[error("{backend}: cannot reach the peer: {detail}")]
+    Unreachable {
+        /// The backend kind.
+        backend: &'static str,
+        /// Transport error.
+        detail: String,
+    },
+    /// The peer asked rota to slow down.
+    #[error("{backend}: rate limited{}: {detail}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// The backend kind.
+        backend: &'static str,
+        /// The peer's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+        /// What the peer said.
+        detail: String,
+    },
+    /// Waiting for the peer took longer than allowed.
+    #[error("{backend}: timed out after {}s waiting for {what}", after.as_secs())]
+    Timeout {
+        /// The backend kind.
+        backend: &'static str,
+        /// What was awaited.
+        what: String,
+        /// How long rota waited.
+        after: Duration,
+    },
+    /// The input (CSR, challenge, key) cannot be handled by this backend.
+    #[error("{backend}: {detail}")]
+    Invalid {
+        /// The backend kind.
+        backend: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The backend's `kind` is part of the config reference but not compiled into this build.
+    #[error("{backend}: not available in this build yet")]
+    NotAvailable {
+        /// The backend kind.
+        backend: &'static str,
+    },
+}
+
+impl BackendError {
+    /// A CamelCase reason for conditions and metric labels.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Io { .. } => "IoError",
+            Self::Refused { .. } => "Refused",
+            Self::Unreachable { .. } => "Unreachable",
+            Self::RateLimited { .. } => "RateLimited",
+            Self::Timeout { .. } => "Timeout",
+            Self::Invalid { .. } => "InvalidInput",
+            Self::NotAvailable { .. } => "NotAvailable",
+        }
+    }
+
+    /// The delay the peer asked for before the next attempt, if any.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Issues certificates from a certificate authority.
+#[async_trait]
+pub trait CaBackend: Send + Sync {
+    /// The config `kind` (`local`, `acme`, …), for logs and the API.
+    fn kind(&self) -> &'static str;
+
+    /// Submits a CSR for `domains` and returns the challenges rota must satisfy before
+    /// [`CaBackend::await_issuance`]; `preferred_kinds` lists what the DCV solver can answer,
+    /// best first.
+    async fn submit(
+        &self,
+        domains: &[DomainName],
+        csr_pem: &str,
+        preferred_kinds: &[ChallengeKind],
+    ) -> Result<Vec<DcvChallenge>, BackendError>;
+
+    /// Waits until the CA has validated and signed the order submitted for `domains`.
+    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError>;
+}
+
+/// Proves control of a domain by answering a CA's challenge.
+#[async_trait]
+pub trait DcvBackend: Send + Sync {
+    /// The config `kind` (`webroot`, `cloudflare`, …).
+    fn kind(&self) -> &'static str;
+
+    /// The challenge kinds this solver can answer, best first.
+    fn supported_kinds(&self) -> &[ChallengeKind];
+
+    /// Whether this particular challenge can be answered.
+    fn supports(&self, challenge: &DcvChallenge) -> bool {
+        self.supported_kinds().contains(&challenge.kind())
+    }
+
+    /// Makes the response visible to the CA. Idempotent.
+    async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError>;
+
+    /// Takes the response down. Idempotent: removing what is gone succeeds.
+    async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError>;
+}
+
+/// Lands an issued cert where the service that uses it reads it.
+#[async_trait]
+pub trait InstallBackend: Send + Sync {
+    /// The config `kind` (`filesystem`, `nginx`, …).
+    fn kind(&self) -> &'static str;
+
+    /// Writes the cert, chain and key, and triggers any reload.
+    async fn install(
+        &self,
+        cert: &IssuedCert,
+        private_key_pem: &SecretString,
+        domains: &[DomainName],
+    ) -> Result<(), BackendError>;
+
+    /// Reads back the installed leaf, PEM, so the reconciler can observe it.
+    async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
+        Ok(None)
+    }
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A renewal attempt failed.
+    RenewalFailed,
+}
+
+/// One notification sent to every alert sink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    /// The cert concerned.
+    pub cert_id: CertId,
+    /// What happened.
+    pub kind: AlertKind,
+    /// Operator-facing text.
+    pub message: String,
+    /// When it happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub timestamp: OffsetDateTime,
+}
+
+/// Delivers notifications to a human.
+#[async_trait]
+pub trait AlertBackend: Send + Sync {
+    /// The config `kind` (`email`, `webhook`).
+    fn kind(&self) -> &'static str;
+
+    /// Sends one event. Errors are logged by the caller, never fatal to a renewal.
+    async fn dispatch(&self, event: &AlertEvent) -> Result<(), BackendError>;
+}
+
+/// Turns config variants into running backends; the providers crate implements it, tests fake it.
+pub trait BackendFactory: Send + Sync {
+    /// The CA for `cert`.
+    fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError>;
+    /// The DCV solver for `spec`.
+    fn dcv(&self, config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError>;
+    /// The installer for `cert`.
+    fn install(
+        &self,
+        config: &Config,
+        cert: &CertSpec,
+    ) -> Result<Arc<dyn InstallBackend>, BackendError>;
+    /// The alert sink for `spec`.
+    fn alert(
+        &self,
+        config: &Config,
+        spec: &AlertSpec,
+    ) -> Result<Arc<dyn AlertBackend>, BackendError>;
+}

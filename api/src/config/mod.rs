@@ -1,0 +1,65 @@
+//! `rota.yaml`: the typed schema, and loading it into a [`LoadedConfig`] or a list of every
+//! problem found, each located by file, line, column and field path.
+
+mod error;
+mod load;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigErrors, ConfigIssue};
+pub use load::{load_file, load_str};
+pub use schema::*;
+
+use crate::names::CertId;
+
+/// Where the config is read from when neither `--config` nor `ROTA_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/rota/rota.yaml";
+
+/// The environment variable that overrides [`DEFAULT_CONFIG_PATH`].
+pub const CONFIG_ENV: &str = "ROTA_CONFIG";
+
+/// A validated config together with the text and file it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The file it was read from (or is to be written to).
+    pub path: PathBuf,
+    /// The text exactly as written, comments included.
+    pub text: String,
+    /// The typed tree, with relative paths made relative to the file's directory.
+    pub config: Config,
+}
+
+impl LoadedConfig {
+    /// The cert with this id.
+    #[must_use]
+    pub fn cert(&self, id: &CertId) -> Option<&CertSpec> {
+        self.config.certs.iter().find(|c| &c.id == id)
+    }
+}
+
+impl Config {
+    /// The local CA's directory: `local_ca.directory`, else `local-ca/` beside the database.
+    #[must_use]
+    pub fn local_ca_directory(&self) -> PathBuf {
+        self.local_ca.directory.clone().unwrap_or_else(|| {
+            self.daemon
+                .database_path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join("local-ca")
+        })
+    }
+}
+
+/// A stable hash of a cert's spec: it changes exactly when the spec does, across restarts and
+/// builds (FNV-1a over the spec's JSON form, which has a fixed field order).
+#[must_use]
+pub fn cert_generation(cert: &CertSpec) -> u64 {
+    let json = serde_json::to_vec(cert).unwrap_or_default();
+    let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    // Generations are stored as SQLite INTEGER (i64); keep them positive.
+    hash >> 1
+}

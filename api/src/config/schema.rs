@@ -1,0 +1,495 @@
+//! The typed shape of `rota.yaml`. Every block refuses unknown fields; every backend surface
+//! is an internally tagged enum on `kind`. Paths stay as written until the loader makes
+//! relative ones relative to the config file's directory.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{CertId, DomainName, SecretSource};
+
+/// Whether a backend `kind` can run in this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// Implemented and compiled in.
+    Available,
+    /// Part of the config reference, but its backend has not landed yet.
+    NotYet,
+}
+
+/// Implemented by the `kind`-tagged enums so the loader can point at the exact field that
+/// failed inside a variant (serde's internally tagged enums buffer their content and lose it).
+pub trait Tagged {
+    /// Every `kind` value this enum accepts.
+    const KINDS: &'static [&'static str];
+    /// Deserializes `body` (the mapping without `kind`) as the variant for `kind` and returns
+    /// the error with its path inside the variant, or `None` when it parses.
+    fn variant_error(
+        kind: &str,
+        body: serde_yaml::Value,
+    ) -> Option<serde_path_to_error::Error<serde_yaml::Error>>;
+    /// The `kind` of this value.
+    fn kind(&self) -> &'static str;
+    /// Whether this value's backend can run in this build.
+    fn availability(&self) -> Availability;
+}
+
+/// Declares a `kind`-tagged enum of newtype variants together with its [`Tagged`] impl, so the
+/// variant list is written once.
+macro_rules! tagged_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $kind:literal => $variant:ident($ty:ty) = $avail:ident, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $kind)] $variant($ty), )*
+        }
+
+        impl Tagged for $name {
+            const KINDS: &'static [&'static str] = &[$($kind),*];
+
+            fn variant_error(
+                kind: &str,
+                body: serde_yaml::Value,
+            ) -> Option<serde_path_to_error::Error<serde_yaml::Error>> {
+                match kind {
+                    $( $kind => serde_path_to_error::deserialize::<_, $ty>(body).err(), )*
+                    _ => None,
+                }
+            }
+
+            fn kind(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $kind, )* }
+            }
+
+            fn availability(&self) -> Availability {
+                match self { $( Self::$variant(_) => Availability::$avail, )* }
+            }
+        }
+    };
+}
+
+/// The whole of `rota.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Where the audit trail lives; SQLite at `daemon.database_path` when omitted.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Settings of the embedded local CA (`ca: { kind: local }`).
+    #[serde(default)]
+    pub local_ca: LocalCaConfig,
+    /// Namecheap account, for `ca`/`dcv` of kind `namecheap`.
+    #[serde(default)]
+    pub namecheap: Option<NamecheapAccount>,
+    /// Cloudflare account, for `dcv: { kind: cloudflare }`.
+    #[serde(default)]
+    pub cloudflare: Option<CloudflareAccount>,
+    /// ACME account, for `ca: { kind: acme }`.
+    #[serde(default)]
+    pub acme: Option<AcmeAccount>,
+    /// Optional federation of several rotad nodes.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+    /// Notification sinks; every failure goes to each of them.
+    #[serde(default)]
+    pub alerts: Vec<AlertSpec>,
+    /// The certificates rota keeps fresh.
+    pub certs: Vec<CertSpec>,
+}
+
+/// The `daemon:` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// SQLite audit database (created 0600).
+    pub database_path: PathBuf,
+    /// TCP address of the dashboard and API.
+    pub listen_addr: SocketAddr,
+    /// UNIX socket the CLI talks to (created 0660).
+    pub socket_path: PathBuf,
+    /// Seconds between two sweeps; the first sweep runs one interval after start.
+    pub check_interval_seconds: u64,
+    /// Renew when the installed cert expires in fewer than this many days.
+    pub renew_threshold_days: u32,
+    /// How many renewals may run at once across all certs.
+    pub max_concurrent_renewals: usize,
+    /// Bearer token required on the TCP API; mandatory when `listen_addr` is not loopback.
+    pub api_token_file: Option<SecretSource>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            database_path: PathBuf::from("/var/lib/rota/rota.db"),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            socket_path: PathBuf::from("/var/run/rota.sock"),
+            check_interval_seconds: 3600,
+            renew_threshold_days: 30,
+            max_concurrent_renewals: 4,
+            api_token_file: None,
+        }
+    }
+}
+
+tagged_enum! {
+    /// The `audit:` block: which store keeps renewals, events and issued certs.
+    pub enum AuditConfig {
+        /// Single-file SQLite at `daemon.database_path`.
+        "sqlite" => Sqlite(SqliteAudit) = Available,
+        /// A SurrealDB server or embedded engine; required for `cluster`.
+        "surrealdb" => Surrealdb(SurrealAudit) = NotYet,
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self::Sqlite(SqliteAudit {})
+    }
+}
+
+/// `audit: { kind: sqlite }` takes no settings of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteAudit {}
+
+/// `audit: { kind: surrealdb, ... }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SurrealAudit {
+    /// `mem://`, `file://path`, `ws://`, `wss://`, `http://` or `https://`.
+    pub endpoint: String,
+    /// SurrealDB namespace.
+    pub namespace: String,
+    /// SurrealDB database.
+    pub database: String,
+    /// User for remote engines.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for remote engines.
+    #[serde(default)]
+    pub password_file: Option<SecretSource>,
+}
+
+/// The `local_ca:` block: the embedded CA behind `ca: { kind: local }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalCaConfig {
+    /// Where the CA keeps its root; defaults to `local-ca/` beside `daemon.database_path`.
+    pub directory: Option<PathBuf>,
+    /// Lifetime of the certs it signs, in days.
+    pub validity_days: u32,
+}
+
+impl Default for LocalCaConfig {
+    fn default() -> Self {
+        Self {
+            directory: None,
+            validity_days: 90,
+        }
+    }
+}
+
+/// The `namecheap:` account block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamecheapAccount {
+    /// API key.
+    pub api_key_file: SecretSource,
+    /// Account user name.
+    pub username: String,
+    /// Sub-account API user; defaults to `username`.
+    #[serde(default)]
+    pub api_user: Option<String>,
+    /// The whitelisted address rota calls from.
+    pub client_ip: IpAddr,
+}
+
+/// The `cloudflare:` account block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareAccount {
+    /// API token with Zone.DNS:Edit.
+    pub api_token_file: SecretSource,
+}
+
+/// The `acme:` account block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeAccount {
+    /// The ACME directory URL.
+    pub directory_url: String,
+    /// Contact address registered with the account.
+    #[serde(default)]
+    pub contact_email: Option<String>,
+    /// Where the account key and URL are saved (created on first run, 0600).
+    pub account_credentials_file: PathBuf,
+    /// External account binding, for CAs that require one.
+    #[serde(default)]
+    pub external_account_binding: Option<ExternalAccountBinding>,
+}
+
+/// ACME external account binding (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalAccountBinding {
+    /// CA-assigned key id.
+    pub kid: String,
+    /// Base64url HMAC key.
+    pub hmac_key_file: SecretSource,
+}
+
+/// The `cluster:` block.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Turns federation on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// This node's unique name.
+    pub node_id: String,
+    /// Leader lease; refreshed every third of it.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
+}
+
+fn default_lease_seconds() -> u64 {
+    60
+}
+
+tagged_enum! {
+    /// One entry of `alerts:`.
+    pub enum AlertSpec {
+        /// SMTP mail.
+        "email" => Email(EmailAlert) = NotYet,
+        /// JSON POST to a URL.
+        "webhook" => Webhook(WebhookAlert) = NotYet,
+    }
+}
+
+/// How the email sink secures its SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// STARTTLS upgrade, usually port 587.
+    Starttls,
+    /// TLS from the first byte, usually port 465.
+    Implicit,
+    /// Plain text; only for a local relay.
+    None,
+}
+
+/// `kind: email` alert sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailAlert {
+    /// SMTP server host.
+    pub smtp_host: String,
+    /// SMTP server port.
+    pub smtp_port: u16,
+    /// Transport security.
+    pub tls: SmtpTls,
+    /// SMTP user, if the server wants auth.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// SMTP password, read when sending.
+    #[serde(default)]
+    pub password_file: Option<SecretSource>,
+    /// Envelope and header sender.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+}
+
+/// `kind: webhook` alert sink.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookAlert {
+    /// Where the JSON envelope is POSTed.
+    pub url: String,
+    /// Optional bearer token.
+    #[serde(default)]
+    pub bearer_token_file: Option<SecretSource>,
+    /// Per-request timeout.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_webhook_timeout() -> u64 {
+    10
+}
+
+/// One entry of `certs:`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
+    /// Stable id.
+    pub id: CertId,
+    /// Free text shown in the CLI and dashboard.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Every name the cert covers, as SANs.
+    pub domains: Vec<DomainName>,
+    /// The persistent private key (generated there on first use, never replaced).
+    pub key_path: PathBuf,
+    /// Which CA issues it.
+    pub ca: CaSpec,
+    /// How domain control is proven; optional where the CA asks for none.
+    #[serde(default)]
+    pub dcv: Option<DcvSpec>,
+    /// Where the issued cert lands.
+    pub install: InstallSpec,
+}
+
+tagged_enum! {
+    /// A cert's `ca:` block.
+    pub enum CaSpec {
+        /// The embedded CA; no DCV.
+        "local" => Local(LocalCa) = Available,
+        /// Namecheap reissue within an existing SSL subscription.
+        "namecheap" => Namecheap(NamecheapCa) = NotYet,
+        /// Any RFC 8555 directory.
+        "acme" => Acme(AcmeCa) = NotYet,
+    }
+}
+
+impl CaSpec {
+    /// Whether this CA asks for domain-control validation, and so needs a `dcv:` block.
+    #[must_use]
+    pub fn needs_dcv(&self) -> bool {
+        !matches!(self, Self::Local(_))
+    }
+}
+
+/// `ca: { kind: local }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCa {}
+
+/// `ca: { kind: namecheap, ssl_id }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamecheapCa {
+    /// The numeric SSL subscription id.
+    pub ssl_id: u64,
+}
+
+/// `ca: { kind: acme }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeCa {}
+
+tagged_enum! {
+    /// A cert's `dcv:` block.
+    pub enum DcvSpec {
+        /// DNS-01 through Namecheap's DNS API.
+        "namecheap" => Namecheap(NamecheapDcv) = NotYet,
+        /// DNS-01 through Cloudflare's v4 API.
+        "cloudflare" => Cloudflare(CloudflareDcv) = NotYet,
+        /// HTTP-01 through a directory an existing web server serves.
+        "webroot" => Webroot(WebrootDcv) = NotYet,
+    }
+}
+
+impl DcvSpec {
+    /// Whether this solver answers DNS-01 (and so may prove wildcards).
+    #[must_use]
+    pub fn is_dns01(&self) -> bool {
+        matches!(self, Self::Namecheap(_) | Self::Cloudflare(_))
+    }
+}
+
+/// `dcv: { kind: namecheap }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamecheapDcv {}
+
+/// `dcv: { kind: cloudflare }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareDcv {}
+
+/// `dcv: { kind: webroot, directory }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrootDcv {
+    /// The document root the web server serves.
+    pub directory: PathBuf,
+}
+
+tagged_enum! {
+    /// A cert's `install:` block.
+    pub enum InstallSpec {
+        /// Synology DSM certificate store.
+        "dsm" => Dsm(DsmInstall) = NotYet,
+        /// PEM files in a directory.
+        "filesystem" => Filesystem(FilesystemInstall) = Available,
+        /// PEM files plus an nginx reload.
+        "nginx" => Nginx(NginxInstall) = NotYet,
+        /// PEM files plus an HAProxy runtime API hot-swap.
+        "haproxy" => Haproxy(HaproxyInstall) = NotYet,
+        /// A `kubernetes.io/tls` Secret, server-side applied.
+        "k8s_secret" => K8sSecret(K8sSecretInstall) = NotYet,
+    }
+}
+
+/// `install: { kind: dsm, description }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsmInstall {
+    /// The label shown in DSM's Control Panel.
+    pub description: String,
+}
+
+/// `install: { kind: filesystem, directory }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemInstall {
+    /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
+    pub directory: PathBuf,
+}
+
+/// `install: { kind: nginx, directory, reload_command }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NginxInstall {
+    /// Where the PEM files go.
+    pub directory: PathBuf,
+    /// argv run after writing, without a shell; `[nginx, -s, reload]` by default.
+    #[serde(default)]
+    pub reload_command: Option<Vec<String>>,
+}
+
+/// `install: { kind: haproxy, directory, socket_path, cert_storage_name }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyInstall {
+    /// Where the PEM files go.
+    pub directory: PathBuf,
+    /// HAProxy's admin socket.
+    pub socket_path: PathBuf,
+    /// The cert's name in HAProxy's storage (as loaded by `crt`).
+    pub cert_storage_name: String,
+}
+
+/// `install: { kind: k8s_secret, namespace, secret_name, kubeconfig_path }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K8sSecretInstall {
+    /// Target namespace.
+    pub namespace: String,
+    /// Target Secret.
+    pub secret_name: String,
+    /// Kubeconfig to use; the in-cluster ServiceAccount when omitted.
+    #[serde(default)]
+    pub kubeconfig_path: Option<PathBuf>,
+}

@@ -1,0 +1,15 @@
+//! rota's vocabulary: the config schema with its validation, status and wire types, and the
+//! backend traits every CA, DCV solver, installer and alert sink implements. No I/O here
+//! beyond reading the config and the secret files it names.
+
+pub mod backend;
+pub mod config;
+pub mod names;
+pub mod status;
+pub mod wire;
+
+pub use backend::{
+    AlertBackend, AlertEvent, AlertKind, BackendError, BackendFactory, CaBackend, ChallengeKind,
+    DcvBackend, DcvChallenge, InstallBackend, IssuedCert,
+};
+pub use names::{CertId, DomainName, SecretError, SecretSource, SecretString};

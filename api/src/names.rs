@@ -1,0 +1,301 @@
+//! Newtypes for the strings in a config that carry a narrower truth than `String`:
+//! cert ids, DNS names and secrets. Each validates on construction so that code past the
+//! parser never sees an invalid one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A cert's stable identifier, used in logs, the CLI, the API and the audit store.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CertId(String);
+
+impl CertId {
+    /// Checks `s` against the id grammar: 1–64 of `[A-Za-z0-9._-]`, starting with a letter or digit.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        match s.chars().next() {
+            None => Err("a cert id cannot be empty".into()),
+            Some(first) if !first.is_ascii_alphanumeric() => {
+                Err(format!("cert id `{s}` must start with a letter or a digit"))
+            }
+            Some(_) if s.len() > 64 => Err(format!("cert id `{s}` is longer than 64 characters")),
+            Some(_) if !s.chars().all(valid_char) => Err(format!(
+                "cert id `{s}` may only contain letters, digits, `-`, `_` and `.`"
+            )),
+            Some(_) => Ok(Self(s.to_owned())),
+        }
+    }
+
+    /// The id as written in the config.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for CertId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A DNS name a cert covers, lower-cased; may be a wildcard (`*.example.com`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DomainName(String);
+
+impl DomainName {
+    /// Validates `s` as a hostname (LDH labels of 1–63 octets, 253 in all, no trailing dot),
+    /// optionally with a leading `*.` wildcard label.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        let base = lower.strip_prefix("*.").unwrap_or(&lower);
+        if base.is_empty() {
+            return Err(format!("`{s}` is not a DNS name"));
+        }
+        if lower.len() > 253 {
+            return Err(format!("`{s}` is longer than 253 characters"));
+        }
+        if base.ends_with('.') {
+            return Err(format!(
+                "`{s}` ends with a dot: write it without the trailing `.`"
+            ));
+        }
+        for label in base.split('.') {
+            if label.contains('*') {
+                return Err(format!(
+                    "`{s}`: a wildcard is only allowed as the whole first label (`*.example.com`)"
+                ));
+            }
+            if label.is_empty() {
+                return Err(format!("`{s}` has an empty label"));
+            }
+            if label.len() > 63 {
+                return Err(format!("`{s}` has a label longer than 63 characters"));
+            }
+            if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return Err(format!(
+                    "`{s}` may only contain letters, digits, `-` and `.` (use the punycode `xn--` form for IDNs)"
+                ));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(format!("`{s}` has a label that starts or ends with `-`"));
+            }
+        }
+        Ok(Self(lower))
+    }
+
+    /// True for `*.example.com`.
+    #[must_use]
+    pub fn is_wildcard(&self) -> bool {
+        self.0.starts_with("*.")
+    }
+
+    /// The name as it goes into a SAN.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for DomainName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DomainName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A secret value (API token, password, key material); never printed nor serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    /// Wraps a secret read from a file or the environment.
+    #[must_use]
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    /// The secret itself, for the one place that sends it to its peer.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretString(<redacted>)")
+    }
+}
+
+impl fmt::Display for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where a `*_file` secret comes from: a file path, or `env:VAR` for an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// Read the secret from this file (trailing newline trimmed).
+    File(PathBuf),
+    /// Read the secret from this environment variable.
+    Env(String),
+}
+
+/// Why a secret could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretError {
+    /// `env:VAR` names a variable that is not set.
+    #[error(
+        "environment variable `{0}` is not set: export it in rotad's environment or point the field at a file"
+    )]
+    EnvUnset(String),
+    /// The secret file could not be read.
+    #[error("cannot read secret file {path}: {source}")]
+    File {
+        /// The file named in the config.
+        path: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The secret is empty.
+    #[error("secret from {0} is empty")]
+    Empty(String),
+}
+
+impl SecretSource {
+    /// Reads the secret now, so a rotated file or variable is picked up on the next use.
+    pub fn resolve(&self) -> Result<SecretString, SecretError> {
+        let (raw, origin) = match self {
+            Self::Env(var) => (
+                std::env::var(var).map_err(|_| SecretError::EnvUnset(var.clone()))?,
+                format!("env:{var}"),
+            ),
+            Self::File(path) => (
+                std::fs::read_to_string(path).map_err(|source| SecretError::File {
+                    path: path.clone(),
+                    source,
+                })?,
+                path.display().to_string(),
+            ),
+        };
+        let trimmed = raw.trim_end_matches(['\r', '\n']);
+        if trimmed.is_empty() {
+            return Err(SecretError::Empty(origin));
+        }
+        Ok(SecretString(trimmed.to_owned()))
+    }
+
+    /// Makes a relative file path relative to `base` (the config file's directory).
+    #[must_use]
+    pub fn relative_to(&self, base: &Path) -> Self {
+        match self {
+            Self::File(p) if p.is_relative() => Self::File(base.join(p)),
+            other => other.clone(),
+        }
+    }
+}
+
+impl Serialize for SecretSource {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::File(p) => s.serialize_str(&p.to_string_lossy()),
+            Self::Env(v) => s.serialize_str(&format!("env:{v}")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(var) = s.strip_prefix("env:") {
+            let valid = !var.is_empty()
+                && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !var.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(serde::de::Error::custom(format!(
+                    "`{s}` is not a valid `env:VAR` reference: VAR must be letters, digits and `_`"
+                )));
+            }
+            return Ok(Self::Env(var.to_owned()));
+        }
+        if s.is_empty() {
+            return Err(serde::de::Error::custom(
+                "a secret file path cannot be empty: give a path or `env:VAR`",
+            ));
+        }
+        Ok(Self::File(PathBuf::from(s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domain_names() {
+        for (input, ok, why) in [
+            ("Example.COM", true, "lower-cased"),
+            ("*.example.com", true, "leading wildcard"),
+            ("nas", true, "single-label LAN name"),
+            ("a.*.example.com", false, "wildcard not first"),
+            ("*example.com", false, "partial wildcard"),
+            ("example.com.", false, "trailing dot"),
+            ("exa_mple.com", false, "underscore"),
+            ("-a.com", false, "leading hyphen"),
+            ("a..com", false, "empty label"),
+            ("", false, "empty"),
+            ("*.", false, "bare wildcard"),
+        ] {
+            assert_eq!(DomainName::new(input).is_ok(), ok, "{input}: {why}");
+        }
+        assert_eq!(
+            DomainName::new("Example.COM").unwrap().as_str(),
+            "example.com"
+        );
+    }
+
+    #[test]
+    fn cert_ids() {
+        assert!(CertId::new("web-1.lan").is_ok());
+        assert!(CertId::new("-web").is_err());
+        assert!(CertId::new("a b").is_err());
+        assert!(CertId::new(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = SecretString::new("hunter2".into());
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,164 @@
+//! What rotad and its clients exchange over HTTP (TCP or the UNIX socket). Every response
+//! carries [`PROTOCOL_HEADER`]; a client that sees another version stops instead of misparsing.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::config::ConfigIssue;
+use crate::names::{CertId, DomainName};
+use crate::status::{
+    BackoffState, Condition, ConditionStatus, Reason, RenewalRecord, RenewalStatus, StepEvent,
+};
+
+/// The wire protocol version this build speaks (2 since `registrar_backend` became `dcv_backend`).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The header carrying [`PROTOCOL_VERSION`] on every response, and on mutating requests.
+pub const PROTOCOL_HEADER: &str = "x-rota-protocol";
+
+/// `GET /api/status`: the daemon and a summary of every cert.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    /// rotad's version.
+    pub version: String,
+    /// The config file rotad runs from.
+    pub config_path: String,
+    /// When rotad started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// The errors of the last config change that was refused, if the running config is stale.
+    pub config_errors: Vec<ConfigIssue>,
+    /// One row per cert.
+    pub certs: Vec<CertSummary>,
+}
+
+/// One row of `rota status` / `rota get certs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertSummary {
+    /// The cert's id.
+    pub id: CertId,
+    /// Its description.
+    pub description: Option<String>,
+    /// Its domains.
+    pub domains: Vec<DomainName>,
+    /// `ca.kind`.
+    pub ca_backend: String,
+    /// `dcv.kind`, if any.
+    pub dcv_backend: Option<String>,
+    /// `install.kind`.
+    pub install_backend: String,
+    /// The installed cert's notAfter.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    /// The `Ready` condition's status.
+    pub ready: ConditionStatus,
+    /// The `Ready` condition's reason.
+    pub ready_reason: Reason,
+    /// Whether a renewal is running.
+    pub issuing: bool,
+    /// How the last renewal ended.
+    pub last_renewal_status: Option<RenewalStatus>,
+}
+
+/// Facts read back from the installed cert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledCert {
+    /// Serial number, hex.
+    pub serial: String,
+    /// Issuer DN.
+    pub issuer: String,
+    /// notBefore.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_before: OffsetDateTime,
+    /// notAfter.
+    #[serde(with = "time::serde::rfc3339")]
+    pub not_after: OffsetDateTime,
+    /// DNS SANs.
+    pub sans: Vec<String>,
+    /// Whether its public key is the key at `key_path`.
+    pub key_matches: bool,
+}
+
+/// `GET /api/certs/{id}`: everything `rota describe cert` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CertDetail {
+    /// The summary row.
+    pub summary: CertSummary,
+    /// Where the key lives.
+    pub key_path: String,
+    /// The spec generation.
+    pub generation: u64,
+    /// All conditions.
+    pub conditions: Vec<Condition>,
+    /// The installed cert, if one could be read.
+    pub installed: Option<InstalledCert>,
+    /// Failure backoff, if the cert is in one.
+    pub backoff: Option<BackoffState>,
+    /// The most recent renewals, newest first.
+    pub renewals: Vec<RenewalRecord>,
+}
+
+/// `GET /api/certs/{id}/log`: one renewal and its steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewalLog {
+    /// The renewal.
+    pub renewal: RenewalRecord,
+    /// Its steps, in order.
+    pub events: Vec<StepEvent>,
+}
+
+/// One line of the NDJSON stream `POST /api/certs/{id}/renew` answers with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RenewProgress {
+    /// The renewal row was opened.
+    Started {
+        /// Its id.
+        renewal_id: i64,
+    },
+    /// A step event was recorded.
+    Step(StepEvent),
+    /// The renewal ended.
+    Finished {
+        /// Its final status.
+        status: RenewalStatus,
+        /// What went wrong, if it failed.
+        error: Option<String>,
+    },
+}
+
+/// `POST /api/config`: a new config to validate and, unless `dry_run`, apply.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyRequest {
+    /// The file's text, exactly as it should be written.
+    pub yaml: String,
+    /// Validate and diff only.
+    pub dry_run: bool,
+}
+
+/// The answer to a valid [`ApplyRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyResponse {
+    /// Unified diff of the running file against the submitted one (empty when identical).
+    pub diff: String,
+    /// Whether the file was written (false for dry runs and identical files).
+    pub applied: bool,
+    /// Certs that are new.
+    pub added: Vec<CertId>,
+    /// Certs whose spec changed.
+    pub changed: Vec<CertId>,
+    /// Certs that are gone.
+    pub removed: Vec<CertId>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine code (`not_found`, `invalid_config`, …).
+    pub code: String,
+    /// Operator-facing text.
+    pub message: String,
+    /// For `invalid_config`, every problem found.
+    #[serde(default)]
+    pub config_errors: Vec<ConfigIssue>,
+}

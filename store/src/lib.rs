@@ -1,0 +1,201 @@
+//! The audit store: every renewal as a row with its step events, the certs issued, each
+//! cert's conditions and backoff, and the DCV journal that makes crashes recoverable.
+//! [`AuditStore`] is what the reconciler and server see; [`SqliteStore`] is the default
+//! single-node implementation.
+
+mod sqlite;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use rota_api::CertId;
+use rota_api::DcvChallenge;
+use rota_api::config::DcvSpec;
+use rota_api::status::{
+    BackoffState, Condition, Reason, RenewalRecord, RenewalStatus, Step, StepEvent, StepStatus,
+};
+
+pub use sqlite::SqliteStore;
+
+/// A cert as issued, kept for the audit trail and for cluster distribution. No private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCertRow {
+    /// The cert.
+    pub cert_id: CertId,
+    /// The renewal that produced it.
+    pub renewal_id: i64,
+    /// Leaf PEM.
+    pub cert_pem: String,
+    /// Chain PEM (leaf excluded).
+    pub chain_pem: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+    /// When rota received it.
+    pub issued_at: OffsetDateTime,
+}
+
+/// A DCV response that was (or was about to be) published and not yet confirmed removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DcvJournalEntry {
+    /// Journal row id.
+    pub id: i64,
+    /// The renewal that published it.
+    pub renewal_id: i64,
+    /// The cert.
+    pub cert_id: CertId,
+    /// The solver that published it, so it can be removed even if the cert left the config.
+    pub dcv: DcvSpec,
+    /// What was published.
+    pub challenge: DcvChallenge,
+    /// When it was journalled.
+    pub journalled_at: OffsetDateTime,
+}
+
+/// What a store operation failed with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("audit store: {context}: {source}")]
+    Sqlite {
+        /// What was being done.
+        context: &'static str,
+        /// The driver's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database file or its directory could not be prepared.
+    #[error("audit store: {context} {path}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The path concerned.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored value could not be decoded (written by a newer rota, or edited by hand).
+    #[error("audit store: cannot decode {what}: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// The worker thread died (a panic inside the driver).
+    #[error("audit store: worker failed: {0}")]
+    Worker(String),
+}
+
+/// Everything rota records about renewals; async so remote stores fit behind it.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Opens a `running` renewal row for `cert_id`.
+    async fn open_renewal(
+        &self,
+        cert_id: &CertId,
+        trigger: Reason,
+        at: OffsetDateTime,
+    ) -> Result<RenewalRecord, StoreError>;
+
+    /// Appends a step event to a renewal; `seq` is assigned by the store.
+    async fn record_step(
+        &self,
+        renewal_id: i64,
+        step: Step,
+        status: StepStatus,
+        message: &str,
+        at: OffsetDateTime,
+    ) -> Result<StepEvent, StoreError>;
+
+    /// Closes a renewal with its final status.
+    async fn close_renewal(
+        &self,
+        renewal_id: i64,
+        status: RenewalStatus,
+        error: Option<&str>,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Closes every `running` row as `interrupted` (called at start) and returns them.
+    async fn interrupt_open_renewals(
+        &self,
+        at: OffsetDateTime,
+    ) -> Result<Vec<RenewalRecord>, StoreError>;
+
+    /// One renewal by id.
+    async fn renewal(&self, renewal_id: i64) -> Result<Option<RenewalRecord>, StoreError>;
+
+    /// The most recent renewals of a cert, newest first.
+    async fn renewals(
+        &self,
+        cert_id: &CertId,
+        limit: usize,
+    ) -> Result<Vec<RenewalRecord>, StoreError>;
+
+    /// The status of each cert's most recent renewal.
+    async fn last_renewal_statuses(&self) -> Result<HashMap<CertId, RenewalStatus>, StoreError>;
+
+    /// A renewal's step events, in order.
+    async fn steps(&self, renewal_id: i64) -> Result<Vec<StepEvent>, StoreError>;
+
+    /// Records a DCV publish before it is made; returns the journal id.
+    async fn journal_dcv(
+        &self,
+        renewal_id: i64,
+        cert_id: &CertId,
+        dcv: &DcvSpec,
+        challenge: &DcvChallenge,
+        at: OffsetDateTime,
+    ) -> Result<i64, StoreError>;
+
+    /// Drops a journal entry once its record is confirmed removed.
+    async fn clear_dcv(&self, journal_id: i64) -> Result<(), StoreError>;
+
+    /// Journal entries not yet cleared, oldest first.
+    async fn pending_dcv(&self) -> Result<Vec<DcvJournalEntry>, StoreError>;
+
+    /// Keeps an issued cert.
+    async fn record_issued_cert(&self, row: &IssuedCertRow) -> Result<(), StoreError>;
+
+    /// The most recently issued cert for `cert_id`.
+    async fn latest_issued_cert(
+        &self,
+        cert_id: &CertId,
+    ) -> Result<Option<IssuedCertRow>, StoreError>;
+
+    /// Replaces a cert's conditions.
+    async fn put_conditions(
+        &self,
+        cert_id: &CertId,
+        conditions: &[Condition],
+    ) -> Result<(), StoreError>;
+
+    /// Every cert's conditions.
+    async fn all_conditions(&self) -> Result<HashMap<CertId, Vec<Condition>>, StoreError>;
+
+    /// Sets (or with `None` clears) a cert's failure backoff.
+    async fn put_backoff(
+        &self,
+        cert_id: &CertId,
+        backoff: Option<&BackoffState>,
+    ) -> Result<(), StoreError>;
+
+    /// Every cert's backoff.
+    async fn backoffs(&self) -> Result<HashMap<CertId, BackoffState>, StoreError>;
+
+    /// Remembers that `generation` of a cert's spec has been reconciled.
+    async fn put_reconciled_generation(
+        &self,
+        cert_id: &CertId,
+        generation: u64,
+    ) -> Result<(), StoreError>;
+
+    /// The last reconciled generation of every cert.
+    async fn reconciled_generations(&self) -> Result<HashMap<CertId, u64>, StoreError>;
+}
