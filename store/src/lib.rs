@@ -39,7 +39,7 @@ pub struct IssuedCertRow {
 }
 
 /// A DCV response that was (or was about to be) published and not yet confirmed removed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DcvJournalEntry {
     /// Journal row id.
     pub id: i64,
