@@ -1,1 +1,200 @@
-//! placeholder
+//! rota's backends: one module per config `kind` (`ca/local.rs`, `install/filesystem.rs`, …)
+//! and [`Providers`], the one factory that turns a config variant into a running backend. The
+//! reconciler only sees the `rota-api` traits; this crate is where vendors live. Also home of
+//! the two pieces of file handling every backend shares: [`atomic_write`] and the per-cert
+//! private [`keys`].
+
+pub mod atomic_write;
+pub mod keys;
+
+mod ca {
+    //! Certificate authorities, one module per `ca: { kind }`.
+    pub(crate) mod local;
+}
+
+mod install {
+    //! Installers, one module per `install: { kind }`.
+    pub(crate) mod filesystem;
+}
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rota_api::config::{AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec, Tagged};
+use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
+
+use ca::local::LocalCa;
+pub use ca::local::root_cert_path;
+use install::filesystem::FilesystemInstall;
+
+/// Builds backends from config variants; keep one for the daemon's lifetime so certs share
+/// what must be shared (one local CA per directory).
+#[derive(Default)]
+pub struct Providers {
+    /// The local CAs built so far, by directory.
+    local_cas: Mutex<HashMap<PathBuf, Arc<LocalCa>>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cas = self
+            .local_cas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("Providers")
+            .field("local_ca_directories", &cas.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Providers {
+    /// A factory with nothing built yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The one [`LocalCa`] for `config`'s local CA directory.
+    fn local_ca(&self, config: &Config) -> Arc<LocalCa> {
+        let directory = config.local_ca_directory();
+        let mut cas = self
+            .local_cas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let ca = cas
+            .entry(directory)
+            .or_insert_with_key(|dir| Arc::new(LocalCa::new(dir)));
+        Arc::clone(ca)
+    }
+}
+
+/// A `kind` the config reference knows but this build cannot run. The validator refuses it
+/// first; this keeps a config that slipped past it from doing anything.
+fn not_available<T: ?Sized>(spec: &impl Tagged) -> Result<Arc<T>, BackendError> {
+    Err(BackendError::NotAvailable {
+        backend: spec.kind(),
+    })
+}
+
+impl BackendFactory for Providers {
+    fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError> {
+        match &cert.ca {
+            CaSpec::Local(_) => Ok(Arc::new(
+                self.local_ca(config).backend(config.local_ca.validity_days),
+            )),
+            CaSpec::Namecheap(_) | CaSpec::Acme(_) => not_available(&cert.ca),
+        }
+    }
+
+    fn dcv(&self, _config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
+        match spec {
+            DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) | DcvSpec::Webroot(_) => {
+                not_available(spec)
+            }
+        }
+    }
+
+    fn install(
+        &self,
+        _config: &Config,
+        cert: &CertSpec,
+    ) -> Result<Arc<dyn InstallBackend>, BackendError> {
+        match &cert.install {
+            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
+            InstallSpec::Dsm(_)
+            | InstallSpec::Nginx(_)
+            | InstallSpec::Haproxy(_)
+            | InstallSpec::K8sSecret(_) => not_available(&cert.install),
+        }
+    }
+
+    fn alert(
+        &self,
+        _config: &Config,
+        spec: &AlertSpec,
+    ) -> Result<Arc<dyn AlertBackend>, BackendError> {
+        match spec {
+            AlertSpec::Email(_) | AlertSpec::Webhook(_) => not_available(spec),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rota_api::config::{AcmeCa, NginxInstall, WebrootDcv};
+
+    use super::*;
+
+    /// A config with one cert issued by the local CA and installed under `dir/out`.
+    fn local_config(dir: &Path) -> Config {
+        let text = format!(
+            "local_ca: {{ directory: {d}/ca, validity_days: 30 }}\n\
+             certs:\n  - id: web\n    domains: [a.test]\n    key_path: {d}/web.key\n    \
+             ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {d}/out }}\n",
+            d = dir.display()
+        );
+        rota_api::config::load_str(&dir.join("rota.yaml"), text)
+            .unwrap()
+            .config
+    }
+
+    fn refused(result: Result<(), BackendError>) -> &'static str {
+        match result {
+            Err(BackendError::NotAvailable { backend }) => backend,
+            other => panic!("expected NotAvailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn available_kinds_build_and_the_rest_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let providers = Providers::new();
+        let config = local_config(dir.path());
+        let cert = &config.certs[0];
+        assert_eq!(providers.ca(&config, cert).unwrap().kind(), "local");
+        assert_eq!(
+            providers.install(&config, cert).unwrap().kind(),
+            "filesystem"
+        );
+
+        // Built by hand: the config validator refuses these kinds before they get here.
+        let mut other = cert.clone();
+        other.ca = CaSpec::Acme(AcmeCa {});
+        other.install = InstallSpec::Nginx(NginxInstall {
+            directory: "/tmp/x".into(),
+            reload_command: None,
+        });
+        assert_eq!(refused(providers.ca(&config, &other).map(drop)), "acme");
+        assert_eq!(
+            refused(providers.install(&config, &other).map(drop)),
+            "nginx"
+        );
+        let webroot = DcvSpec::Webroot(WebrootDcv {
+            directory: "/w".into(),
+        });
+        assert_eq!(
+            refused(providers.dcv(&config, &webroot).map(drop)),
+            "webroot"
+        );
+    }
+
+    #[test]
+    fn one_local_ca_per_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let providers = Providers::new();
+        let config = local_config(dir.path());
+        assert!(Arc::ptr_eq(
+            &providers.local_ca(&config),
+            &providers.local_ca(&config)
+        ));
+        let mut elsewhere = config.clone();
+        elsewhere.local_ca.directory = Some(dir.path().join("other-ca"));
+        assert!(!Arc::ptr_eq(
+            &providers.local_ca(&config),
+            &providers.local_ca(&elsewhere)
+        ));
+    }
+}

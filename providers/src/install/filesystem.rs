@@ -1,0 +1,210 @@
+//! `install: { kind: filesystem, directory }`: PEM files under certbot's names, so any service
+//! reading certs from disk (and any reload script written for certbot) works unchanged. Each
+//! file is replaced atomically; `cert.pem` goes last because it is what the reconciler reads
+//! back, so a crash half-way is observed as the old cert and the install is retried.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
+
+use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
+
+/// The config `kind` of this installer.
+const KIND: &str = "filesystem";
+
+/// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
+pub(crate) struct FilesystemInstall {
+    directory: PathBuf,
+}
+
+impl FilesystemInstall {
+    /// An installer writing into `directory` (created 0755 when missing).
+    pub(crate) fn new(directory: &Path) -> Self {
+        Self {
+            directory: directory.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl InstallBackend for FilesystemInstall {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn install(
+        &self,
+        cert: &IssuedCert,
+        private_key_pem: &SecretString,
+        _domains: &[DomainName],
+    ) -> Result<(), BackendError> {
+        let directory = self.directory.clone();
+        let cert = cert.clone();
+        let key = private_key_pem.clone();
+        tokio::task::spawn_blocking(move || write_files(&directory, &cert, &key))
+            .await
+            .map_err(|e| task_failed(&self.directory, "writing", &e))?
+    }
+
+    async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
+        let path = self.directory.join("cert.pem");
+        let read_path = path.clone();
+        let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
+            .await
+            .map_err(|e| task_failed(&self.directory, "reading", &e))?;
+        match read {
+            Ok(pem) => Ok(Some(pem)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BackendError::Io {
+                backend: KIND,
+                action: "reading",
+                path,
+                source,
+            }),
+        }
+    }
+}
+
+fn write_files(
+    directory: &Path,
+    cert: &IssuedCert,
+    key: &SecretString,
+) -> Result<(), BackendError> {
+    let io_error = |action, path: &Path, source| BackendError::Io {
+        backend: KIND,
+        action,
+        path: path.to_owned(),
+        source,
+    };
+    create_dir_all_with_mode(directory, 0o755).map_err(|e| io_error("creating", directory, e))?;
+    let fullchain = cert.fullchain_pem();
+    let files: [(&str, &[u8], u32); 4] = [
+        ("privkey.pem", key.expose().as_bytes(), 0o600),
+        ("chain.pem", cert.chain_pem.as_bytes(), 0o644),
+        ("fullchain.pem", fullchain.as_bytes(), 0o644),
+        // Last: see the module docs.
+        ("cert.pem", cert.cert_pem.as_bytes(), 0o644),
+    ];
+    for (name, contents, mode) in files {
+        let path = directory.join(name);
+        write_atomic(&path, contents, mode).map_err(|e| io_error("writing", &path, e))?;
+    }
+    Ok(())
+}
+
+fn task_failed(
+    directory: &Path,
+    action: &'static str,
+    err: &tokio::task::JoinError,
+) -> BackendError {
+    BackendError::Io {
+        backend: KIND,
+        action,
+        path: directory.to_owned(),
+        source: io::Error::other(format!("the file task failed: {err}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn issued(serial: &str) -> IssuedCert {
+        IssuedCert {
+            cert_pem: format!(
+                "-----BEGIN CERTIFICATE-----\nleaf {serial}\n-----END CERTIFICATE-----\n"
+            ),
+            chain_pem: "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".into(),
+        }
+    }
+
+    fn id() -> CertId {
+        CertId::new("web").unwrap()
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[tokio::test]
+    async fn lands_four_files_with_their_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("certs/web");
+        let installer = FilesystemInstall::new(&target);
+        assert_eq!(installer.current_cert_pem(&id()).await.unwrap(), None);
+        let key =
+            SecretString::new("-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n".into());
+        let cert = issued("1");
+        installer.install(&cert, &key, &[]).await.unwrap();
+
+        assert_eq!(mode_of(&target), 0o755);
+        let read = |name: &str| std::fs::read_to_string(target.join(name)).unwrap();
+        assert_eq!(read("privkey.pem"), key.expose());
+        assert_eq!(read("cert.pem"), cert.cert_pem);
+        assert_eq!(read("chain.pem"), cert.chain_pem);
+        assert_eq!(
+            read("fullchain.pem"),
+            format!("{}{}", cert.cert_pem, cert.chain_pem)
+        );
+        assert_eq!(mode_of(&target.join("privkey.pem")), 0o600);
+        for name in ["cert.pem", "chain.pem", "fullchain.pem"] {
+            assert_eq!(mode_of(&target.join(name)), 0o644, "{name}");
+        }
+        assert_eq!(
+            installer.current_cert_pem(&id()).await.unwrap(),
+            Some(cert.cert_pem)
+        );
+    }
+
+    #[tokio::test]
+    async fn reinstall_replaces_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let installer = FilesystemInstall::new(dir.path());
+        let key = SecretString::new("key\n".into());
+        installer.install(&issued("1"), &key, &[]).await.unwrap();
+        installer.install(&issued("2"), &key, &[]).await.unwrap();
+        let current = installer.current_cert_pem(&id()).await.unwrap().unwrap();
+        assert!(current.contains("leaf 2"), "{current}");
+        let full = std::fs::read_to_string(dir.path().join("fullchain.pem")).unwrap();
+        assert!(
+            full.contains("leaf 2") && !full.contains("leaf 1"),
+            "{full}"
+        );
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_target_is_an_io_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("not-a-dir");
+        std::fs::write(&blocker, b"").unwrap();
+        let installer = FilesystemInstall::new(&blocker.join("web"));
+        let err = installer
+            .install(&issued("1"), &SecretString::new("k".into()), &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                BackendError::Io {
+                    action: "creating",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("not-a-dir"), "{err}");
+    }
+}
