@@ -1,0 +1,197 @@
+//! The planner: a pure function from a cert's spec, what was observed and the clock to what
+//! should happen. "Needs renewal" is an ordered chain of small policies; the first that fires
+//! gives the reason, which goes straight into the `Ready` condition and the audit row.
+
+use std::collections::BTreeSet;
+
+use time::{Duration, OffsetDateTime};
+
+use rota_api::DomainName;
+use rota_api::status::{BackoffState, Reason};
+use rota_api::wire::InstalledCert;
+
+use crate::backoff;
+
+/// What observing a cert found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// No cert is installed.
+    NotInstalled,
+    /// A cert is installed; these are its facts.
+    Installed(InstalledCert),
+    /// Something is installed but could not be read back or parsed.
+    Unreadable(String),
+}
+
+/// Everything the planner looks at for one cert.
+#[derive(Debug, Clone, Copy)]
+pub struct PlanInput<'a> {
+    /// The spec's domains.
+    pub domains: &'a [DomainName],
+    /// Renew when fewer than this remain before notAfter.
+    pub renew_threshold: Duration,
+    /// The spec generation.
+    pub generation: u64,
+    /// What is installed.
+    pub observed: &'a Observation,
+    /// The stored failure backoff, if any.
+    pub backoff: Option<&'a BackoffState>,
+}
+
+/// What to do about one cert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Nothing until `renew_at`.
+    UpToDate {
+        /// When the renewal window opens.
+        renew_at: OffsetDateTime,
+    },
+    /// Renew now, for this reason.
+    Renew(Reason),
+    /// It needs renewing, but the failure backoff holds it until `until`.
+    BackingOff {
+        /// Why it needs renewing.
+        reason: Reason,
+        /// When the next automatic attempt may run.
+        until: OffsetDateTime,
+    },
+}
+
+type Policy = fn(&PlanInput<'_>, OffsetDateTime) -> Option<Reason>;
+
+/// The renewal policies, most fundamental first.
+const POLICIES: &[Policy] = &[
+    not_installed,
+    unreadable,
+    key_mismatch,
+    domains_changed,
+    expired,
+    inside_renewal_window,
+];
+
+/// Decides what to do about one cert at `now`.
+#[must_use]
+pub fn plan(input: &PlanInput<'_>, now: OffsetDateTime) -> Plan {
+    match POLICIES.iter().find_map(|policy| policy(input, now)) {
+        Some(reason) if backoff::holds(input.backoff, input.generation, now) => Plan::BackingOff {
+            reason,
+            until: input.backoff.map_or(now, |b| b.next_attempt_at),
+        },
+        Some(reason) => Plan::Renew(reason),
+        None => Plan::UpToDate {
+            renew_at: installed(input).map_or(now, |c| c.not_after - input.renew_threshold),
+        },
+    }
+}
+
+fn installed<'a>(input: &PlanInput<'a>) -> Option<&'a InstalledCert> {
+    match input.observed {
+        Observation::Installed(cert) => Some(cert),
+        _ => None,
+    }
+}
+
+fn not_installed(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
+    matches!(input.observed, Observation::NotInstalled).then_some(Reason::NotInstalled)
+}
+
+fn unreadable(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
+    matches!(input.observed, Observation::Unreadable(_)).then_some(Reason::ObserveFailed)
+}
+
+fn key_mismatch(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
+    installed(input)
+        .filter(|c| !c.key_matches)
+        .map(|_| Reason::KeyMismatch)
+}
+
+fn domains_changed(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
+    let cert = installed(input)?;
+    let wanted: BTreeSet<&str> = input.domains.iter().map(DomainName::as_str).collect();
+    let have: BTreeSet<String> = cert.sans.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let have: BTreeSet<&str> = have.iter().map(String::as_str).collect();
+    (wanted != have).then_some(Reason::DomainsChanged)
+}
+
+fn expired(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {
+    installed(input)
+        .filter(|c| c.not_after <= now)
+        .map(|_| Reason::Expired)
+}
+
+fn inside_renewal_window(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {
+    installed(input)
+        .filter(|c| c.not_after - input.renew_threshold <= now)
+        .map(|_| Reason::RenewalDue)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-28 12:00 UTC);
+
+    fn cert(days_left: i64, sans: &[&str], key_matches: bool) -> Observation {
+        Observation::Installed(InstalledCert {
+            serial: "01".into(),
+            issuer: "CN=test".into(),
+            not_before: NOW - Duration::days(10),
+            not_after: NOW + Duration::days(days_left),
+            sans: sans.iter().map(|s| (*s).to_owned()).collect(),
+            key_matches,
+        })
+    }
+
+    fn backoff(generation: u64, hours_left: i64) -> BackoffState {
+        BackoffState {
+            failures: 2,
+            next_attempt_at: NOW + Duration::hours(hours_left),
+            generation,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let domains = [
+            DomainName::new("a.test").unwrap(),
+            DomainName::new("www.a.test").unwrap(),
+        ];
+        let both = ["a.test", "www.a.test"];
+        let unreadable = Observation::Unreadable("garbage".into());
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Observation, Option<BackoffState>, Plan)> = vec![
+            ("nothing installed", Observation::NotInstalled, None, Plan::Renew(Reason::NotInstalled)),
+            ("unreadable install", unreadable, None, Plan::Renew(Reason::ObserveFailed)),
+            ("fresh and matching", cert(60, &both, true), None,
+                Plan::UpToDate { renew_at: NOW + Duration::days(30) }),
+            ("SAN order does not matter", cert(60, &["www.a.test", "A.TEST"], true), None,
+                Plan::UpToDate { renew_at: NOW + Duration::days(30) }),
+            ("inside the window", cert(29, &both, true), None, Plan::Renew(Reason::RenewalDue)),
+            ("exactly at the threshold", cert(30, &both, true), None, Plan::Renew(Reason::RenewalDue)),
+            ("expired beats due", cert(-1, &both, true), None, Plan::Renew(Reason::Expired)),
+            ("a domain added", cert(60, &["a.test"], true), None, Plan::Renew(Reason::DomainsChanged)),
+            ("a domain removed", cert(60, &["a.test", "www.a.test", "old.a.test"], true), None,
+                Plan::Renew(Reason::DomainsChanged)),
+            ("key replaced beats domains", cert(60, &["a.test"], false), None,
+                Plan::Renew(Reason::KeyMismatch)),
+            ("due but backing off", cert(10, &both, true), Some(backoff(1, 2)),
+                Plan::BackingOff { reason: Reason::RenewalDue, until: NOW + Duration::hours(2) }),
+            ("backoff over", cert(10, &both, true), Some(backoff(1, -1)), Plan::Renew(Reason::RenewalDue)),
+            ("backoff of an older spec is ignored", cert(10, &both, true), Some(backoff(9, 2)),
+                Plan::Renew(Reason::RenewalDue)),
+            ("backoff does not matter when up to date", cert(60, &both, true), Some(backoff(1, 2)),
+                Plan::UpToDate { renew_at: NOW + Duration::days(30) }),
+        ];
+        for (why, observed, backoff, want) in rows {
+            let input = PlanInput {
+                domains: &domains,
+                renew_threshold: Duration::days(30),
+                generation: 1,
+                observed: &observed,
+                backoff: backoff.as_ref(),
+            };
+            assert_eq!(plan(&input, NOW), want, "{why}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Hot reload: watches the config file's directory (so editors that replace the file by
+//! rename are followed), waits for writes to settle, and applies the new text if it is valid.
+//! An invalid change is logged with every error, surfaced to the API, and the running config
+//! is kept.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use rota_api::config::load_str;
+
+use crate::reconciler::Reconciler;
+
+/// Writes closer together than this count as one change.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Why the watcher could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot watch {path}: {source}")]
+pub struct WatchError {
+    path: PathBuf,
+    #[source]
+    source: notify::Error,
+}
+
+/// Starts watching `path`; changes are applied to `reconciler` until it shuts down.
+pub fn watch_config(reconciler: &Reconciler, path: &Path) -> Result<(), WatchError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."))
+        .to_owned();
+    let name = path.file_name().map(ToOwned::to_owned);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let relevant = !matches!(event.kind, EventKind::Access(_))
+            && event.paths.iter().any(|p| p.file_name() == name.as_deref());
+        if relevant {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|source| WatchError {
+        path: dir.clone(),
+        source,
+    })?;
+    watcher
+        .watch(&dir, RecursiveMode::NonRecursive)
+        .map_err(|source| WatchError {
+            path: dir.clone(),
+            source,
+        })?;
+    let this = reconciler.clone();
+    let path = path.to_owned();
+    reconciler.shared.tasks.spawn(async move {
+        // The watcher lives as long as this task.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                () = this.shared.shutdown.cancelled() => break,
+                got = rx.recv() => if got.is_none() { break },
+            }
+            while tokio::time::timeout(SETTLE, rx.recv())
+                .await
+                .is_ok_and(|got| got.is_some())
+            {}
+            this.reload(&path).await;
+        }
+    });
+    Ok(())
+}
+
+impl Reconciler {
+    async fn reload(&self, path: &Path) {
+        let read_path = path.to_owned();
+        let text = match tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
+            .await
+        {
+            Ok(Ok(text)) => text,
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "config file unreadable; keeping the running config");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reading the config panicked");
+                return;
+            }
+        };
+        if text == self.desired().loaded.text {
+            return;
+        }
+        tracing::info!(path = %path.display(), "config file changed; reloading");
+        let owned = path.to_owned();
+        let loaded = tokio::task::spawn_blocking(move || load_str(&owned, text)).await;
+        match loaded {
+            Ok(Ok(loaded)) => match self.prepare(loaded) {
+                Ok(prepared) => {
+                    self.commit(prepared);
+                }
+                Err(errors) => self.config_refused(&errors),
+            },
+            Ok(Err(errors)) => self.config_refused(&errors),
+            Err(e) => tracing::error!(error = %e, "loading the config panicked"),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! rotad's life: load and validate the config, open the audit store, start the reconciler
+//! and the config watcher, serve the API on TCP and on the UNIX socket, and on SIGTERM or
+//! SIGINT let in-flight renewals finish (or leave them journalled) before exiting.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use rota_api::config::{AuditConfig, load_file};
+use rota_providers::Providers;
+use rota_providers::atomic_write::create_dir_all_with_mode;
+use rota_reconciler::{Reconciler, StartError, SystemClock, watch_config};
+use rota_store::{AuditStore, SqliteStore};
+
+use crate::api::{AppState, routes};
+use crate::guard::{protocol_header, tcp_guard};
+
+/// How long in-flight renewals get to finish after a stop signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The socket's mode: the CLI's users are rotad's user and group.
+const SOCKET_MODE: u32 = 0o660;
+
+/// How rotad was started.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// The config file (also where `rota apply` writes).
+    pub config_path: PathBuf,
+}
+
+/// Runs rotad until SIGTERM or SIGINT.
+pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    let path = options.config_path;
+    let load_path = path.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_file(&load_path))
+        .await?
+        .map_err(anyhow::Error::new)?;
+    let daemon = loaded.config.daemon.clone();
+    let store: Arc<dyn AuditStore> = match &loaded.config.audit {
+        AuditConfig::Sqlite(_) => {
+            Arc::new(SqliteStore::open(&daemon.database_path).with_context(|| {
+                format!(
+                    "opening the audit database {}",
+                    daemon.database_path.display()
+                )
+            })?)
+        }
+        AuditConfig::Surrealdb(_) => {
+            bail!("audit kind `surrealdb` is not available in this build yet")
+        }
+    };
+    let shutdown = CancellationToken::new();
+    let reconciler = Reconciler::start(
+        loaded,
+        Arc::clone(&store),
+        Arc::new(Providers::new()),
+        Arc::new(SystemClock),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(|e| match e {
+        StartError::Config(errors) => anyhow::Error::new(errors),
+        other => anyhow::Error::new(other),
+    })?;
+    watch_config(&reconciler, &path)?;
+
+    let state = AppState {
+        reconciler: reconciler.clone(),
+        store,
+        started_at: time::OffsetDateTime::now_utc(),
+        apply_lock: Arc::default(),
+    };
+    let tcp_app = routes(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tcp_guard,
+        ))
+        .layer(axum::middleware::from_fn(protocol_header));
+    let socket_app = routes(state).layer(axum::middleware::from_fn(protocol_header));
+
+    let tcp = TcpListener::bind(daemon.listen_addr)
+        .await
+        .with_context(|| format!("binding daemon.listen_addr {}", daemon.listen_addr))?;
+    let socket = bind_socket(&daemon.socket_path).await?;
+    tracing::info!(
+        config = %path.display(),
+        listen_addr = %tcp.local_addr().unwrap_or(daemon.listen_addr),
+        socket = %daemon.socket_path.display(),
+        certs = reconciler.desired().certs.len(),
+        "rotad started"
+    );
+
+    let servers = tokio::spawn(serve(tcp, tcp_app, socket, socket_app, shutdown.clone()));
+    wait_for_signal().await?;
+    tracing::info!("stopping: letting in-flight renewals finish");
+    if !reconciler.shutdown(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            "renewals still running after the grace period; they will be closed as interrupted at the next start"
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;
+    let _ = std::fs::remove_file(&daemon.socket_path);
+    tracing::info!("rotad stopped");
+    Ok(())
+}
+
+async fn serve(
+    tcp: TcpListener,
+    tcp_app: Router,
+    socket: UnixListener,
+    socket_app: Router,
+    stop: CancellationToken,
+) {
+    let tcp_stop = stop.clone();
+    let tcp_server =
+        axum::serve(tcp, tcp_app).with_graceful_shutdown(async move { tcp_stop.cancelled().await });
+    let socket_server = axum::serve(socket, socket_app)
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    let (a, b) = tokio::join!(tcp_server.into_future(), socket_server.into_future());
+    for result in [a, b] {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "API server failed");
+        }
+    }
+}
+
+/// Binds the CLI socket, replacing a stale one but never a live rotad's.
+async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_dir_all_with_mode(dir, 0o755)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            bail!("another rotad is already listening on {}", path.display());
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("removing the stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("binding daemon.socket_path {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}
