@@ -1,1 +1,330 @@
-fn main() {}
+//! `rota`, the command-line client of rotad. It talks to the daemon over its UNIX socket
+//! (HTTP/1.1, `rota_api::wire::PROTOCOL_VERSION` checked on every answer) and links only
+//! `rota-api`, so it starts fast; `rota check` needs no daemon at all.
+//!
+//! Exit codes, for scripts (also in `rota --help`):
+//! - 0: success
+//! - 1: the operation failed (a renewal failed, rotad refused the request)
+//! - 2: usage error
+//! - 3: invalid config (every problem listed as `file:line:col: path: message`)
+//! - 4: not found (no such cert, or no such renewal)
+//! - 69: rotad unreachable (socket missing, connection refused, permission denied, no answer)
+//! - 76: protocol mismatch (rotad speaks another wire protocol version)
+
+mod apply;
+mod certs_view;
+mod client;
+mod describe_view;
+mod exit;
+mod human_time;
+mod log_view;
+mod ndjson;
+mod renew;
+mod table;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rota_api::CertId;
+use rota_api::wire::{CertDetail, CertSummary, RenewalLog, StatusResponse};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::client::Daemon;
+use crate::exit::CliError;
+
+/// `rota --help`'s description, with the exit codes.
+const LONG_ABOUT: &str = "\
+rota talks to rotad, the certificate renewal daemon, over its UNIX socket \
+(--socket, ROTA_SOCKET). `rota check` works offline.
+
+Exit codes:
+  0   success
+  1   the operation failed (a renewal failed, rotad refused the request)
+  2   usage error
+  3   invalid config (every problem listed as file:line:col: path: message)
+  4   not found (no such cert, or no such renewal)
+  69  rotad unreachable (socket missing, connection refused, permission denied, no answer)
+  76  protocol mismatch (rotad speaks another wire protocol version)";
+
+/// The `rota` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "rota",
+    version,
+    about = "Talk to rotad, the certificate renewal daemon"
+)]
+#[command(long_about = LONG_ABOUT)]
+struct Cli {
+    /// rotad's UNIX socket.
+    #[arg(
+        long,
+        global = true,
+        env = "ROTA_SOCKET",
+        default_value = "/var/run/rota.sock",
+        value_name = "PATH"
+    )]
+    socket: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One line per cert: domains, days until expiry, readiness, last renewal.
+    Status {
+        /// Print the raw status instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
+    /// List resources.
+    Get {
+        #[command(subcommand)]
+        resource: GetResource,
+    },
+    /// Show everything rotad knows about one resource.
+    Describe {
+        #[command(subcommand)]
+        resource: DescribeResource,
+    },
+    /// Renew a cert now, whatever its expiry, and follow the renewal step by step.
+    Renew {
+        /// The cert's id.
+        #[arg(value_parser = parse_cert_id)]
+        id: CertId,
+    },
+    /// Print a renewal's audit trail (the most recent one by default).
+    Log {
+        /// The cert's id.
+        #[arg(value_parser = parse_cert_id)]
+        id: CertId,
+        /// The renewal's id, as listed by `rota describe cert`.
+        #[arg(long, value_name = "N")]
+        renewal: Option<i64>,
+        /// Print the raw log instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
+    /// Send a config file to rotad: it validates it, shows the diff, writes it and reconciles.
+    Apply {
+        /// The config file; sent exactly as written, comments included.
+        #[arg(
+            short = 'f',
+            long = "file",
+            visible_alias = "filename",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
+        /// Validate and show the diff only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Validate a config file offline, without rotad.
+    Check {
+        /// The config file.
+        #[arg(
+            short = 'f',
+            long = "file",
+            visible_alias = "filename",
+            value_name = "FILE"
+        )]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GetResource {
+    /// The certs rotad keeps fresh.
+    #[command(visible_alias = "cert")]
+    Certs {
+        /// `wide` adds the backends and notAfter; `json` and `yaml` print the raw list.
+        #[arg(short, long, value_enum)]
+        output: Option<ListFormat>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DescribeResource {
+    /// One cert: spec, conditions, installed cert, backoff, recent renewals.
+    #[command(visible_alias = "certs")]
+    Cert {
+        /// The cert's id.
+        #[arg(value_parser = parse_cert_id)]
+        id: CertId,
+        /// Print the raw detail instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
+}
+
+/// `-o` for a list.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Wide,
+    Json,
+    Yaml,
+}
+
+/// `-o` for a single document.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DataFormat {
+    Json,
+    Yaml,
+}
+
+fn parse_cert_id(s: &str) -> Result<CertId, String> {
+    CertId::new(s)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // Data already printed must come before the error.
+            io::stdout().flush().ok();
+            eprint!("{}", err.report());
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let daemon = Daemon::new(cli.socket);
+    runtime.block_on(execute(&daemon, cli.command))
+}
+
+/// Runs one command; all but `check` talk to rotad.
+async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
+    let now = OffsetDateTime::now_utc();
+    match command {
+        Command::Status { output } => status(daemon, output, now).await,
+        Command::Get {
+            resource: GetResource::Certs { output },
+        } => {
+            let certs: Vec<CertSummary> = daemon.get("/api/certs").await?;
+            emit(&match output {
+                None => certs_view::certs_table(&certs, false, now),
+                Some(ListFormat::Wide) => certs_view::certs_table(&certs, true, now),
+                Some(ListFormat::Json) => serialize(DataFormat::Json, &certs)?,
+                Some(ListFormat::Yaml) => serialize(DataFormat::Yaml, &certs)?,
+            })
+        }
+        Command::Describe {
+            resource: DescribeResource::Cert { id, output },
+        } => {
+            let detail: CertDetail = daemon.get(&format!("/api/certs/{id}")).await?;
+            emit(&match output {
+                None => describe_view::describe(&detail, now),
+                Some(format) => serialize(format, &detail)?,
+            })
+        }
+        Command::Log {
+            id,
+            renewal,
+            output,
+        } => {
+            let query = renewal.map_or_else(String::new, |n| format!("?renewal={n}"));
+            let log: RenewalLog = daemon.get(&format!("/api/certs/{id}/log{query}")).await?;
+            emit(&match output {
+                None => log_view::renewal_log(&log, now),
+                Some(format) => serialize(format, &log)?,
+            })
+        }
+        Command::Renew { id } => renew::renew(daemon, &id).await,
+        Command::Apply { file, dry_run } => apply::apply(daemon, &file, dry_run).await,
+        Command::Check { file } => apply::check(&file),
+    }
+}
+
+/// `rota status`: the summary on stdout, a config rotad refused on stderr.
+async fn status(
+    daemon: &Daemon,
+    output: Option<DataFormat>,
+    now: OffsetDateTime,
+) -> Result<(), CliError> {
+    let status: StatusResponse = daemon.get("/api/status").await?;
+    if let Some(format) = output {
+        return emit(&serialize(format, &status)?);
+    }
+    emit(&certs_view::status_text(&status, now))?;
+    if let Some(warning) = certs_view::refused_config_warning(&status.config_errors) {
+        eprint!("{warning}");
+    }
+    Ok(())
+}
+
+/// `value` as pretty JSON or YAML, newline-terminated.
+fn serialize<T: Serialize>(format: DataFormat, value: &T) -> Result<String, CliError> {
+    let text = match format {
+        DataFormat::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+        DataFormat::Yaml => serde_yaml::to_string(value).map_err(|e| e.to_string()),
+    };
+    text.map_err(|e| CliError::failed(format!("cannot format the answer: {e}")))
+}
+
+/// Writes `text` to stdout; a reader that went away (`rota get certs | head -1`) is no error.
+pub(crate) fn emit(text: &str) -> Result<(), CliError> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(CliError::failed(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+    use crate::exit::{
+        EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_NOT_FOUND, EXIT_PROTOCOL, EXIT_UNREACHABLE,
+    };
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_documents_every_exit_code() {
+        for code in [
+            0,
+            EXIT_FAILED,
+            2,
+            EXIT_INVALID_CONFIG,
+            EXIT_NOT_FOUND,
+            EXIT_UNREACHABLE,
+            EXIT_PROTOCOL,
+        ] {
+            assert!(
+                LONG_ABOUT
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{code} "))),
+                "exit code {code} is not documented"
+            );
+        }
+    }
+
+    #[test]
+    fn cert_ids_are_checked_before_anything_is_sent() {
+        let err = Cli::try_parse_from(["rota", "renew", "../etc"]).expect_err("invalid id");
+        assert_eq!(err.exit_code(), 2);
+        let cli = Cli::try_parse_from(["rota", "--socket", "/s", "describe", "cert", "web"])
+            .expect("valid command line");
+        assert!(matches!(cli.command, Command::Describe { .. }));
+    }
+}

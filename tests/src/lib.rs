@@ -1,1 +1,230 @@
-//! placeholder
+//! Fixtures for the end-to-end tests: a real `rotad` in a temporary directory, the real
+//! `rota` CLI pointed at its socket, and helpers that read what landed on disk with the real
+//! `openssl`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's built binaries (`target/<profile>/`).
+#[must_use]
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // Test executables live in target/<profile>/deps/.
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned();
+    for bin in ["rota", "rotad"] {
+        assert!(
+            dir.join(bin).exists(),
+            "{} is missing: build the binaries first (`cargo build --bins`, as scripts/test does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running `rotad` with its own state directory; killed on drop.
+pub struct Rotad {
+    /// Holds the config, database, keys, CA and installed certs.
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Rotad {
+    /// Writes `config` (with `{dir}` replaced by the state directory) and starts rotad on it.
+    #[must_use]
+    pub fn start(config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let text = config.replace("{dir}", &dir.path().display().to_string());
+        fs::write(dir.path().join("rota.yaml"), text).expect("write config");
+        let mut rotad = Self { dir, child: None };
+        rotad.restart();
+        rotad
+    }
+
+    /// The config file path.
+    #[must_use]
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("rota.yaml")
+    }
+
+    /// A path inside the state directory.
+    #[must_use]
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The CLI socket.
+    #[must_use]
+    pub fn socket(&self) -> PathBuf {
+        self.path("rota.sock")
+    }
+
+    /// (Re)starts rotad and waits until its socket answers.
+    pub fn restart(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("rotad.log"))
+            .expect("log file");
+        let child = Command::new(bin_dir().join("rotad"))
+            .arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rotad");
+        self.child = Some(child);
+        wait_for("rotad's socket", Duration::from_secs(20), || {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("rotad exited with {status}; log:\n{}", self.log());
+            }
+            self.rota(&["status"]).status.success().then_some(())
+        });
+    }
+
+    /// Kills rotad with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill rotad");
+            child.wait().expect("reap rotad");
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("rotad running");
+        let pid = child.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        child.wait().expect("reap rotad")
+    }
+
+    /// The PID of the running rotad.
+    #[must_use]
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("rotad running").id()
+    }
+
+    /// rotad's stderr so far.
+    #[must_use]
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.path("rotad.log")).unwrap_or_default()
+    }
+
+    /// Runs the real `rota` CLI against this rotad.
+    #[must_use]
+    pub fn rota(&self, args: &[&str]) -> Output {
+        Command::new(bin_dir().join("rota"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("run rota")
+    }
+
+    /// Runs `rota` and returns stdout, failing the test (with rotad's log) if it fails.
+    #[must_use]
+    pub fn rota_ok(&self, args: &[&str]) -> String {
+        let out = self.rota(args);
+        assert!(
+            out.status.success(),
+            "rota {args:?} failed ({}):\nstdout: {}\nstderr: {}\nrotad log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `rota get certs -o json`, parsed.
+    #[must_use]
+    pub fn certs_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.rota_ok(&["get", "certs", "-o", "json"])).expect("json")
+    }
+}
+
+impl Drop for Rotad {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `openssl` with `args` and returns stdout; panics with stderr if it fails.
+#[must_use]
+pub fn openssl(args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The serial of the certificate at `path`, as openssl prints it.
+#[must_use]
+pub fn serial_of(path: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-in",
+        &path.display().to_string(),
+        "-noout",
+        "-serial",
+    ])
+}
+
+/// The public key of the certificate at `path`, PEM.
+#[must_use]
+pub fn cert_pubkey(path: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-in",
+        &path.display().to_string(),
+        "-noout",
+        "-pubkey",
+    ])
+}
+
+/// The public key of the private key at `path`, PEM.
+#[must_use]
+pub fn key_pubkey(path: &Path) -> String {
+    openssl(&["pkey", "-in", &path.display().to_string(), "-pubout"])
+}
+
+/// The file's permission bits.
+#[must_use]
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}

@@ -1,0 +1,260 @@
+//! `rota describe cert ID` as text, from a [`CertDetail`]: the spec, the conditions, the
+//! installed cert, the backoff and the recent renewals, in kubectl's `describe` layout.
+
+use rota_api::DomainName;
+use rota_api::status::{BackoffState, Condition, ConditionType, RenewalRecord};
+use rota_api::wire::{CertDetail, InstalledCert};
+use time::OffsetDateTime;
+
+use crate::certs_view::condition_status;
+use crate::human_time::{elapsed, relative, relative_and_timestamp, timestamp};
+use crate::table;
+
+/// The column the values of `Name:`-style fields start at.
+const LABEL_WIDTH: usize = 14;
+
+/// The whole description, newline-terminated.
+pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
+    let cert = &detail.summary;
+    let domains: Vec<&str> = cert.domains.iter().map(DomainName::as_str).collect();
+    let backoff = detail.backoff.as_ref().map_or_else(
+        || "<none>".to_owned(),
+        |b| backoff(b, detail.generation, now),
+    );
+    let mut out = fields(
+        "",
+        &[
+            ("Name:", cert.id.to_string()),
+            (
+                "Description:",
+                cert.description.clone().unwrap_or_else(|| "-".to_owned()),
+            ),
+            ("Domains:", domains.join(", ")),
+            ("CA:", cert.ca_backend.clone()),
+            (
+                "DCV:",
+                cert.dcv_backend.clone().unwrap_or_else(|| "-".to_owned()),
+            ),
+            ("Install:", cert.install_backend.clone()),
+            ("Key path:", detail.key_path.clone()),
+            ("Generation:", detail.generation.to_string()),
+            ("Backoff:", backoff),
+        ],
+    );
+    out.push_str(&section("Conditions:", conditions(&detail.conditions, now)));
+    out.push_str(&section(
+        "Installed certificate:",
+        detail.installed.as_ref().map(|c| installed(c, now)),
+    ));
+    out.push_str(&section("Renewals:", renewals(&detail.renewals, now)));
+    out
+}
+
+/// `Name:        value` lines, values aligned at [`LABEL_WIDTH`] past `indent`.
+fn fields(indent: &str, fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(name, value)| format!("{indent}{name:<LABEL_WIDTH$}{value}\n"))
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// `Name:` on its own line and `body` indented below it, or `Name:  <none>`.
+fn section(name: &str, body: Option<String>) -> String {
+    match body {
+        Some(body) => format!("{name}\n{body}"),
+        None => format!(
+            "{name:<width$}<none>\n",
+            width = LABEL_WIDTH.max(name.len() + 2)
+        ),
+    }
+}
+
+fn conditions(conditions: &[Condition], now: OffsetDateTime) -> Option<String> {
+    let rows: Vec<Vec<String>> = conditions
+        .iter()
+        .map(|c| {
+            vec![
+                condition_type(c.type_).to_owned(),
+                condition_status(c.status).to_owned(),
+                c.reason.to_string(),
+                relative_and_timestamp(c.last_transition_time, now),
+                c.message.clone(),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        table::render(
+            "  ",
+            &["TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"],
+            &rows,
+        )
+    })
+}
+
+fn condition_type(t: ConditionType) -> &'static str {
+    match t {
+        ConditionType::Ready => "Ready",
+        ConditionType::Issuing => "Issuing",
+        ConditionType::Failing => "Failing",
+    }
+}
+
+fn installed(cert: &InstalledCert, now: OffsetDateTime) -> String {
+    let key = if cert.key_matches {
+        "yes"
+    } else {
+        "NO: the cert does not belong to the key at the key path"
+    };
+    fields(
+        "  ",
+        &[
+            ("Serial:", cert.serial.clone()),
+            ("Issuer:", cert.issuer.clone()),
+            ("Not before:", stamp_then_age(cert.not_before, now)),
+            ("Not after:", stamp_then_age(cert.not_after, now)),
+            ("SANs:", cert.sans.join(", ")),
+            ("Key matches:", key.to_owned()),
+        ],
+    )
+}
+
+fn stamp_then_age(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    format!("{} ({})", timestamp(t), relative(t, now))
+}
+
+fn backoff(backoff: &BackoffState, generation: u64, now: OffsetDateTime) -> String {
+    let failures = backoff.failures;
+    let plural = if failures == 1 { "" } else { "s" };
+    let mut text = format!(
+        "{failures} failure{plural} in a row; next automatic attempt {}",
+        relative_and_timestamp(backoff.next_attempt_at, now)
+    );
+    if backoff.generation != generation {
+        text.push_str(" (for an older spec: no longer applies)");
+    }
+    text
+}
+
+fn renewals(renewals: &[RenewalRecord], now: OffsetDateTime) -> Option<String> {
+    let rows: Vec<Vec<String>> = renewals
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.trigger.to_string(),
+                r.status.as_str().to_owned(),
+                relative_and_timestamp(r.started_at, now),
+                r.finished_at
+                    .map_or_else(|| "-".to_owned(), |end| elapsed(end - r.started_at)),
+                r.error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        table::render(
+            "  ",
+            &["ID", "TRIGGER", "STATUS", "STARTED", "DURATION", "ERROR"],
+            &rows,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use rota_api::CertId;
+    use rota_api::status::{ConditionStatus, Reason, RenewalStatus};
+    use time::Duration;
+
+    use super::*;
+    use crate::certs_view::tests::{NOW, web};
+
+    fn detail() -> CertDetail {
+        let summary = web();
+        let not_after = summary.not_after.expect("web is installed");
+        CertDetail {
+            summary,
+            key_path: "/etc/rota/keys/web.key".into(),
+            generation: 77,
+            conditions: vec![Condition {
+                type_: ConditionType::Ready,
+                status: ConditionStatus::True,
+                reason: Reason::UpToDate,
+                message: "valid until 2025-05-01".into(),
+                last_transition_time: NOW - Duration::days(3),
+                observed_generation: 77,
+            }],
+            installed: Some(InstalledCert {
+                serial: "0a1b2c".into(),
+                issuer: "CN=R11, O=Let's Encrypt".into(),
+                not_before: NOW - Duration::days(3),
+                not_after,
+                sans: vec!["example.com".into(), "www.example.com".into()],
+                key_matches: true,
+            }),
+            backoff: Some(BackoffState {
+                failures: 2,
+                next_attempt_at: NOW + Duration::hours(4),
+                generation: 76,
+            }),
+            renewals: vec![RenewalRecord {
+                id: 42,
+                cert_id: CertId::new("web").expect("valid id"),
+                trigger: Reason::RenewalDue,
+                status: RenewalStatus::Succeeded,
+                error: None,
+                started_at: NOW - Duration::days(3),
+                finished_at: Some(NOW - Duration::days(3) + Duration::milliseconds(4_200)),
+            }],
+        }
+    }
+
+    #[test]
+    fn describe_shows_spec_conditions_installed_cert_and_renewals() {
+        assert_eq!(
+            describe(&detail(), NOW),
+            "\
+Name:         web
+Description:  public site
+Domains:      example.com, www.example.com
+CA:           acme
+DCV:          cloudflare
+Install:      nginx
+Key path:     /etc/rota/keys/web.key
+Generation:   77
+Backoff:      2 failures in a row; next automatic attempt in 4h (2025-03-01T16:00:00Z) (for an older spec: no longer applies)
+Conditions:
+  TYPE    STATUS   REASON     LAST TRANSITION                 MESSAGE
+  Ready   True     UpToDate   3d ago (2025-02-26T12:00:00Z)   valid until 2025-05-01
+Installed certificate:
+  Serial:       0a1b2c
+  Issuer:       CN=R11, O=Let's Encrypt
+  Not before:   2025-02-26T12:00:00Z (3d ago)
+  Not after:    2025-05-01T15:00:00Z (in 61d)
+  SANs:         example.com, www.example.com
+  Key matches:  yes
+Renewals:
+  ID   TRIGGER      STATUS      STARTED                         DURATION   ERROR
+  42   RenewalDue   succeeded   3d ago (2025-02-26T12:00:00Z)   4.2s       -
+"
+        );
+    }
+
+    #[test]
+    fn missing_parts_read_none() {
+        let mut detail = detail();
+        detail.installed = None;
+        detail.backoff = None;
+        detail.conditions.clear();
+        detail.renewals.clear();
+        let text = describe(&detail, NOW);
+        for line in [
+            "Backoff:      <none>",
+            "Conditions:   <none>",
+            "Installed certificate:  <none>",
+            "Renewals:     <none>",
+        ] {
+            assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Spine benchmarks (run with `scripts/bench`, which builds the release binaries first):
+//! (a) one sweep — observe and plan — over 10,000 installed certs, in process;
+//! (b) the idle RSS of the real rotad with 1,000 certs configured.
+//! Figures are printed, not asserted: machines are too noisy for timed tests.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rota_api::BackendFactory;
+use rota_api::config::{cert_generation, load_file};
+use rota_providers::Providers;
+use rota_providers::keys::load_or_generate;
+use rota_reconciler::{Plan, Reconciler, SystemClock};
+use rota_store::{AuditStore, SqliteStore};
+use tokio_util::sync::CancellationToken;
+
+const SWEEP_CERTS: usize = 10_000;
+const RSS_CERTS: usize = 1_000;
+const SWEEP_RUNS: usize = 20;
+
+/// Scratch space in RAM when the machine has it, so setup is not bound by fsync.
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("temp dir")
+}
+
+fn config_yaml(dir: &Path, certs: usize) -> String {
+    let d = dir.display();
+    let mut yaml = format!(
+        "daemon:\n  database_path: {d}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {d}/rota.sock\n  check_interval_seconds: 3600\nlocal_ca:\n  directory: {d}/ca\ncerts:\n"
+    );
+    for i in 0..certs {
+        let _ = write!(
+            yaml,
+            "  - id: c{i}\n    domains: [c{i}.bench.test]\n    key_path: {d}/keys/c{i}.key\n    ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {d}/certs/c{i} }}\n"
+        );
+    }
+    yaml
+}
+
+async fn sweep_bench() {
+    let dir = scratch();
+    std::fs::write(
+        dir.path().join("rota.yaml"),
+        config_yaml(dir.path(), SWEEP_CERTS),
+    )
+    .expect("config");
+    let loaded = load_file(&dir.path().join("rota.yaml")).expect("valid config");
+    let providers = Arc::new(Providers::new());
+    let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+
+    let setup = Instant::now();
+    for spec in &loaded.config.certs {
+        let key = load_or_generate(&spec.key_path).expect("key").key;
+        let csr = key.csr_pem(&spec.domains).expect("csr");
+        let ca = providers.ca(&loaded.config, spec).expect("ca");
+        ca.submit(&spec.domains, &csr, &[]).await.expect("submit");
+        let issued = ca.await_issuance(&spec.domains).await.expect("issue");
+        let install = providers.install(&loaded.config, spec).expect("install");
+        install
+            .install(&issued, key.pem(), &spec.domains)
+            .await
+            .expect("install");
+        // Marked reconciled, so starting the reconciler does not re-check them all at once.
+        store
+            .put_reconciled_generation(&spec.id, cert_generation(spec))
+            .await
+            .expect("generation");
+    }
+    println!(
+        "setup: issued and installed {SWEEP_CERTS} certs in {:.1?}",
+        setup.elapsed()
+    );
+
+    let reconciler = Reconciler::start(
+        loaded,
+        store,
+        providers,
+        Arc::new(SystemClock),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start: {e}"));
+    let mut runs = Vec::with_capacity(SWEEP_RUNS + 1);
+    for _ in 0..=SWEEP_RUNS {
+        let started = Instant::now();
+        let planned = reconciler.observe_and_plan().await;
+        runs.push(started.elapsed());
+        let up_to_date = planned
+            .iter()
+            .filter(|(_, _, p)| matches!(p, Plan::UpToDate { .. }))
+            .count();
+        assert_eq!(
+            up_to_date, SWEEP_CERTS,
+            "every cert observed as installed and up to date"
+        );
+    }
+    let cold = runs.remove(0);
+    runs.sort();
+    println!(
+        "sweep (observe + plan) over {SWEEP_CERTS} certs: cold {:.1?}; warm min {:.1?} median {:.1?} max {:.1?} (target <= 50 ms)",
+        cold,
+        runs[0],
+        runs[runs.len() / 2],
+        runs[runs.len() - 1]
+    );
+}
+
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn rss_bench() {
+    let yaml = config_yaml(Path::new("{dir}"), RSS_CERTS);
+    let mut rotad = rota_e2e::Rotad::start(&yaml);
+    let last = rotad.path(&format!("certs/c{}/cert.pem", RSS_CERTS - 1));
+    let issuing = Instant::now();
+    rota_e2e::wait_for("all certs issued", Duration::from_secs(600), || {
+        (0..RSS_CERTS)
+            .all(|i| rotad.path(&format!("certs/c{i}/cert.pem")).exists())
+            .then_some(())
+    });
+    assert!(last.exists());
+    println!(
+        "rotad issued {RSS_CERTS} certs at boot in {:.1?}",
+        issuing.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss, hwm) = rss_kib(rotad.pid());
+    println!(
+        "rotad RSS with {RSS_CERTS} certs, idle after issuing them: {:.1} MB (peak {:.1} MB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    rotad.stop();
+    rotad.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss, hwm) = rss_kib(rotad.pid());
+    println!(
+        "rotad RSS with {RSS_CERTS} certs, idle after a restart: {:.1} MB (peak {:.1} MB) (target <= 25 MB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; a filter argument picks one benchmark.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let wanted = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    if wanted("sweep") {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(sweep_bench());
+    }
+    if wanted("rss") {
+        rss_bench();
+    }
+}

@@ -1,0 +1,297 @@
+//! The spine end to end: the real rotad on the local CA with filesystem installs, driven by
+//! the real rota CLI; outcomes are checked on disk with openssl and in the audit database.
+
+use std::fs;
+use std::time::Duration;
+
+use rota_e2e::{Rotad, cert_pubkey, key_pubkey, mode_of, openssl, serial_of, wait_for};
+
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A config with one cert per id in `ids`; `{dir}` is the daemon's state directory.
+fn config(ids: &[&str]) -> String {
+    let mut yaml = String::from(
+        "daemon:\n  database_path: {dir}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {dir}/rota.sock\n  check_interval_seconds: 3600\n\nlocal_ca:\n  directory: {dir}/ca\n  validity_days: 90\n\ncerts:\n",
+    );
+    for id in ids {
+        yaml.push_str(&cert_block(id, &format!("{{dir}}/keys/{id}.key")));
+    }
+    yaml
+}
+
+fn cert_block(id: &str, key_path: &str) -> String {
+    format!(
+        "  - id: {id}\n    domains: [{id}.home.arpa, www.{id}.home.arpa]\n    key_path: {key_path}\n    ca: {{ kind: local }}\n    install:\n      kind: filesystem\n      directory: {{dir}}/installed/{id}\n"
+    )
+}
+
+fn wait_installed(rotad: &Rotad, id: &str) {
+    let cert = rotad.path(&format!("installed/{id}/cert.pem"));
+    wait_for(&format!("{id} to be installed"), ISSUE_TIMEOUT, || {
+        cert.exists().then_some(())
+    });
+}
+
+fn verify_chain(rotad: &Rotad, id: &str) {
+    let dir = rotad.path(&format!("installed/{id}"));
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        &rotad.path("ca/ca.pem").display().to_string(),
+        "-untrusted",
+        &dir.join("chain.pem").display().to_string(),
+        &dir.join("cert.pem").display().to_string(),
+    ]);
+    assert!(out.trim_end().ends_with(": OK"), "openssl verify: {out}");
+}
+
+#[test]
+fn quickstart_issues_installs_and_renews_with_the_same_key() {
+    let rotad = Rotad::start(&config(&["web"]));
+    wait_installed(&rotad, "web");
+    verify_chain(&rotad, "web");
+
+    let dir = rotad.path("installed/web");
+    assert_eq!(mode_of(&dir.join("privkey.pem")), 0o600);
+    for public in ["cert.pem", "chain.pem", "fullchain.pem"] {
+        assert_eq!(mode_of(&dir.join(public)), 0o644, "{public}");
+    }
+    assert_eq!(mode_of(&rotad.path("keys/web.key")), 0o600);
+    assert_eq!(mode_of(&rotad.path("rota.db")), 0o600);
+    let sans = openssl(&[
+        "x509",
+        "-in",
+        &dir.join("cert.pem").display().to_string(),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]);
+    assert!(
+        sans.contains("DNS:web.home.arpa") && sans.contains("DNS:www.web.home.arpa"),
+        "{sans}"
+    );
+    assert_eq!(
+        cert_pubkey(&dir.join("cert.pem")),
+        key_pubkey(&rotad.path("keys/web.key"))
+    );
+
+    let first_serial = serial_of(&dir.join("cert.pem"));
+    let renew = rotad.rota_ok(&["renew", "web"]);
+    assert!(
+        renew.contains("install"),
+        "renew streams its steps: {renew}"
+    );
+    let second_serial = serial_of(&dir.join("cert.pem"));
+    assert_ne!(first_serial, second_serial, "a renewal issues a new cert");
+    assert_eq!(
+        cert_pubkey(&dir.join("cert.pem")),
+        key_pubkey(&rotad.path("keys/web.key")),
+        "the renewed cert carries the same key"
+    );
+    verify_chain(&rotad, "web");
+
+    let log = rotad.rota_ok(&["log", "web"]);
+    for step in [
+        "load_key",
+        "generate_csr",
+        "submit_order",
+        "check_challenges",
+        "await_issuance",
+        "persist_cert",
+        "install",
+    ] {
+        assert!(log.contains(step), "`rota log` lists {step}:\n{log}");
+    }
+    assert!(
+        log.contains("Forced") || log.contains("forced"),
+        "the trigger is shown:\n{log}"
+    );
+
+    let certs = rotad.certs_json();
+    assert_eq!(certs[0]["id"], "web");
+    assert_eq!(certs[0]["ready"], "True", "{certs}");
+    assert_eq!(certs[0]["last_renewal_status"], "succeeded");
+}
+
+#[test]
+fn apply_issues_a_new_cert_at_once_and_a_bad_apply_changes_nothing() {
+    let rotad = Rotad::start(&config(&["one"]));
+    wait_installed(&rotad, "one");
+
+    let next = rotad.path("next.yaml");
+    let text = config(&["one", "two"]).replace("{dir}", &rotad.dir.path().display().to_string())
+        + "# a comment that must survive\n";
+    fs::write(&next, &text).unwrap();
+    let dry = rotad.rota_ok(&["apply", "-f", &next.display().to_string(), "--dry-run"]);
+    assert!(
+        dry.contains("+  - id: two"),
+        "dry run shows the diff: {dry}"
+    );
+    assert!(
+        !rotad.path("installed/two").exists(),
+        "a dry run issues nothing"
+    );
+    assert_ne!(
+        fs::read_to_string(rotad.config_path()).unwrap(),
+        text,
+        "a dry run writes nothing"
+    );
+
+    rotad.rota_ok(&["apply", "-f", &next.display().to_string()]);
+    assert_eq!(
+        fs::read_to_string(rotad.config_path()).unwrap(),
+        text,
+        "written exactly as submitted"
+    );
+    wait_installed(&rotad, "two");
+    verify_chain(&rotad, "two");
+
+    let before = fs::read(rotad.config_path()).unwrap();
+    let bad = rotad.path("bad.yaml");
+    fs::write(&bad, text.replace("id: two", "id: one")).unwrap();
+    let out = rotad.rota(&["apply", "-f", &bad.display().to_string()]);
+    assert_eq!(out.status.code(), Some(3), "invalid config exit code");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let duplicate_line = fs::read_to_string(&bad)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains("id: one"))
+        .map(|i| i + 1);
+    let second = fs::read_to_string(&bad)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.contains("id: one"))
+        .nth(1)
+        .map(|(i, _)| i + 1);
+    assert!(duplicate_line < second, "the bad file has the id twice");
+    let located = format!(":{}:9: certs[1].id", second.unwrap());
+    assert!(
+        stderr.contains(&located),
+        "error located at {located}: {stderr}"
+    );
+    assert_eq!(
+        fs::read(rotad.config_path()).unwrap(),
+        before,
+        "a bad apply changes nothing on disk"
+    );
+
+    let check = std::process::Command::new(rota_e2e::bin_dir().join("rota"))
+        .args(["check", "-f", &bad.display().to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&check.stderr)
+            .lines()
+            .find(|l| l.contains("certs[1].id")),
+        stderr.lines().find(|l| l.contains("certs[1].id")),
+        "`rota check` reports the same error as rotad"
+    );
+}
+
+#[test]
+fn hand_edits_are_picked_up_and_invalid_ones_are_refused() {
+    let rotad = Rotad::start(&config(&["alpha"]));
+    wait_installed(&rotad, "alpha");
+
+    // Editors save by writing a new file and renaming it over the old one.
+    let tmp = rotad.path("rota.yaml.swp");
+    fs::write(
+        &tmp,
+        config(&["alpha", "beta"]).replace("{dir}", &rotad.dir.path().display().to_string()),
+    )
+    .unwrap();
+    fs::rename(&tmp, rotad.config_path()).unwrap();
+    wait_installed(&rotad, "beta");
+
+    fs::write(rotad.config_path(), "certs: [\n").unwrap();
+    let (stdout, stderr) = wait_for("the refused edit to show in status", ISSUE_TIMEOUT, || {
+        let out = rotad.rota(&["status"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        stderr
+            .contains("rota.yaml:")
+            .then(|| (String::from_utf8_lossy(&out.stdout).into_owned(), stderr))
+    });
+    assert!(
+        stderr.contains("refused"),
+        "status says the edit was refused: {stderr}"
+    );
+    assert!(
+        stdout.contains("alpha") && stdout.contains("beta"),
+        "the running config is kept: {stdout}"
+    );
+}
+
+#[test]
+fn kill_during_a_renewal_leaves_an_interrupted_row_and_no_journal() {
+    let template = config(&["steady"]);
+    let mut rotad = Rotad::start(&template);
+    wait_installed(&rotad, "steady");
+
+    // A FIFO as key_path blocks the renewal inside its first step, so it can be killed there.
+    let fifo = rotad.path("keys/stuck.key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let with_stuck = template.clone() + &cert_block("stuck", &fifo.display().to_string());
+    fs::write(
+        rotad.config_path(),
+        with_stuck.replace("{dir}", &rotad.dir.path().display().to_string()),
+    )
+    .unwrap();
+    wait_for("the stuck renewal to start", ISSUE_TIMEOUT, || {
+        let log = rotad.rota(&["log", "stuck"]);
+        String::from_utf8_lossy(&log.stdout)
+            .contains("load_key")
+            .then_some(())
+    });
+    rotad.kill9();
+    rotad.restart();
+
+    let log = rotad.rota_ok(&["log", "stuck"]);
+    assert!(
+        log.contains("interrupted"),
+        "the renewal row is closed as interrupted:\n{log}"
+    );
+    let db = rusqlite::Connection::open(rotad.path("rota.db")).unwrap();
+    let running: i64 = db
+        .query_row(
+            "SELECT count(*) FROM renewals WHERE status = 'running'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let journalled: i64 = db
+        .query_row("SELECT count(*) FROM dcv_journal", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        (running, journalled),
+        (0, 0),
+        "no open row and no journalled DCV entry"
+    );
+    assert_eq!(
+        rotad
+            .rota_ok(&["get", "certs", "-o", "json"])
+            .matches("\"id\"")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_removes_the_socket() {
+    let mut rotad = Rotad::start(&config(&["calm"]));
+    wait_installed(&rotad, "calm");
+    let status = rotad.stop();
+    assert!(
+        status.success(),
+        "rotad exits 0 on SIGTERM: {status}\n{}",
+        rotad.log()
+    );
+    assert!(!rotad.socket().exists(), "the socket is removed");
+    let out = rotad.rota(&["status"]);
+    assert_eq!(out.status.code(), Some(69), "unreachable daemon exit code");
+}
