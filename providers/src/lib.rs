@@ -131,7 +131,7 @@ mod tests {
     /// A config with one cert issued by the local CA and installed under `dir/out`.
     fn local_config(dir: &Path) -> Config {
         let text = format!(
-            "local_ca: {{ directory: {d}/ca, validity_days: 30 }}\n\
+            "local_ca: {{ directory: {d}/ca, validity_days: 90 }}\n\
              certs:\n  - id: web\n    domains: [a.test]\n    key_path: {d}/web.key\n    \
              ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {d}/out }}\n",
             d = dir.display()

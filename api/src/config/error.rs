@@ -56,3 +56,55 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl std::error::Error for ConfigErrors {}
+
+/// A problem found by one stage of the loader, before it is placed in the file: stages know
+/// the field path, and the position index turns it into a [`ConfigIssue`] at the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    /// Field path of the node the problem is about.
+    pub path: String,
+    /// Which spot of that node the operator should look at.
+    pub anchor: Anchor,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    pub hint: Option<String>,
+}
+
+/// Where a [`Problem`] points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    /// The node's value (for a mapping, its first key; for a flow collection, its bracket).
+    Value,
+    /// The key naming the node, e.g. an unknown or duplicated field.
+    Key,
+    /// A position the parser reported itself (syntax errors).
+    At(super::locate::Position),
+}
+
+impl Problem {
+    /// A problem about the value at `path`.
+    pub(crate) fn value(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            anchor: Anchor::Value,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A problem about the key that names the node at `path`.
+    pub(crate) fn key(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            anchor: Anchor::Key,
+            ..Self::value(path, message)
+        }
+    }
+
+    /// Adds how to fix it.
+    #[must_use]
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}

@@ -1,8 +1,18 @@
-//! Interim loader (replaced by the located loader): parses without positions.
+//! The loader: text → position index → YAML value → `${VAR}` interpolation → typed blocks →
+//! paths made absolute → semantic checks. Every stage reports problems by field path; they
+//! are placed in the file at the end and returned together, in document order.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{Config, ConfigErrors, ConfigIssue, LoadedConfig};
+use serde_yaml::Value;
+
+use super::LoadedConfig;
+use super::blocks::{Parsed, deserialize_blocks};
+use super::error::{Anchor, ConfigErrors, ConfigIssue, Problem};
+use super::interpolate::{EnvLookup, interpolate};
+use super::locate::{Position, PositionIndex, locate};
+use super::relative_paths::resolve_relative;
+use super::validate::validate;
 
 /// Reads and validates the config at `path`.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
@@ -13,28 +23,105 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
             column: 1,
             path: String::new(),
             message: format!("cannot read the config: {e}"),
-            hint: None,
+            hint: Some("check the path given with `--config` or `ROTA_CONFIG`".into()),
         }])
     })?;
     load_str(path, text)
 }
 
-/// Validates `text` as if it were the file at `path`.
+/// Validates `text` as if it were the file at `path`, against the process environment.
 pub fn load_str(path: &Path, text: String) -> Result<LoadedConfig, ConfigErrors> {
-    let config: Config = serde_yaml::from_str(&text).map_err(|e| {
-        let loc = e.location();
-        ConfigErrors(vec![ConfigIssue {
-            file: path.display().to_string(),
-            line: loc.as_ref().map_or(1, serde_yaml::Location::line),
-            column: loc.as_ref().map_or(1, serde_yaml::Location::column),
-            path: String::new(),
-            message: e.to_string(),
-            hint: None,
-        }])
+    load_str_with_env(path, text, &|name| std::env::var(name).ok())
+}
+
+/// Validates `text` as if it were the file at `path`; every environment lookup (`${VAR}`,
+/// `env:VAR` secrets) goes through `env`.
+pub fn load_str_with_env(
+    path: &Path,
+    text: String,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedConfig, ConfigErrors> {
+    let file = path.display().to_string();
+    let positions =
+        locate(&text).map_err(|found| place(&file, &PositionIndex::default(), found))?;
+    match check(path, &text, &positions, env) {
+        Ok(parsed) => Ok(LoadedConfig {
+            path: path.to_owned(),
+            text,
+            config: parsed.config,
+            positions,
+        }),
+        Err(found) => Err(place(&file, &positions, found)),
+    }
+}
+
+/// Everything after indexing; `Err` holds every problem found.
+fn check(
+    path: &Path,
+    text: &str,
+    index: &PositionIndex,
+    env: EnvLookup<'_>,
+) -> Result<Parsed, Vec<Problem>> {
+    let mut root: Value = serde_yaml::from_str(text).map_err(|e| vec![yaml_problem(&e)])?;
+    root.apply_merge().map_err(|e| {
+        vec![
+            Problem::value("", format!("cannot apply a `<<` merge: {e}"))
+                .hint("`<<` takes a mapping or a list of mappings, e.g. `<<: *defaults`"),
+        ]
     })?;
-    Ok(LoadedConfig {
-        path: path.to_owned(),
-        text,
-        config,
-    })
+    let mut found = interpolate(&mut root, "", env);
+    // A field whose `${VAR}` failed still holds the raw text; what later stages say about
+    // that text would only repeat the problem.
+    let failed: Vec<String> = found.iter().map(|p| p.path.clone()).collect();
+    let (mut parsed, blocks) = deserialize_blocks(root);
+    let mut later = blocks;
+    later.extend(resolve_relative(&mut parsed, &config_dir(path)));
+    later.extend(validate(&parsed, index, env));
+    found.extend(
+        later
+            .into_iter()
+            .filter(|p| !failed.iter().any(|f| within(&p.path, f))),
+    );
+    if found.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(found)
+    }
+}
+
+/// Whether `path` is `ancestor` or below it.
+fn within(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not.
+fn yaml_problem(err: &serde_yaml::Error) -> Problem {
+    let at = err.location().map_or(Position::START, |l| Position {
+        line: l.line(),
+        column: l.column(),
+    });
+    Problem {
+        anchor: Anchor::At(at),
+        ..Problem::value("", format!("YAML syntax error: {err}"))
+    }
+    .hint("check the indentation and the quoting on this line and the line before it")
+}
+
+/// The directory relative paths are taken from, made absolute so that they keep their
+/// meaning if the working directory changes.
+fn config_dir(config: &Path) -> PathBuf {
+    let dir = config
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// Places every problem in `file` and orders them as they appear in it.
+fn place(file: &str, index: &PositionIndex, found: Vec<Problem>) -> ConfigErrors {
+    let mut issues: Vec<ConfigIssue> = found.into_iter().map(|p| index.place(file, p)).collect();
+    // Stable, so problems at the same spot keep the order the stages found them in.
+    issues.sort_by_key(|issue| (issue.line, issue.column));
+    ConfigErrors(issues)
 }

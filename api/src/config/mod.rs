@@ -1,23 +1,51 @@
 //! `rota.yaml`: the typed schema, and loading it into a [`LoadedConfig`] or a list of every
 //! problem found, each located by file, line, column and field path.
 
+mod availability;
+mod blocks;
+mod diagnose;
 mod error;
+mod field_path;
+mod interpolate;
 mod load;
+mod locate;
+mod relative_paths;
 mod schema;
+mod secrets;
+mod validate;
 
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigErrors, ConfigIssue};
-pub use load::{load_file, load_str};
+pub use load::{load_file, load_str, load_str_with_env};
+pub(crate) use relative_paths::join_clean;
 pub use schema::*;
 
 use crate::names::CertId;
+use error::Problem;
+use locate::PositionIndex;
 
 /// Where the config is read from when neither `--config` nor `ROTA_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/rota/rota.yaml";
 
 /// The environment variable that overrides [`DEFAULT_CONFIG_PATH`].
 pub const CONFIG_ENV: &str = "ROTA_CONFIG";
+
+/// The config file to use: `--config` if given, else `ROTA_CONFIG`, else [`DEFAULT_CONFIG_PATH`].
+#[must_use]
+pub fn config_path(cli: Option<PathBuf>) -> PathBuf {
+    config_path_with_env(cli, &|name| std::env::var(name).ok())
+}
+
+/// [`config_path`] with the environment lookup injected (for tests).
+#[must_use]
+pub fn config_path_with_env(cli: Option<PathBuf>, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    cli.or_else(|| {
+        // An exported but empty variable is treated as unset, as shells commonly do.
+        env(CONFIG_ENV).filter(|v| !v.is_empty()).map(PathBuf::from)
+    })
+    .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH))
+}
 
 /// A validated config together with the text and file it came from.
 #[derive(Debug, Clone)]
@@ -28,9 +56,23 @@ pub struct LoadedConfig {
     pub text: String,
     /// The typed tree, with relative paths made relative to the file's directory.
     pub config: Config,
+    /// Where each field was written, to locate problems found after loading.
+    positions: PositionIndex,
 }
 
 impl LoadedConfig {
+    /// A problem with the field at `path` (e.g. `certs[0].install`) found after loading, such
+    /// as a backend that cannot be built, located where that field is written.
+    #[must_use]
+    pub fn issue_at(&self, path: &str, message: String, hint: Option<String>) -> ConfigIssue {
+        let problem = Problem {
+            hint,
+            ..Problem::value(path, message)
+        };
+        self.positions
+            .place(&self.path.display().to_string(), problem)
+    }
+
     /// The cert with this id.
     #[must_use]
     pub fn cert(&self, id: &CertId) -> Option<&CertSpec> {

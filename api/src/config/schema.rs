@@ -33,6 +33,9 @@ pub trait Tagged {
     fn kind(&self) -> &'static str;
     /// Whether this value's backend can run in this build.
     fn availability(&self) -> Availability;
+    /// Whether backends of `kind` can run in this build, or `None` for a kind not in [`Self::KINDS`];
+    /// lets an error name the kinds that are available without holding a value of each.
+    fn kind_availability(kind: &str) -> Option<Availability>;
 }
 
 /// Declares a `kind`-tagged enum of newtype variants together with its [`Tagged`] impl, so the
@@ -70,6 +73,13 @@ macro_rules! tagged_enum {
 
             fn availability(&self) -> Availability {
                 match self { $( Self::$variant(_) => Availability::$avail, )* }
+            }
+
+            fn kind_availability(kind: &str) -> Option<Availability> {
+                match kind {
+                    $( $kind => Some(Availability::$avail), )*
+                    _ => None,
+                }
             }
         }
     };

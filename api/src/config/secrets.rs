@@ -1,0 +1,107 @@
+//! Checks at load time that every secret the config names can be read, so a missing token
+//! fails `rota apply` and startup instead of the first renewal hours later. The secrets
+//! themselves are read again when used, so a rotated file is picked up without a reload.
+
+use std::io::ErrorKind;
+
+use super::blocks::Parsed;
+use super::error::Problem;
+use super::field_path::{child, last_field};
+use super::interpolate::EnvLookup;
+use super::schema::{AlertSpec, AuditConfig, SurrealAudit};
+use crate::names::SecretSource;
+
+/// A problem for every secret (`*_file` field) that is unset, unreadable or empty.
+pub(crate) fn check_secrets(parsed: &Parsed, env: EnvLookup<'_>) -> Vec<Problem> {
+    secret_fields(parsed)
+        .into_iter()
+        .filter_map(|(path, source)| check(&path, source, env))
+        .collect()
+}
+
+/// Every secret source in the config with its field path, in the schema's order.
+fn secret_fields(parsed: &Parsed) -> Vec<(String, &SecretSource)> {
+    let config = &parsed.config;
+    let mut fields = Vec::new();
+    if let Some(token) = &config.daemon.api_token_file {
+        fields.push(("daemon.api_token_file".to_owned(), token));
+    }
+    if let AuditConfig::Surrealdb(SurrealAudit {
+        password_file: Some(password),
+        ..
+    }) = &config.audit
+    {
+        fields.push(("audit.password_file".to_owned(), password));
+    }
+    if let Some(namecheap) = &config.namecheap {
+        fields.push(("namecheap.api_key_file".to_owned(), &namecheap.api_key_file));
+    }
+    if let Some(cloudflare) = &config.cloudflare {
+        fields.push((
+            "cloudflare.api_token_file".to_owned(),
+            &cloudflare.api_token_file,
+        ));
+    }
+    if let Some(eab) = config
+        .acme
+        .as_ref()
+        .and_then(|a| a.external_account_binding.as_ref())
+    {
+        let path = "acme.external_account_binding.hmac_key_file".to_owned();
+        fields.push((path, &eab.hmac_key_file));
+    }
+    for (path, alert) in parsed.alerts() {
+        let (field, source) = match alert {
+            AlertSpec::Email(email) => ("password_file", email.password_file.as_ref()),
+            AlertSpec::Webhook(hook) => ("bearer_token_file", hook.bearer_token_file.as_ref()),
+        };
+        if let Some(source) = source {
+            fields.push((child(&path, field), source));
+        }
+    }
+    fields
+}
+
+fn check(path: &str, source: &SecretSource, env: EnvLookup<'_>) -> Option<Problem> {
+    let field = last_field(path);
+    match source {
+        SecretSource::Env(var) => match env(var) {
+            None => Some(
+                Problem::value(path, format!("environment variable `{var}` is not set")).hint(
+                    format!("export {var} in rotad's environment, or point `{field}` at a file"),
+                ),
+            ),
+            Some(value) if is_blank(value.as_bytes()) => Some(
+                Problem::value(path, format!("environment variable `{var}` is empty")).hint(
+                    format!("put the secret in {var}, or point `{field}` at a file"),
+                ),
+            ),
+            Some(_) => None,
+        },
+        SecretSource::File(file) => {
+            let shown = file.display();
+            match std::fs::read(file) {
+                Err(err) if err.kind() == ErrorKind::NotFound => Some(
+                    Problem::value(path, format!("secret file `{shown}` does not exist")).hint(
+                        "create it (mode 0600) with the secret in it, or write `env:VAR` to read \
+                         the secret from an environment variable",
+                    ),
+                ),
+                Err(err) => Some(
+                    Problem::value(path, format!("cannot read secret file `{shown}`: {err}"))
+                        .hint("make it a file readable by the user rotad runs as"),
+                ),
+                Ok(bytes) if is_blank(&bytes) => Some(
+                    Problem::value(path, format!("secret file `{shown}` is empty"))
+                        .hint("write the secret into it"),
+                ),
+                Ok(_) => None,
+            }
+        }
+    }
+}
+
+/// Empty once the trailing newline is dropped, as `SecretSource::resolve` does.
+fn is_blank(secret: &[u8]) -> bool {
+    secret.iter().all(|b| matches!(b, b'\r' | b'\n'))
+}

@@ -1,0 +1,359 @@
+//! Semantic checks on the typed config: what serde cannot see (references between blocks,
+//! numbers that must be positive, settings that only make sense together). Each check
+//! returns problems by field path; blocks that failed to parse are skipped, their problem
+//! is already reported.
+
+use std::collections::{HashMap, HashSet};
+
+use super::availability::check_availability;
+use super::blocks::Parsed;
+use super::error::Problem;
+use super::field_path::{child, item};
+use super::interpolate::EnvLookup;
+use super::locate::PositionIndex;
+use super::schema::{
+    AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
+    InstallSpec, Tagged,
+};
+use super::secrets::check_secrets;
+use crate::names::CertId;
+
+/// Every semantic problem of `parsed`; `index` tells which fields were written in the file.
+pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_>) -> Vec<Problem> {
+    let config = &parsed.config;
+    let mut found = Vec::new();
+    if parsed.usable("daemon") {
+        check_daemon(&config.daemon, &mut found);
+    }
+    if parsed.usable("local_ca") {
+        check_local_ca(parsed, index, &mut found);
+    }
+    if let Some(cluster) = &config.cluster {
+        let audit = parsed.usable("audit").then_some(&config.audit);
+        check_cluster(cluster, audit, &mut found);
+    }
+    if let Some(acme) = &config.acme {
+        let example = "https://acme-v02.api.letsencrypt.org/directory";
+        check_url(
+            "acme.directory_url",
+            &acme.directory_url,
+            example,
+            &mut found,
+        );
+    }
+    check_unique_ids(parsed, &mut found);
+    for (path, cert) in parsed.certs() {
+        check_cert(&path, cert, &mut found);
+        check_accounts(parsed, &path, cert, &mut found);
+    }
+    for (path, alert) in parsed.alerts() {
+        check_alert(&path, alert, &mut found);
+    }
+    found.extend(check_secrets(parsed, env));
+    found.extend(check_availability(parsed));
+    found
+}
+
+/// Ids name certs in logs, the CLI and the store; the second use of one is the mistake.
+fn check_unique_ids(parsed: &Parsed, found: &mut Vec<Problem>) {
+    let mut first_use: HashMap<&CertId, String> = HashMap::new();
+    for (path, cert) in parsed.certs() {
+        if let Some(first) = first_use.get(&cert.id) {
+            let message = format!("cert id `{}` is already used by {first}", cert.id);
+            found.push(Problem::value(child(&path, "id"), message).hint(
+                "give every cert its own id: it names the cert in logs, the CLI and the audit store",
+            ));
+        } else {
+            first_use.insert(&cert.id, path);
+        }
+    }
+}
+
+fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
+    for (path, value, hint) in [
+        (
+            "daemon.check_interval_seconds",
+            daemon.check_interval_seconds,
+            "the sweep runs every this many seconds; 3600 (an hour) is the default",
+        ),
+        (
+            "daemon.renew_threshold_days",
+            daemon.renew_threshold_days.into(),
+            "renew this many days before expiry; 30 is the default",
+        ),
+        (
+            "daemon.max_concurrent_renewals",
+            daemon.max_concurrent_renewals as u64,
+            "how many renewals may run at once; 4 is the default",
+        ),
+    ] {
+        at_least(1, value, path, hint, found);
+    }
+    let addr = daemon.listen_addr;
+    if !addr.ip().is_loopback() && daemon.api_token_file.is_none() {
+        found.push(
+            Problem::value(
+                "daemon.listen_addr",
+                format!("`{addr}` is reachable from other hosts, so the API needs a bearer token, and `daemon.api_token_file` is not set"),
+            )
+            .hint("set `daemon.api_token_file` to a token file (or `env:VAR`), or listen on `127.0.0.1` behind a reverse proxy"),
+        );
+    }
+}
+
+fn at_least(min: u64, value: u64, path: &str, hint: &str, found: &mut Vec<Problem>) {
+    if value < min {
+        found.push(
+            Problem::value(path, format!("must be at least {min}, found {value}")).hint(hint),
+        );
+    }
+}
+
+/// The local CA's lifetime; a local-CA cert due for renewal the moment it is issued would be
+/// renewed on every sweep.
+fn check_local_ca(parsed: &Parsed, index: &PositionIndex, found: &mut Vec<Problem>) {
+    let config = &parsed.config;
+    let validity = config.local_ca.validity_days;
+    let hint = "90 days is the default";
+    at_least(1, validity.into(), "local_ca.validity_days", hint, found);
+    let threshold = config.daemon.renew_threshold_days;
+    let uses_local = config
+        .certs
+        .iter()
+        .any(|c| matches!(c.ca, CaSpec::Local(_)));
+    if !parsed.usable("daemon") || !uses_local || validity == 0 || threshold < validity {
+        return;
+    }
+    // Point at whichever of the two settings the operator wrote.
+    let path = if index.contains("daemon.renew_threshold_days")
+        || !index.contains("local_ca.validity_days")
+    {
+        "daemon.renew_threshold_days"
+    } else {
+        "local_ca.validity_days"
+    };
+    found.push(
+        Problem::value(
+            path,
+            format!(
+                "`renew_threshold_days` ({threshold}) must be smaller than `local_ca.validity_days` ({validity}): \
+                 every cert from the local CA would be due as soon as it is issued and be renewed forever"
+            ),
+        )
+        .hint("lower `daemon.renew_threshold_days` or raise `local_ca.validity_days` (90 by default)"),
+    );
+}
+
+/// `audit` is `None` when its block failed to parse.
+fn check_cluster(cluster: &ClusterConfig, audit: Option<&AuditConfig>, found: &mut Vec<Problem>) {
+    if cluster.enabled && audit.is_some_and(|a| !matches!(a, AuditConfig::Surrealdb(_))) {
+        found.push(
+            Problem::value(
+                "cluster.enabled",
+                "federation needs `audit: { kind: surrealdb }`: the leader lock and the issued certs live there",
+            )
+            .hint("add an `audit:` block of kind `surrealdb` shared by every node, or set `cluster.enabled: false`"),
+        );
+    }
+    if cluster.node_id.trim().is_empty() {
+        found.push(
+            Problem::value("cluster.node_id", "`node_id` is empty")
+                .hint("give each node a unique name, e.g. `host-a`"),
+        );
+    }
+    // The lease is refreshed every third of it; under 3 s that rounds down to a busy loop.
+    let hint = "60 seconds is the default";
+    at_least(
+        3,
+        cluster.lease_seconds,
+        "cluster.lease_seconds",
+        hint,
+        found,
+    );
+}
+
+fn check_url(path: &str, url: &str, example: &str, found: &mut Vec<Problem>) {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        found.push(
+            Problem::value(path, format!("`{url}` is not an http(s) URL"))
+                .hint(format!("write the full URL, e.g. `{example}`")),
+        );
+    }
+}
+
+fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
+    let domains = child(path, "domains");
+    if cert.domains.is_empty() {
+        found.push(
+            Problem::value(&domains, "a cert needs at least one domain")
+                .hint("list the names it covers, e.g. `domains: [example.com, www.example.com]`"),
+        );
+    }
+    let mut seen = HashSet::new();
+    for (i, domain) in cert.domains.iter().enumerate() {
+        if !seen.insert(domain) {
+            found.push(
+                Problem::value(item(&domains, i), format!("`{domain}` is listed twice"))
+                    .hint("remove the repeated name (names are compared without case)"),
+            );
+        }
+    }
+    match &cert.dcv {
+        None if cert.ca.needs_dcv() => found.push(
+            Problem::value(
+                child(path, "dcv"),
+                format!("`ca: {}` must prove domain control, so this cert needs a `dcv:` block", cert.ca.kind()),
+            )
+            .hint("add e.g. `dcv: { kind: cloudflare }` (DNS-01) or `dcv: { kind: webroot, directory: /var/www/example }` (HTTP-01)"),
+        ),
+        None => {}
+        Some(dcv) => check_dcv(path, cert, dcv, found),
+    }
+    if let InstallSpec::Nginx(nginx) = &cert.install {
+        let empty_program = nginx
+            .reload_command
+            .as_ref()
+            .map(|argv| argv.first().is_none_or(|p| p.trim().is_empty()));
+        if empty_program == Some(true) {
+            found.push(
+                Problem::value(child(path, "install.reload_command"), "`reload_command` has no command to run")
+                    .hint("give the argv as a list, e.g. `[systemctl, reload, nginx]`, or leave it out for `[nginx, -s, reload]`"),
+            );
+        }
+    }
+}
+
+/// A DNS-01-only CA, and wildcards (which only DNS-01 can prove), need a DNS-01 solver.
+fn check_dcv(path: &str, cert: &CertSpec, dcv: &DcvSpec, found: &mut Vec<Problem>) {
+    if dcv.is_dns01() {
+        return;
+    }
+    let solver = format!("`dcv: {}` answers HTTP-01", dcv.kind());
+    let dns_hint = "use a DNS-01 solver: `dcv: { kind: cloudflare }` or `dcv: { kind: namecheap }`";
+    if matches!(cert.ca, CaSpec::Namecheap(_)) {
+        found.push(
+            Problem::value(
+                child(path, "dcv.kind"),
+                format!("`ca: namecheap` validates by DNS-01 only, but {solver}"),
+            )
+            .hint(dns_hint),
+        );
+    }
+    for (i, domain) in cert.domains.iter().enumerate() {
+        if domain.is_wildcard() {
+            found.push(
+                Problem::value(
+                    item(&child(path, "domains"), i),
+                    format!("wildcard `{domain}` can only be validated by DNS-01, but {solver}"),
+                )
+                .hint(format!(
+                    "{dns_hint}; or list the host names instead of the wildcard"
+                )),
+            );
+        }
+    }
+}
+
+/// Each CA or DCV kind that talks to a vendor needs that vendor's top-level account block.
+fn check_accounts(parsed: &Parsed, path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
+    let ca = Account::for_ca(&cert.ca).map(|account| ("ca", cert.ca.kind(), account));
+    let dcv = cert
+        .dcv
+        .as_ref()
+        .and_then(|dcv| Some(("dcv", dcv.kind(), Account::for_dcv(dcv)?)));
+    for (surface, kind, account) in ca.into_iter().chain(dcv) {
+        let block = account.block();
+        // A block that was written but failed to parse has its own problem already.
+        if account.is_configured(&parsed.config) || !parsed.usable(block) {
+            continue;
+        }
+        found.push(
+            Problem::value(
+                child(path, &format!("{surface}.kind")),
+                format!("`{surface}: {kind}` needs the top-level `{block}:` account block, which is missing"),
+            )
+            .hint(format!("add at the top level: {}", account.example())),
+        );
+    }
+}
+
+/// A vendor account block at the top level of the config.
+#[derive(Debug, Clone, Copy)]
+enum Account {
+    Acme,
+    Namecheap,
+    Cloudflare,
+}
+
+impl Account {
+    fn for_ca(ca: &CaSpec) -> Option<Self> {
+        match ca {
+            CaSpec::Local(_) => None,
+            CaSpec::Namecheap(_) => Some(Self::Namecheap),
+            CaSpec::Acme(_) => Some(Self::Acme),
+        }
+    }
+
+    fn for_dcv(dcv: &DcvSpec) -> Option<Self> {
+        match dcv {
+            DcvSpec::Namecheap(_) => Some(Self::Namecheap),
+            DcvSpec::Cloudflare(_) => Some(Self::Cloudflare),
+            DcvSpec::Webroot(_) => None,
+        }
+    }
+
+    fn block(self) -> &'static str {
+        match self {
+            Self::Acme => "acme",
+            Self::Namecheap => "namecheap",
+            Self::Cloudflare => "cloudflare",
+        }
+    }
+
+    fn is_configured(self, config: &Config) -> bool {
+        match self {
+            Self::Acme => config.acme.is_some(),
+            Self::Namecheap => config.namecheap.is_some(),
+            Self::Cloudflare => config.cloudflare.is_some(),
+        }
+    }
+
+    fn example(self) -> &'static str {
+        match self {
+            Self::Acme => {
+                "`acme: { directory_url: https://acme-v02.api.letsencrypt.org/directory, \
+                 account_credentials_file: /etc/rota/secrets/acme-account.json }`"
+            }
+            Self::Namecheap => {
+                "`namecheap: { api_key_file: /etc/rota/secrets/namecheap-api.key, \
+                 username: <user>, client_ip: <whitelisted IP> }`"
+            }
+            Self::Cloudflare => {
+                "`cloudflare: { api_token_file: /etc/rota/secrets/cloudflare.token }`"
+            }
+        }
+    }
+}
+
+fn check_alert(path: &str, alert: &AlertSpec, found: &mut Vec<Problem>) {
+    match alert {
+        AlertSpec::Email(email) => {
+            if email.to.is_empty() {
+                found.push(
+                    Problem::value(
+                        child(path, "to"),
+                        "an email alert needs at least one recipient",
+                    )
+                    .hint("e.g. `to: [oncall@example.com]`"),
+                );
+            }
+        }
+        AlertSpec::Webhook(hook) => {
+            let example = "https://hooks.example.com/incoming/abc";
+            check_url(&child(path, "url"), &hook.url, example, found);
+            let timeout = child(path, "timeout_seconds");
+            let hint = "10 seconds is the default";
+            at_least(1, hook.timeout_seconds, &timeout, hint, found);
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Malformed configs, one row each: every problem must come back with the line, column and
+//! field path an operator needs to find it, and a message that says what is wrong.
+
+use std::path::{Path, PathBuf};
+
+use rota_api::config::{ConfigErrors, ConfigIssue, load_str_with_env};
+
+/// A cert that is valid in this build, appended to rows about other blocks so that the row's
+/// own lines come first.
+macro_rules! ok_cert {
+    () => {
+        concat!(
+            "certs:\n",
+            "  - id: web\n",
+            "    domains: [a.test]\n",
+            "    key_path: web.key\n",
+            "    ca: { kind: local }\n",
+            "    install: { kind: filesystem, directory: out }\n",
+        )
+    };
+}
+
+/// One malformed config and the problem it must produce.
+struct Row {
+    why: &'static str,
+    yaml: &'static str,
+    /// How many problems in all (catches cascades and missed problems).
+    count: usize,
+    /// The problem under test: its path, a piece of its message, and where it points.
+    path: &'static str,
+    says: &'static str,
+    line: usize,
+    column: usize,
+}
+
+const fn row(
+    why: &'static str,
+    yaml: &'static str,
+    count: usize,
+    path: &'static str,
+    says: &'static str,
+    (line, column): (usize, usize),
+) -> Row {
+    Row {
+        why,
+        yaml,
+        count,
+        path,
+        says,
+        line,
+        column,
+    }
+}
+
+/// The environment the loader sees: no test touches the real one.
+fn fake_env(name: &str) -> Option<String> {
+    match name {
+        "TOKEN" => Some("s3cret".into()),
+        "HOST" => Some("example.com".into()),
+        "BLANK" => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// A config directory with a readable secret (`token`) and an empty one (`empty`).
+fn config_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    let path = dir.path().join("rota.yaml");
+    (dir, path)
+}
+
+fn load_errors(path: &Path, yaml: &str) -> ConfigErrors {
+    match load_str_with_env(path, yaml.to_owned(), &fake_env) {
+        Ok(_) => panic!("expected problems, the config loaded:\n{yaml}"),
+        Err(errors) => errors,
+    }
+}
+
+fn show(issues: &[ConfigIssue]) -> String {
+    let lines: Vec<String> = issues.iter().map(|i| format!("  {i}")).collect();
+    lines.join("\n")
+}
+
+#[rustfmt::skip]
+const ROWS: &[Row] = &[
+    // --- the document as a whole ---
+    row("unclosed flow list is a syntax error at the next line",
+        "daemon:\n  listen_addr: [a,\nb: 1\n", 1, "daemon.listen_addr", "YAML syntax error", (3, 1)),
+    row("an unquoted ${VAR} inside a flow list breaks the YAML",
+        "certs:\n  - id: web\n    domains: [www.${HOST}]\n", 1, "certs[0].domains", "YAML syntax error", (3, 20)),
+    row("tabs cannot indent YAML; the parser points just past the tab",
+        "daemon:\n\tlisten_addr: 127.0.0.1:7878\n", 1, "daemon", "tabs", (2, 2)),
+    row("a duplicate key is reported at its second occurrence",
+        concat!("daemon:\n  check_interval_seconds: 60\n  check_interval_seconds: 90\n", ok_cert!()),
+        1, "daemon.check_interval_seconds", "duplicate key `check_interval_seconds`: it is already set on line 2", (3, 3)),
+    row("a duplicate key inside a cert",
+        "certs:\n  - id: a\n    id: b\n", 1, "certs[0].id", "duplicate key `id`", (3, 5)),
+    row("an empty file",
+        "", 1, "", "the config is empty", (1, 1)),
+    row("a file of comments only is empty too",
+        "# rota config\n# nothing yet\n", 1, "", "must at least list `certs:`", (1, 1)),
+    row("two YAML documents",
+        concat!(ok_cert!(), "---\ndaemon: {}\n"), 1, "", "more than one YAML document", (7, 1)),
+    row("the top level must be a mapping",
+        "- certs\n", 1, "", "must be a mapping of blocks", (1, 1)),
+    row("an unknown top-level block, with a suggestion",
+        concat!("deamon:\n  check_interval_seconds: 60\n", ok_cert!()),
+        1, "deamon", "unknown top-level block `deamon`: did you mean `daemon`?", (1, 1)),
+    row("`certs:` is required",
+        "daemon:\n  check_interval_seconds: 60\n", 1, "", "no `certs:` list", (1, 1)),
+    row("`certs` must be a list",
+        "certs:\n  web: {}\n", 1, "certs", "must be a list", (2, 3)),
+    row("a block must be a mapping",
+        concat!("daemon: [1, 2]\n", ok_cert!()), 1, "daemon", "expected a mapping, found a list", (1, 9)),
+
+    // --- certs: schema ---
+    row("an unknown cert field points at the key, with a suggestion",
+        "certs:\n  - id: web\n    domian: [a.test]\n", 1, "certs[0].domian", "did you mean `domains`?", (3, 5)),
+    row("`registrar` was renamed in v0.6",
+        "certs:\n  - id: web\n    registrar: { kind: cloudflare }\n", 1,
+        "certs[0].registrar", "`registrar` was renamed to `dcv` in v0.6: rename the key", (3, 5)),
+    row("an unknown `kind` points at its value and names the valid ones",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acm }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].ca.kind", "unknown `ca` kind `acm`: did you mean `acme`?", (5, 17)),
+    row("a missing `kind` points at the block",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install:\n      directory: out\n",
+        1, "certs[0].install", "`install` has no `kind`", (7, 7)),
+    row("a missing field inside a variant points at the variant's mapping",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install:\n      kind: filesystem\n",
+        1, "certs[0].install", "missing required field `directory`", (7, 7)),
+    row("a wrong type inside a variant gets the variant's inner path",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install:\n      kind: filesystem\n      directory: [out]\n",
+        1, "certs[0].install.directory", "expected a path, found a list", (8, 18)),
+    row("an unknown field inside a variant points at that key",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local, ttl: 5 }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].ca.ttl", "unknown field `ttl`", (5, 24)),
+    row("a scalar where a tagged block belongs",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: local\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].ca", "`ca` must be a mapping with a `kind`, found `local`", (5, 9)),
+    row("two bad tagged blocks in one cert are both reported",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: lokal }\n    install: { kind: file }\n",
+        2, "certs[0].install.kind", "unknown `install` kind `file`", (6, 22)),
+    row("a bad domain points at the list item",
+        "certs:\n  - id: web\n    domains: [a.test, exa_mple.com]\n    key_path: k\n",
+        1, "certs[0].domains[1]", "may only contain letters, digits", (3, 23)),
+    row("a trailing dot on a domain",
+        "certs:\n  - id: web\n    domains:\n      - example.com.\n    key_path: k\n",
+        1, "certs[0].domains[0]", "ends with a dot", (4, 9)),
+    row("a cert id must start with a letter or digit",
+        "certs:\n  - id: -web\n", 1, "certs[0].id", "must start with a letter or a digit", (2, 9)),
+    row("a numeric id must be quoted",
+        "certs:\n  - id: 2024\n", 1, "certs[0].id", "expected text, found integer `2024`", (2, 9)),
+    row("an empty key_path would mean the config directory",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: ''\n    ca: { kind: local }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].key_path", "the path is empty", (4, 15)),
+
+    // --- certs: semantics ---
+    row("a cert needs a domain",
+        "certs:\n  - id: web\n    domains: []\n    key_path: k\n    ca: { kind: local }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].domains", "at least one domain", (3, 14)),
+    row("a domain listed twice (case-insensitively)",
+        "certs:\n  - id: web\n    domains: [a.test, A.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].domains[1]", "`a.test` is listed twice", (3, 23)),
+    row("a wildcard cannot be proven by webroot (HTTP-01)",
+        "certs:\n  - id: web\n    domains: ['*.a.test']\n    key_path: k\n    ca: { kind: local }\n    dcv: { kind: webroot, directory: /var/www }\n    install: { kind: filesystem, directory: out }\n",
+        2, "certs[0].domains[0]", "wildcard `*.a.test` can only be validated by DNS-01", (3, 15)),
+    row("ids are unique; the second one is pointed at",
+        concat!(ok_cert!(), "  - id: web\n    domains: [b.test]\n    key_path: b.key\n    ca: { kind: local }\n    install: { kind: filesystem, directory: b }\n"),
+        1, "certs[1].id", "cert id `web` is already used by certs[0]", (7, 9)),
+    row("an ACME cert needs a dcv block",
+        "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    install: { kind: filesystem, directory: out }\n",
+        2, "certs[0].dcv", "`ca: acme` must prove domain control, so this cert needs a `dcv:` block", (3, 5)),
+    row("ca: acme needs the acme account block",
+        "cloudflare: { api_token_file: token }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    dcv: { kind: cloudflare }\n    install: { kind: filesystem, directory: out }\n",
+        3, "certs[0].ca.kind", "needs the top-level `acme:` account block", (6, 17)),
+    row("dcv: cloudflare needs the cloudflare account block",
+        "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    dcv: { kind: cloudflare }\n    install: { kind: filesystem, directory: out }\n",
+        3, "certs[0].dcv.kind", "`dcv: cloudflare` needs the top-level `cloudflare:` account block", (7, 18)),
+    row("the namecheap CA only does DNS-01",
+        "namecheap: { api_key_file: token, username: u, client_ip: 192.0.2.1 }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: namecheap, ssl_id: 7 }\n    dcv: { kind: webroot, directory: /var/www }\n    install: { kind: filesystem, directory: out }\n",
+        3, "certs[0].dcv.kind", "`ca: namecheap` validates by DNS-01 only", (7, 18)),
+    row("namecheap's client_ip must be an IP address",
+        concat!("namecheap: { api_key_file: token, username: u, client_ip: my-host }\n", ok_cert!()),
+        1, "namecheap.client_ip", "not a valid IP address", (1, 59)),
+
+    // --- daemon ---
+    row("a bad listen address",
+        concat!("daemon:\n  listen_addr: localhost:7878\n", ok_cert!()), 1, "daemon.listen_addr", "not a valid socket address", (2, 16)),
+    row("a non-loopback listen address needs an API token",
+        concat!("daemon:\n  listen_addr: 0.0.0.0:7878\n", ok_cert!()), 1, "daemon.listen_addr", "`daemon.api_token_file` is not set", (2, 16)),
+    row("a zero sweep interval",
+        concat!("daemon:\n  check_interval_seconds: 0\n", ok_cert!()), 1, "daemon.check_interval_seconds", "must be at least 1, found 0", (2, 27)),
+    row("a negative interval is out of range",
+        concat!("daemon:\n  check_interval_seconds: -5\n", ok_cert!()), 1, "daemon.check_interval_seconds", "integer `-5` is out of range", (2, 27)),
+    row("no renewals could ever run",
+        concat!("daemon:\n  max_concurrent_renewals: 0\n", ok_cert!()), 1, "daemon.max_concurrent_renewals", "must be at least 1", (2, 28)),
+    row("an unknown daemon field",
+        concat!("daemon:\n  interval: 60\n", ok_cert!()), 1, "daemon.interval", "unknown field `interval`", (2, 3)),
+    row("a local-CA cert inside the renewal window on issue would renew forever",
+        concat!("daemon:\n  renew_threshold_days: 30\nlocal_ca:\n  validity_days: 30\n", ok_cert!()),
+        1, "daemon.renew_threshold_days", "would be due as soon as it is issued", (2, 25)),
+    row("the same, pointed at validity_days when only that is written",
+        concat!("local_ca:\n  validity_days: 20\n", ok_cert!()),
+        1, "local_ca.validity_days", "must be smaller than `local_ca.validity_days` (20)", (2, 18)),
+    row("a zero local CA validity",
+        concat!("local_ca:\n  validity_days: 0\n", ok_cert!()), 1, "local_ca.validity_days", "must be at least 1", (2, 18)),
+
+    // --- environment and secrets ---
+    row("an unset ${VAR} names the variable and the field",
+        "certs:\n  - id: web\n    description: ${FOO}\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: filesystem, directory: out }\n",
+        1, "certs[0].description", "environment variable `FOO` is not set", (3, 18)),
+    row("an unterminated ${",
+        concat!("daemon:\n  socket_path: /run/${HOST.sock\n", ok_cert!()), 1, "daemon.socket_path", "`${` is not closed", (2, 16)),
+    row("an unset env:VAR secret",
+        concat!("daemon:\n  api_token_file: env:NOPE\n", ok_cert!()), 1, "daemon.api_token_file", "environment variable `NOPE` is not set", (2, 19)),
+    row("an empty env:VAR secret",
+        concat!("daemon:\n  api_token_file: env:BLANK\n", ok_cert!()), 1, "daemon.api_token_file", "environment variable `BLANK` is empty", (2, 19)),
+    row("a missing secret file",
+        concat!("cloudflare:\n  api_token_file: missing.token\n", ok_cert!()), 1, "cloudflare.api_token_file", "missing.token` does not exist", (2, 19)),
+    row("an empty secret file",
+        concat!("cloudflare:\n  api_token_file: empty\n", ok_cert!()), 1, "cloudflare.api_token_file", "is empty", (2, 19)),
+    row("a malformed env: reference",
+        concat!("cloudflare:\n  api_token_file: 'env:'\n", ok_cert!()), 1, "cloudflare.api_token_file", "not a valid `env:VAR` reference", (2, 19)),
+
+    // --- backends not in this build, federation, audit ---
+    row("an install kind not available yet names the available one",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out }\n",
+        1, "certs[0].install.kind", "`kind: nginx` is not available in this build yet", (6, 22)),
+    row("the ACME CA is not available yet",
+        "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\ncloudflare: { api_token_file: token }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    dcv: { kind: cloudflare }\n    install: { kind: filesystem, directory: out }\n",
+        2, "certs[0].ca.kind", "`kind: acme` is not available in this build yet", (7, 17)),
+    row("federation needs SurrealDB",
+        concat!("cluster:\n  enabled: true\n  node_id: a\n", ok_cert!()), 2, "cluster.enabled", "federation needs `audit: { kind: surrealdb }`", (2, 12)),
+    row("SurrealDB audit is not available yet",
+        concat!("audit:\n  kind: surrealdb\n  endpoint: mem://\n  namespace: rota\n  database: prod\n", ok_cert!()),
+        1, "audit.kind", "`kind: surrealdb` is not available in this build yet", (2, 9)),
+    row("an unknown audit kind",
+        concat!("audit: { kind: postgres }\n", ok_cert!()), 1, "audit.kind", "unknown `audit` kind `postgres`", (1, 16)),
+    row("a lease too short to refresh",
+        concat!("cluster:\n  node_id: a\n  lease_seconds: 1\n", ok_cert!()), 1, "cluster.lease_seconds", "must be at least 3", (3, 18)),
+
+    // --- alerts ---
+    row("a webhook timeout of zero (and webhooks are not available yet)",
+        concat!("alerts:\n  - kind: webhook\n    url: https://hooks.test/x\n    timeout_seconds: 0\n", ok_cert!()),
+        2, "alerts[0].timeout_seconds", "must be at least 1", (4, 22)),
+    row("an email alert with nobody to send to",
+        concat!("alerts:\n  - kind: email\n    smtp_host: smtp.test\n    smtp_port: 587\n    tls: starttls\n    from: rota@a.test\n    to: []\n", ok_cert!()),
+        2, "alerts[0].to", "at least one recipient", (7, 9)),
+    row("an unknown SMTP tls mode lists the accepted ones",
+        concat!("alerts:\n  - kind: email\n    smtp_host: smtp.test\n    smtp_port: 587\n    tls: ssl\n    from: rota@a.test\n    to: [a@a.test]\n", ok_cert!()),
+        1, "alerts[0].tls", "`ssl` is not an accepted value", (5, 10)),
+    row("an SMTP port out of range",
+        concat!("alerts:\n  - kind: email\n    smtp_host: smtp.test\n    smtp_port: 70000\n    tls: none\n    from: rota@a.test\n    to: [a@a.test]\n", ok_cert!()),
+        1, "alerts[0].smtp_port", "from 0 to 65535", (4, 16)),
+    row("an alert entry without kind",
+        concat!("alerts:\n  - url: https://hooks.test/x\n", ok_cert!()), 1, "alerts[0]", "this `alerts` entry has no `kind`", (2, 5)),
+    row("the ACME directory must be an http(s) URL",
+        concat!("acme: { directory_url: acme-v02.api.letsencrypt.org, account_credentials_file: a.json }\n", ok_cert!()),
+        1, "acme.directory_url", "is not an http(s) URL", (1, 24)),
+    row("an nginx reload_command with no program",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out, reload_command: [] }\n",
+        2, "certs[0].install.reload_command", "has no command to run", (6, 61)),
+];
+
+#[test]
+fn every_malformed_config_is_reported_where_it_is_written() {
+    let (_dir, path) = config_dir();
+    let file = path.display().to_string();
+    let mut failures = Vec::new();
+    for row in ROWS {
+        let issues = load_errors(&path, row.yaml).0;
+        let found = issues
+            .iter()
+            .find(|i| i.path == row.path && i.message.contains(row.says));
+        let ok = issues.len() == row.count
+            && found
+                .is_some_and(|i| (i.line, i.column) == (row.line, row.column) && i.file == file);
+        if !ok {
+            failures.push(format!(
+                "{}: want {} problem(s), `{}` at {}:{} saying {:?}; got:\n{}",
+                row.why,
+                row.count,
+                row.path,
+                row.line,
+                row.column,
+                row.says,
+                show(&issues)
+            ));
+        }
+    }
+    assert!(ROWS.len() >= 40, "the table keeps at least 40 rows");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_problem_has_a_hint() {
+    let (_dir, path) = config_dir();
+    for row in ROWS {
+        for issue in load_errors(&path, row.yaml).0 {
+            assert!(issue.hint.is_some(), "{}: no hint for {issue}", row.why);
+        }
+    }
+}
