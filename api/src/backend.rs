@@ -243,6 +243,12 @@ pub trait InstallBackend: Send + Sync {
     async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
         Ok(None)
     }
+
+    /// The local file `current_cert_pem` reads, for backends that install to one: a sweep then
+    /// checks it with `stat` and re-reads only what changed.
+    fn current_cert_path(&self, _cert_id: &CertId) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// What an alert is about.

@@ -37,34 +37,31 @@ pub(crate) fn apply(
     generation: u64,
     now: OffsetDateTime,
 ) -> bool {
-    match conditions.iter_mut().find(|c| c.type_ == update.type_) {
-        Some(existing) => {
-            let flipped = existing.status != update.status;
-            let changed = flipped
-                || existing.reason != update.reason
-                || existing.message != update.message
-                || existing.observed_generation != generation;
-            if flipped {
-                existing.last_transition_time = now;
-            }
-            existing.status = update.status;
-            existing.reason = update.reason;
-            existing.message = update.message;
-            existing.observed_generation = generation;
-            changed
+    if let Some(existing) = conditions.iter_mut().find(|c| c.type_ == update.type_) {
+        let flipped = existing.status != update.status;
+        let changed = flipped
+            || existing.reason != update.reason
+            || existing.message != update.message
+            || existing.observed_generation != generation;
+        if flipped {
+            existing.last_transition_time = now;
         }
-        None => {
-            conditions.push(Condition {
-                type_: update.type_,
-                status: update.status,
-                reason: update.reason,
-                message: update.message,
-                last_transition_time: now,
-                observed_generation: generation,
-            });
-            conditions.sort_by_key(|c| c.type_ as u8);
-            true
-        }
+        existing.status = update.status;
+        existing.reason = update.reason;
+        existing.message = update.message;
+        existing.observed_generation = generation;
+        changed
+    } else {
+        conditions.push(Condition {
+            type_: update.type_,
+            status: update.status,
+            reason: update.reason,
+            message: update.message,
+            last_transition_time: now,
+            observed_generation: generation,
+        });
+        conditions.sort_by_key(|c| c.type_ as u8);
+        true
     }
 }
 

@@ -122,7 +122,7 @@ impl Desired {
             match self.cert(&cert.spec.id) {
                 None => diff.added.push(cert.spec.id.clone()),
                 Some(old) if old.generation != cert.generation => {
-                    diff.changed.push(cert.spec.id.clone())
+                    diff.changed.push(cert.spec.id.clone());
                 }
                 Some(_) => {}
             }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
@@ -17,9 +17,13 @@ use rota_api::wire::InstalledCert;
 
 use crate::desired::CertRuntime;
 use crate::plan::Observation;
+use crate::reconciler::lock;
 
 /// How many installed certs are read back at once during a sweep.
 const READ_CONCURRENCY: usize = 64;
+
+/// Below this many certs a sweep is not worth splitting across threads.
+const MIN_BLOCKING_CHUNK: usize = 256;
 
 /// A parsed leaf: its facts (without the key check) and its raw public key.
 #[derive(Debug, Clone)]
@@ -38,9 +42,9 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(path: &Path) -> Option<Self> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(Self {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
@@ -49,11 +53,31 @@ impl FileStamp {
     }
 }
 
+/// What a cached parse was made from: a local file's identity, or the PEM a backend returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fingerprint {
+    File(FileStamp),
+    Pem(String),
+}
+
+/// Where one cert's installed PEM comes from in a sweep.
+enum Source {
+    /// A local file the observer stats (and reads only when it changed).
+    File(PathBuf),
+    /// What the install backend's `current_cert_pem` returned.
+    Fetched(Result<Option<String>, String>),
+}
+
+/// The last parse of each cert's installed leaf.
+type LeafCache = HashMap<CertId, (Fingerprint, Result<ParsedLeaf, String>)>;
+/// A key file's identity and its raw public key (`None` if unreadable).
+type KeyCache = HashMap<PathBuf, (FileStamp, Option<Vec<u8>>)>;
+
 /// Reads installed certs back and remembers what it parsed.
 #[derive(Debug, Default)]
 pub(crate) struct Observer {
-    leaves: Mutex<HashMap<CertId, (String, Result<ParsedLeaf, String>)>>,
-    keys: Mutex<HashMap<PathBuf, (FileStamp, Option<Vec<u8>>)>>,
+    leaves: Mutex<LeafCache>,
+    keys: Mutex<KeyCache>,
 }
 
 impl Observer {
@@ -65,53 +89,58 @@ impl Observer {
             .unwrap_or(Observation::NotInstalled)
     }
 
-    /// Observes many certs: reads are concurrent, parsing and key checks run off the runtime.
+    /// Observes many certs. Certs installed as local files are checked by `stat` and only
+    /// re-read when the file changed; the others are fetched from their backend concurrently.
+    /// Parsing and key checks run off the runtime, split across the machine's cores.
     pub(crate) async fn observe_many(
         self: &Arc<Self>,
         certs: &[Arc<CertRuntime>],
     ) -> Vec<Observation> {
-        let mut pems = Vec::with_capacity(certs.len());
-        for chunk in certs.chunks(READ_CONCURRENCY) {
-            let mut reads = tokio::task::JoinSet::new();
-            for (i, cert) in chunk.iter().enumerate() {
-                let cert = Arc::clone(cert);
-                reads.spawn(async move { (i, cert.install.current_cert_pem(&cert.spec.id).await) });
-            }
-            let mut chunk_pems: Vec<_> = (0..chunk.len()).map(|_| Ok(None)).collect();
-            while let Some(joined) = reads.join_next().await {
-                match joined {
-                    Ok((i, pem)) => chunk_pems[i] = pem.map_err(|e| e.to_string()),
-                    Err(e) => tracing::error!(error = %e, "reading an installed cert panicked"),
-                }
-            }
-            pems.extend(chunk_pems);
+        let sources = fetch_sources(certs).await;
+        let parallelism = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let chunk = certs.len().div_ceil(parallelism).max(MIN_BLOCKING_CHUNK);
+        let mut batches = tokio::task::JoinSet::new();
+        let mut sources = sources.into_iter();
+        for (index, certs) in certs.chunks(chunk).enumerate() {
+            let this = Arc::clone(self);
+            let certs = certs.to_vec();
+            let sources: Vec<Source> = sources.by_ref().take(certs.len()).collect();
+            batches.spawn_blocking(move || {
+                let observed: Vec<Observation> = certs
+                    .iter()
+                    .zip(sources)
+                    .map(|(cert, source)| this.interpret(cert, source))
+                    .collect();
+                (index, observed)
+            });
         }
-        let this = Arc::clone(self);
-        let certs = certs.to_vec();
-        tokio::task::spawn_blocking(move || {
-            certs
-                .iter()
-                .zip(pems)
-                .map(|(cert, pem)| this.interpret(cert, pem))
-                .collect()
-        })
-        .await
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "interpreting installed certs panicked");
-            Vec::new()
-        })
+        let mut parts = Vec::with_capacity(batches.len());
+        while let Some(joined) = batches.join_next().await {
+            match joined {
+                Ok(part) => parts.push(part),
+                Err(e) => tracing::error!(error = %e, "observing installed certs panicked"),
+            }
+        }
+        parts.sort_by_key(|(index, _)| *index);
+        parts
+            .into_iter()
+            .flat_map(|(_, observed)| observed)
+            .collect()
     }
 
-    fn interpret(&self, cert: &CertRuntime, pem: Result<Option<String>, String>) -> Observation {
-        let pem = match pem {
-            Err(e) => return Observation::Unreadable(e),
-            Ok(None) => return Observation::NotInstalled,
-            Ok(Some(pem)) => pem,
+    fn interpret(&self, cert: &CertRuntime, source: Source) -> Observation {
+        let leaf = match source {
+            Source::File(path) => self.leaf_from_file(&cert.spec.id, &path),
+            Source::Fetched(Err(e)) => return Observation::Unreadable(e),
+            Source::Fetched(Ok(None)) => return Observation::NotInstalled,
+            Source::Fetched(Ok(Some(pem))) => {
+                Some(self.parse_cached(&cert.spec.id, Fingerprint::Pem(pem.clone()), || Ok(pem)))
+            }
         };
-        let leaf = self.parse_cached(&cert.spec.id, pem);
         match leaf {
-            Err(e) => Observation::Unreadable(e),
-            Ok(leaf) => {
+            None => Observation::NotInstalled,
+            Some(Err(e)) => Observation::Unreadable(e),
+            Some(Ok(leaf)) => {
                 let key = self.key_cached(&cert.spec.key_path);
                 let mut facts = leaf.facts;
                 facts.key_matches = key.is_some_and(|k| k == leaf.public_key);
@@ -120,42 +149,83 @@ impl Observer {
         }
     }
 
-    fn parse_cached(&self, id: &CertId, pem: String) -> Result<ParsedLeaf, String> {
-        let mut leaves = self.leaves.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((cached_pem, parsed)) = leaves.get(id) {
-            if *cached_pem == pem {
-                return parsed.clone();
-            }
+    /// The parsed leaf at `path`, `None` when no file is there.
+    fn leaf_from_file(&self, id: &CertId, path: &Path) -> Option<Result<ParsedLeaf, String>> {
+        let unreadable = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+        match FileStamp::of(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => Some(Err(unreadable(e))),
+            Ok(stamp) => Some(self.parse_cached(id, Fingerprint::File(stamp), || {
+                std::fs::read_to_string(path).map_err(unreadable)
+            })),
         }
-        let parsed = parse_leaf(&pem);
-        leaves.insert(id.clone(), (pem, parsed.clone()));
+    }
+
+    /// The cached parse if `fingerprint` matches it, else `read()` parsed and cached.
+    fn parse_cached(
+        &self,
+        id: &CertId,
+        fingerprint: Fingerprint,
+        read: impl FnOnce() -> Result<String, String>,
+    ) -> Result<ParsedLeaf, String> {
+        if let Some((cached, parsed)) = lock(&self.leaves).get(id)
+            && *cached == fingerprint
+        {
+            return parsed.clone();
+        }
+        let parsed = read().and_then(|pem| parse_leaf(&pem));
+        lock(&self.leaves).insert(id.clone(), (fingerprint, parsed.clone()));
         parsed
     }
 
     /// The raw public key of the key at `path`, or `None` if it is missing or unreadable.
     fn key_cached(&self, path: &Path) -> Option<Vec<u8>> {
-        let stamp = FileStamp::of(path)?;
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((cached, key)) = keys.get(path) {
-            if *cached == stamp {
-                return key.clone();
-            }
+        let stamp = FileStamp::of(path).ok()?;
+        if let Some((cached, key)) = lock(&self.keys).get(path)
+            && *cached == stamp
+        {
+            return key.clone();
         }
         let key = std::fs::read_to_string(path)
             .ok()
             .and_then(|pem| rcgen::KeyPair::from_pem(&pem).ok())
             .map(|pair| rcgen::PublicKeyData::der_bytes(&pair).to_vec());
-        keys.insert(path.to_owned(), (stamp, key.clone()));
+        lock(&self.keys).insert(path.to_owned(), (stamp, key.clone()));
         key
     }
 
     /// Forgets what was cached for certs no longer configured.
     pub(crate) fn retain(&self, keep: impl Fn(&CertId) -> bool) {
-        self.leaves
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|id, _| keep(id));
+        lock(&self.leaves).retain(|id, _| keep(id));
     }
+}
+
+/// Each cert's source: its local file, or what its backend returned (fetched concurrently).
+async fn fetch_sources(certs: &[Arc<CertRuntime>]) -> Vec<Source> {
+    let mut sources: Vec<Source> = certs
+        .iter()
+        .map(|c| match c.install.current_cert_path(&c.spec.id) {
+            Some(path) => Source::File(path),
+            None => Source::Fetched(Ok(None)),
+        })
+        .collect();
+    let remote: Vec<usize> = (0..certs.len())
+        .filter(|&i| matches!(sources[i], Source::Fetched(_)))
+        .collect();
+    for chunk in remote.chunks(READ_CONCURRENCY) {
+        let mut reads = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let cert = Arc::clone(&certs[i]);
+            reads.spawn(async move { (i, cert.install.current_cert_pem(&cert.spec.id).await) });
+        }
+        while let Some(joined) = reads.join_next().await {
+            match joined {
+                Ok((i, pem)) => sources[i] = Source::Fetched(pem.map_err(|e| e.to_string())),
+                Err(e) => tracing::error!(error = %e, "reading an installed cert panicked"),
+            }
+        }
+    }
+    sources
 }
 
 /// Parses the first certificate of a PEM document into facts (`key_matches` left false).

@@ -209,7 +209,7 @@ impl Reconciler {
         for issue in &errors.0 {
             tracing::error!(%issue, "config change refused; keeping the running config");
         }
-        *lock(&self.shared.config_errors) = errors.0.clone();
+        lock(&self.shared.config_errors).clone_from(&errors.0);
     }
 
     /// Validates that `loaded`'s backends can be built and computes what it would change.
@@ -286,12 +286,15 @@ impl Reconciler {
     /// Observes and plans every cert, without acting: the sweep's read-only half.
     pub async fn observe_and_plan(&self) -> Vec<(Arc<CertRuntime>, Observation, Plan)> {
         let desired = self.desired();
-        let certs: Vec<_> = desired
-            .certs
-            .iter()
-            .filter(|c| !self.is_busy(&c.spec.id))
-            .cloned()
-            .collect();
+        let certs: Vec<_> = {
+            let busy = lock(&self.shared.busy);
+            desired
+                .certs
+                .iter()
+                .filter(|c| !busy.contains(&c.spec.id))
+                .cloned()
+                .collect()
+        };
         let observations = self.shared.observer.observe_many(&certs).await;
         let threshold =
             time::Duration::days(i64::from(desired.loaded.config.daemon.renew_threshold_days));
@@ -389,20 +392,19 @@ impl Reconciler {
             );
             (changed.then(|| state.conditions.clone()), first_time)
         };
-        if let Some(conds) = changed {
-            if let Err(e) = self.shared.store.put_conditions(id, &conds).await {
-                tracing::error!(cert_id = %id, error = %e, "cannot store conditions");
-            }
+        if let Some(conds) = changed
+            && let Err(e) = self.shared.store.put_conditions(id, &conds).await
+        {
+            tracing::error!(cert_id = %id, error = %e, "cannot store conditions");
         }
-        if first_time {
-            if let Err(e) = self
+        if first_time
+            && let Err(e) = self
                 .shared
                 .store
                 .put_reconciled_generation(id, cert.generation)
                 .await
-            {
-                tracing::error!(cert_id = %id, error = %e, "cannot store the reconciled generation");
-            }
+        {
+            tracing::error!(cert_id = %id, error = %e, "cannot store the reconciled generation");
         }
     }
 
@@ -419,15 +421,14 @@ impl Reconciler {
             )
             .then(|| state.conditions.clone())
         };
-        if let Some(conds) = conds {
-            if let Err(e) = self
+        if let Some(conds) = conds
+            && let Err(e) = self
                 .shared
                 .store
                 .put_conditions(&cert.spec.id, &conds)
                 .await
-            {
-                tracing::error!(cert_id = %cert.spec.id, error = %e, "cannot store conditions");
-            }
+        {
+            tracing::error!(cert_id = %cert.spec.id, error = %e, "cannot store conditions");
         }
     }
 

@@ -73,7 +73,7 @@ impl Audit<'_> {
         {
             Ok(event) => self.ctx.send(RenewProgress::Step(event)).await,
             Err(e) => {
-                tracing::error!(error = %e, step = step.as_str(), "cannot record a step event")
+                tracing::error!(error = %e, step = step.as_str(), "cannot record a step event");
             }
         }
     }
@@ -369,10 +369,10 @@ async fn remove_challenges(
             })
             .await;
         // A record that could not be removed stays journalled and is retried at the next start.
-        if removed.is_ok() {
-            if let Err(e) = audit.ctx.store.clear_dcv(*journal_id).await {
-                tracing::error!(error = %e, "cannot clear a DCV journal entry");
-            }
+        if removed.is_ok()
+            && let Err(e) = audit.ctx.store.clear_dcv(*journal_id).await
+        {
+            tracing::error!(error = %e, "cannot clear a DCV journal entry");
         }
     }
 }

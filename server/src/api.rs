@@ -16,9 +16,11 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use rota_api::CertId;
-use rota_api::wire::{ErrorBody, RenewProgress, RenewalLog};
+use rota_api::wire::{
+    CertDetail, CertSummary, ErrorBody, RenewProgress, RenewalLog, StatusResponse,
+};
 use rota_reconciler::{Reconciler, RenewRequestError};
-use rota_store::AuditStore;
+use rota_store::{AuditStore, StoreError};
 
 use crate::{apply, views};
 
@@ -45,60 +47,79 @@ pub(crate) fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// An `ErrorBody` response.
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = ErrorBody {
-        code: code.to_owned(),
-        message: message.to_owned(),
-        config_errors: Vec::new(),
-    };
-    (status, Json(body)).into_response()
+/// An API error: the HTTP status and the `ErrorBody` it carries.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
 }
 
-fn store_error(e: &impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "audit store failed while answering the API");
-    error_response(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "store_error",
-        &e.to_string(),
-    )
-}
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
 
-fn parse_id(raw: &str) -> Result<CertId, Response> {
-    CertId::new(raw).map_err(|e| error_response(StatusCode::BAD_REQUEST, "bad_request", &e))
-}
+    fn not_found(id: &CertId) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no cert `{id}` in the running config"),
+        )
+    }
 
-fn not_found(id: &CertId) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        &format!("no cert `{id}` in the running config"),
-    )
-}
-
-async fn status(State(state): State<AppState>) -> Response {
-    match views::status(&state).await {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => store_error(&e),
+    fn store(e: &StoreError) -> Self {
+        tracing::error!(error = %e, "audit store failed while answering the API");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_error",
+            e.to_string(),
+        )
     }
 }
 
-async fn certs(State(state): State<AppState>) -> Response {
-    match views::summaries(&state).await {
-        Ok(s) => Json(s).into_response(),
-        Err(e) => store_error(&e),
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.code.to_owned(),
+            message: self.message,
+            config_errors: Vec::new(),
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
-async fn cert(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+fn parse_id(raw: &str) -> Result<CertId, ApiError> {
+    CertId::new(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))
+}
+
+async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {
+    views::status(&state)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::store(&e))
+}
+
+async fn certs(State(state): State<AppState>) -> Result<Json<Vec<CertSummary>>, ApiError> {
+    views::summaries(&state)
+        .await
+        .map(Json)
+        .map_err(|e| ApiError::store(&e))
+}
+
+async fn cert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CertDetail>, ApiError> {
+    let id = parse_id(&id)?;
     match views::detail(&state, &id).await {
-        Ok(Some(d)) => Json(d).into_response(),
-        Ok(None) => not_found(&id),
-        Err(e) => store_error(&e),
+        Ok(Some(d)) => Ok(Json(d)),
+        Ok(None) => Err(ApiError::not_found(&id)),
+        Err(e) => Err(ApiError::store(&e)),
     }
 }
 
@@ -111,11 +132,8 @@ async fn log(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<LogQuery>,
-) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+) -> Result<Json<RenewalLog>, ApiError> {
+    let id = parse_id(&id)?;
     let renewal = match q.renewal {
         Some(n) => state
             .store
@@ -124,52 +142,47 @@ async fn log(
             .map(|r| r.filter(|r| r.cert_id == id)),
         None => state.store.renewals(&id, 1).await.map(|mut v| v.pop()),
     };
-    let renewal = match renewal {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            return error_response(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                &format!("no renewal of `{id}` recorded"),
-            );
-        }
-        Err(e) => return store_error(&e),
-    };
-    match state.store.steps(renewal.id).await {
-        Ok(events) => Json(RenewalLog { renewal, events }).into_response(),
-        Err(e) => store_error(&e),
-    }
+    let renewal = renewal.map_err(|e| ApiError::store(&e))?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no renewal of `{id}` recorded"),
+        )
+    })?;
+    let events = state
+        .store
+        .steps(renewal.id)
+        .await
+        .map_err(|e| ApiError::store(&e))?;
+    Ok(Json(RenewalLog { renewal, events }))
 }
 
-async fn renew(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn renew(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
     let (tx, rx) = mpsc::channel::<RenewProgress>(64);
-    match state.reconciler.renew(&id, tx) {
-        Ok(()) => {}
-        Err(RenewRequestError::NotFound(_)) => return not_found(&id),
-        Err(e @ RenewRequestError::Busy(_)) => {
-            return error_response(StatusCode::CONFLICT, "conflict", &e.to_string());
+    state.reconciler.renew(&id, tx).map_err(|e| match e {
+        RenewRequestError::NotFound(_) => ApiError::not_found(&id),
+        RenewRequestError::Busy(_) => {
+            ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
         }
-        Err(e) => {
-            return error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                &e.to_string(),
-            );
-        }
-    }
+        _ => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+    })?;
     let lines = futures_util::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         let mut line = serde_json::to_string(&item).unwrap_or_default();
         line.push('\n');
         Some((Ok::<_, Infallible>(line), rx))
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),
     )
-        .into_response()
+        .into_response())
 }

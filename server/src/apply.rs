@@ -13,7 +13,7 @@ use rota_api::config::{ConfigErrors, load_str};
 use rota_api::wire::{ApplyRequest, ApplyResponse, ErrorBody};
 use rota_providers::atomic_write::write_atomic;
 
-use crate::api::{AppState, error_response};
+use crate::api::{ApiError, AppState};
 
 /// Mode of a config file rotad creates; an existing file keeps its own.
 const NEW_CONFIG_MODE: u32 = 0o640;
@@ -31,11 +31,8 @@ pub(crate) async fn apply(
         Ok(Ok(loaded)) => loaded,
         Ok(Err(errors)) => return invalid(errors),
         Err(e) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            );
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                .into_response();
         }
     };
     let diff = unified_diff(
@@ -69,21 +66,19 @@ pub(crate) async fn apply(
     match written {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            return error_response(
+            return ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "write_failed",
-                &format!(
+                format!(
                     "cannot write {}: {e}; the running config is unchanged",
                     path.display()
                 ),
-            );
+            )
+            .into_response();
         }
         Err(e) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                &e.to_string(),
-            );
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                .into_response();
         }
     }
     state.reconciler.commit(prepared);

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use rota_api::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
-use crate::api::{AppState, error_response};
+use crate::api::{ApiError, AppState};
 
 /// Adds the protocol header to every response.
 pub(crate) async fn protocol_header(request: Request, next: Next) -> Response {
@@ -44,11 +44,12 @@ pub(crate) async fn tcp_guard(
             Ok(secret) => secret,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read daemon.api_token_file; refusing TCP API calls");
-                return error_response(
+                return ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the API token cannot be read on the daemon side",
-                );
+                )
+                .into_response();
             }
         };
         let presented = request
@@ -58,7 +59,7 @@ pub(crate) async fn tcp_guard(
             .and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.expose().as_bytes()))
         {
-            return error_response(
+            return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "missing or wrong bearer token",
@@ -72,11 +73,12 @@ pub(crate) async fn tcp_guard(
         .get(PROTOCOL_HEADER)
         .is_some_and(|v| v.as_bytes() == PROTOCOL_VERSION.to_string().as_bytes());
     if !safe && !declared {
-        return error_response(
+        return ApiError::new(
             StatusCode::FORBIDDEN,
             "protocol_header_required",
-            &format!("mutating requests must send `{PROTOCOL_HEADER}: {PROTOCOL_VERSION}`"),
-        );
+            format!("mutating requests must send `{PROTOCOL_HEADER}: {PROTOCOL_VERSION}`"),
+        )
+        .into_response();
     }
     next.run(request).await
 }

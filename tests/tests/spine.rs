@@ -137,7 +137,11 @@ fn apply_issues_a_new_cert_at_once_and_a_bad_apply_changes_nothing() {
         "a dry run writes nothing"
     );
 
-    rotad.rota_ok(&["apply", "-f", &next.display().to_string()]);
+    let applied = rotad.rota_ok(&["apply", "-f", &next.display().to_string()]);
+    assert!(
+        applied.contains("two"),
+        "apply names the added cert: {applied}"
+    );
     assert_eq!(
         fs::read_to_string(rotad.config_path()).unwrap(),
         text,

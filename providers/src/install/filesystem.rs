@@ -14,6 +14,9 @@ use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
 /// The config `kind` of this installer.
 const KIND: &str = "filesystem";
 
+/// The leaf, written last: what `current_cert_pem` reads back.
+const CERT_FILE: &str = "cert.pem";
+
 /// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
 pub(crate) struct FilesystemInstall {
     directory: PathBuf,
@@ -48,8 +51,12 @@ impl InstallBackend for FilesystemInstall {
             .map_err(|e| task_failed(&self.directory, "writing", &e))?
     }
 
+    fn current_cert_path(&self, _cert_id: &CertId) -> Option<PathBuf> {
+        Some(self.directory.join(CERT_FILE))
+    }
+
     async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
-        let path = self.directory.join("cert.pem");
+        let path = self.directory.join(CERT_FILE);
         let read_path = path.clone();
         let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
             .await
@@ -85,7 +92,7 @@ fn write_files(
         ("chain.pem", cert.chain_pem.as_bytes(), 0o644),
         ("fullchain.pem", fullchain.as_bytes(), 0o644),
         // Last: see the module docs.
-        ("cert.pem", cert.cert_pem.as_bytes(), 0o644),
+        (CERT_FILE, cert.cert_pem.as_bytes(), 0o644),
     ];
     for (name, contents, mode) in files {
         let path = directory.join(name);
