@@ -91,15 +91,16 @@ impl LocalCa {
     fn remember(&self, domains: &[DomainName], csr: PendingCsr) -> Result<(), BackendError> {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = order_key(domains);
-        if let Some(other) = pending.get(&slot) {
-            if other.public_key != csr.public_key && other.submitted.elapsed() < ABANDONED_AFTER {
-                return Err(BackendError::Refused {
-                    backend: KIND,
-                    detail: "another cert with the same domains but a different key is being \
+        if let Some(other) = pending.get(&slot)
+            && other.public_key != csr.public_key
+            && other.submitted.elapsed() < ABANDONED_AFTER
+        {
+            return Err(BackendError::Refused {
+                backend: KIND,
+                detail: "another cert with the same domains but a different key is being \
                              issued right now; retry once it is done"
-                        .into(),
-                });
-            }
+                    .into(),
+            });
         }
         pending.insert(slot, csr);
         Ok(())
