@@ -90,6 +90,52 @@ impl IssuedCert {
     }
 }
 
+/// A CA-suggested renewal window (ACME Renewal Information, RFC 9773).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalWindow {
+    /// The window opens.
+    #[serde(with = "time::serde::rfc3339")]
+    pub start: OffsetDateTime,
+    /// The window closes.
+    #[serde(with = "time::serde::rfc3339")]
+    pub end: OffsetDateTime,
+    /// Where the CA explains why the window moved (e.g. a mass revocation), if it says.
+    pub explanation_url: Option<String>,
+    /// When to ask again (the CA's `Retry-After`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_check_at: OffsetDateTime,
+}
+
+/// Why a certificate is revoked (RFC 5280 §5.3.1 reason codes that ACME accepts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationReason {
+    /// No reason given.
+    Unspecified,
+    /// The private key is known or suspected to be compromised.
+    KeyCompromise,
+    /// The subject's details changed.
+    AffiliationChanged,
+    /// The cert was replaced by another.
+    Superseded,
+    /// The names are no longer in use.
+    CessationOfOperation,
+}
+
+impl RevocationReason {
+    /// The camelCase name used on the CLI and the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::KeyCompromise => "keyCompromise",
+            Self::AffiliationChanged => "affiliationChanged",
+            Self::Superseded => "superseded",
+            Self::CessationOfOperation => "cessationOfOperation",
+        }
+    }
+}
+
 /// What a backend call failed with, in terms an operator can act on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -192,16 +238,30 @@ pub trait CaBackend: Send + Sync {
 
     /// Submits a CSR for `domains` and returns the challenges rota must satisfy before
     /// [`CaBackend::await_issuance`]; `preferred_kinds` lists what the DCV solver can answer,
-    /// best first.
+    /// best first; `replacing` is the installed leaf (PEM) this order replaces, if any.
     async fn submit(
         &self,
         domains: &[DomainName],
         csr_pem: &str,
         preferred_kinds: &[ChallengeKind],
+        replacing: Option<&str>,
     ) -> Result<Vec<DcvChallenge>, BackendError>;
 
     /// Waits until the CA has validated and signed the order submitted for `domains`.
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError>;
+
+    /// The CA's suggested renewal window for `cert_pem`, for CAs that publish one.
+    async fn renewal_window(&self, _cert_pem: &str) -> Result<Option<RenewalWindow>, BackendError> {
+        Ok(None)
+    }
+
+    /// Revokes `cert_pem`.
+    async fn revoke(&self, _cert_pem: &str, _reason: RevocationReason) -> Result<(), BackendError> {
+        Err(BackendError::Invalid {
+            backend: self.kind(),
+            detail: "this CA does not support revocation".to_owned(),
+        })
+    }
 }
 
 /// Proves control of a domain by answering a CA's challenge.

@@ -10,6 +10,6 @@ pub mod wire;
 
 pub use backend::{
     AlertBackend, AlertEvent, AlertKind, BackendError, BackendFactory, CaBackend, ChallengeKind,
-    DcvBackend, DcvChallenge, InstallBackend, IssuedCert,
+    DcvBackend, DcvChallenge, InstallBackend, IssuedCert, RenewalWindow, RevocationReason,
 };
 pub use names::{CertId, DomainName, SecretError, SecretSource, SecretString};

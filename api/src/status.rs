@@ -61,6 +61,10 @@ pub enum Reason {
     Interrupted,
     /// The installed cert could not be read back.
     ObserveFailed,
+    /// The CA's renewal window (ARI) says to renew now.
+    AriWindow,
+    /// The installed cert was revoked.
+    Revoked,
 }
 
 impl Reason {
@@ -82,6 +86,8 @@ impl Reason {
             Self::RenewalSucceeded => "RenewalSucceeded",
             Self::Interrupted => "Interrupted",
             Self::ObserveFailed => "ObserveFailed",
+            Self::AriWindow => "AriWindow",
+            Self::Revoked => "Revoked",
         }
     }
 
@@ -164,6 +170,8 @@ pub enum Step {
     CheckChallenges,
     /// Publish a challenge response.
     PublishDcv,
+    /// Wait until every nameserver answers the DNS-01 records.
+    CheckPropagation,
     /// Wait for the CA to validate and sign.
     AwaitIssuance,
     /// Take a challenge response down.
@@ -184,6 +192,7 @@ impl Step {
             Self::SubmitOrder => "submit_order",
             Self::CheckChallenges => "check_challenges",
             Self::PublishDcv => "publish_dcv",
+            Self::CheckPropagation => "check_propagation",
             Self::AwaitIssuance => "await_issuance",
             Self::RemoveDcv => "remove_dcv",
             Self::PersistCert => "persist_cert",

@@ -162,7 +162,7 @@ mod tests {
 
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
-        other.ca = CaSpec::Acme(AcmeCa {});
+        other.ca = CaSpec::Acme(AcmeCa { profile: None });
         other.install = InstallSpec::Nginx(NginxInstall {
             directory: "/tmp/x".into(),
             reload_command: None,

@@ -172,6 +172,8 @@ async fn run_pipeline(
             Ok((csr, format!("CSR with SANs {}", names.join(", "))))
         })
         .await?;
+    // CAs with renewal information (ARI) want to know which cert an order replaces.
+    let replacing = cert.install.current_cert_pem(&spec.id).await.ok().flatten();
     let kinds = cert
         .dcv
         .as_ref()
@@ -184,7 +186,7 @@ async fn run_pipeline(
             async {
                 let challenges = cert
                     .ca
-                    .submit(&spec.domains, &csr, &kinds)
+                    .submit(&spec.domains, &csr, &kinds, replacing.as_deref())
                     .await
                     .map_err(|e| RenewError::backend(Step::SubmitOrder, &e))?;
                 let n = challenges.len();

@@ -57,7 +57,9 @@ async fn sweep_bench() {
         let key = load_or_generate(&spec.key_path).expect("key").key;
         let csr = key.csr_pem(&spec.domains).expect("csr");
         let ca = providers.ca(&loaded.config, spec).expect("ca");
-        ca.submit(&spec.domains, &csr, &[]).await.expect("submit");
+        ca.submit(&spec.domains, &csr, &[], None)
+            .await
+            .expect("submit");
         let issued = ca.await_issuance(&spec.domains).await.expect("issue");
         let install = providers.install(&loaded.config, spec).expect("install");
         install

@@ -36,6 +36,9 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
             "acme.account_credentials_file",
             &mut acme.account_credentials_file,
         );
+        if let Some(bundle) = &mut acme.ca_bundle_file {
+            rebase.path("acme.ca_bundle_file", bundle);
+        }
         if let Some(eab) = &mut acme.external_account_binding {
             rebase.secret(Some(&mut eab.hmac_key_file));
         }

@@ -135,6 +135,30 @@ pub struct DaemonConfig {
     pub max_concurrent_renewals: usize,
     /// Bearer token required on the TCP API; mandatory when `listen_addr` is not loopback.
     pub api_token_file: Option<SecretSource>,
+    /// How DNS-01 records are checked before the CA is asked to validate them.
+    pub dns_propagation: DnsPropagation,
+}
+
+/// `daemon.dns_propagation`: which servers must answer a DNS-01 record, and how long to wait.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsPropagation {
+    /// `host:port` of the servers to ask; empty means the zone's authoritative nameservers.
+    pub nameservers: Vec<String>,
+    /// Give up after this many seconds.
+    pub timeout_seconds: u64,
+    /// Ask again every this many seconds.
+    pub interval_seconds: u64,
+}
+
+impl Default for DnsPropagation {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout_seconds: 300,
+            interval_seconds: 5,
+        }
+    }
 }
 
 impl Default for DaemonConfig {
@@ -147,6 +171,7 @@ impl Default for DaemonConfig {
             renew_threshold_days: 30,
             max_concurrent_renewals: 4,
             api_token_file: None,
+            dns_propagation: DnsPropagation::default(),
         }
     }
 }
@@ -246,6 +271,12 @@ pub struct AcmeAccount {
     /// External account binding, for CAs that require one.
     #[serde(default)]
     pub external_account_binding: Option<ExternalAccountBinding>,
+    /// Certificate profile to order by default (e.g. `shortlived`), if the CA offers profiles.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// PEM roots to trust for the directory's TLS, besides the system's (private ACME servers).
+    #[serde(default)]
+    pub ca_bundle_file: Option<PathBuf>,
 }
 
 /// ACME external account binding (RFC 8555 §7.3.4).
@@ -368,7 +399,7 @@ tagged_enum! {
         /// Namecheap reissue within an existing SSL subscription.
         "namecheap" => Namecheap(NamecheapCa) = NotYet,
         /// Any RFC 8555 directory.
-        "acme" => Acme(AcmeCa) = NotYet,
+        "acme" => Acme(AcmeCa) = Available,
     }
 }
 
@@ -393,10 +424,14 @@ pub struct NamecheapCa {
     pub ssl_id: u64,
 }
 
-/// `ca: { kind: acme }`.
+/// `ca: { kind: acme, profile }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AcmeCa {}
+pub struct AcmeCa {
+    /// Overrides `acme.profile` for this cert.
+    #[serde(default)]
+    pub profile: Option<String>,
+}
 
 tagged_enum! {
     /// A cert's `dcv:` block.
@@ -406,7 +441,7 @@ tagged_enum! {
         /// DNS-01 through Cloudflare's v4 API.
         "cloudflare" => Cloudflare(CloudflareDcv) = NotYet,
         /// HTTP-01 through a directory an existing web server serves.
-        "webroot" => Webroot(WebrootDcv) = NotYet,
+        "webroot" => Webroot(WebrootDcv) = Available,
     }
 }
 

@@ -89,6 +89,34 @@ fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
     ] {
         at_least(1, value, path, hint, found);
     }
+    let dns = &daemon.dns_propagation;
+    at_least(
+        1,
+        dns.timeout_seconds,
+        "daemon.dns_propagation.timeout_seconds",
+        "300 (five minutes) is the default",
+        found,
+    );
+    at_least(
+        1,
+        dns.interval_seconds,
+        "daemon.dns_propagation.interval_seconds",
+        "5 is the default",
+        found,
+    );
+    for (i, server) in dns.nameservers.iter().enumerate() {
+        if server.parse::<std::net::SocketAddr>().is_err() {
+            found.push(
+                Problem::value(
+                    format!("daemon.dns_propagation.nameservers[{i}]"),
+                    format!("`{server}` is not an `address:port` pair"),
+                )
+                .hint(
+                    "write an IP address and a port, e.g. `192.0.2.53:53` or `[2001:db8::53]:53`",
+                ),
+            );
+        }
+    }
     let addr = daemon.listen_addr;
     if !addr.ip().is_loopback() && daemon.api_token_file.is_none() {
         found.push(

@@ -123,6 +123,7 @@ impl CaBackend for LocalCaBackend {
         domains: &[DomainName],
         csr_pem: &str,
         _preferred_kinds: &[ChallengeKind],
+        _replacing: Option<&str>,
     ) -> Result<Vec<DcvChallenge>, BackendError> {
         let public_key = check_csr(domains, csr_pem)?;
         // Loading the root now makes a broken CA directory fail the order, not the signing.

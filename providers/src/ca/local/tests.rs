@@ -26,7 +26,7 @@ fn backend(dir: &Path, validity_days: u32) -> LocalCaBackend {
 async fn issue(ca: &LocalCaBackend, key: &CertKey, names: &[DomainName]) -> IssuedCert {
     let csr = key.csr_pem(names).unwrap();
     let challenges = ca
-        .submit(names, &csr, &[ChallengeKind::Dns01])
+        .submit(names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .unwrap();
     assert!(challenges.is_empty(), "the local CA asks for no DCV");
@@ -206,12 +206,12 @@ async fn refuses_a_csr_whose_sans_differ_from_the_domains() {
         domains(&["a.test"]),
         domains(&["a.test", "b.test", "c.test"]),
     ] {
-        let err = ca.submit(&asked, &csr, &[]).await.unwrap_err();
+        let err = ca.submit(&asked, &csr, &[], None).await.unwrap_err();
         assert!(matches!(err, BackendError::Invalid { .. }), "{err}");
         assert!(err.to_string().contains("not the cert's domains"), "{err}");
     }
     // Order does not matter.
-    ca.submit(&domains(&["b.test", "a.test"]), &csr, &[])
+    ca.submit(&domains(&["b.test", "a.test"]), &csr, &[], None)
         .await
         .unwrap();
 }
@@ -221,7 +221,7 @@ async fn refuses_garbage_and_a_broken_signature() {
     let dir = tempfile::tempdir().unwrap();
     let ca = backend(dir.path(), 30);
     let names = domains(&["a.test"]);
-    let err = ca.submit(&names, "not a csr", &[]).await.unwrap_err();
+    let err = ca.submit(&names, "not a csr", &[], None).await.unwrap_err();
     assert!(matches!(err, BackendError::Invalid { .. }), "{err}");
 
     let csr = key(dir.path(), "k").csr_pem(&names).unwrap();
@@ -239,7 +239,7 @@ async fn refuses_garbage_and_a_broken_signature() {
         "-----BEGIN CERTIFICATE REQUEST-----\n{}-----END CERTIFICATE REQUEST-----\n",
         String::from_utf8(out.stdout).unwrap()
     );
-    let err = ca.submit(&names, &tampered, &[]).await.unwrap_err();
+    let err = ca.submit(&names, &tampered, &[], None).await.unwrap_err();
     assert!(err.to_string().contains("signature"), "{err}");
 }
 
@@ -262,13 +262,13 @@ async fn another_key_for_the_same_domains_waits_its_turn() {
     let names = domains(&["a.test"]);
     let first = key(dir.path(), "one").csr_pem(&names).unwrap();
     let second = key(dir.path(), "two").csr_pem(&names).unwrap();
-    ca.submit(&names, &first, &[]).await.unwrap();
+    ca.submit(&names, &first, &[], None).await.unwrap();
     // The same key resubmitting (a retried renewal) is fine.
-    ca.submit(&names, &first, &[]).await.unwrap();
-    let err = ca.submit(&names, &second, &[]).await.unwrap_err();
+    ca.submit(&names, &first, &[], None).await.unwrap();
+    let err = ca.submit(&names, &second, &[], None).await.unwrap_err();
     assert!(matches!(err, BackendError::Refused { .. }), "{err}");
     ca.await_issuance(&names).await.unwrap();
-    ca.submit(&names, &second, &[]).await.unwrap();
+    ca.submit(&names, &second, &[], None).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -316,7 +316,7 @@ async fn a_damaged_root_is_an_error_and_is_left_alone() {
     std::fs::create_dir(&corrupt).unwrap();
     std::fs::write(corrupt.join("ca.key"), "garbage").unwrap();
     let err = backend(&corrupt, 30)
-        .submit(&names, &csr, &[])
+        .submit(&names, &csr, &[], None)
         .await
         .unwrap_err();
     let message = err.to_string();
@@ -331,7 +331,7 @@ async fn a_damaged_root_is_an_error_and_is_left_alone() {
     std::fs::create_dir(&keyless).unwrap();
     std::fs::write(keyless.join("ca.pem"), "a root").unwrap();
     let err = backend(&keyless, 30)
-        .submit(&names, &csr, &[])
+        .submit(&names, &csr, &[], None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("missing while"), "{err}");
@@ -342,7 +342,7 @@ async fn a_damaged_root_is_an_error_and_is_left_alone() {
     issue(&backend(&swapped, 30), &key(dir.path(), "k"), &names).await;
     std::fs::copy(dir.path().join("k.key"), swapped.join("ca.key")).unwrap();
     let err = backend(&swapped, 30)
-        .submit(&names, &csr, &[])
+        .submit(&names, &csr, &[], None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not the one of ca.key"), "{err}");
@@ -354,7 +354,7 @@ async fn a_zero_validity_is_refused() {
     let ca = backend(dir.path(), 0);
     let names = domains(&["a.test"]);
     let csr = key(dir.path(), "k").csr_pem(&names).unwrap();
-    ca.submit(&names, &csr, &[]).await.unwrap();
+    ca.submit(&names, &csr, &[], None).await.unwrap();
     let err = ca.await_issuance(&names).await.unwrap_err();
     assert!(err.to_string().contains("validity_days"), "{err}");
 }
