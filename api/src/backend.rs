@@ -250,6 +250,11 @@ pub trait CaBackend: Send + Sync {
     /// Waits until the CA has validated and signed the order submitted for `domains`.
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError>;
 
+    /// Whether this CA may publish renewal windows; when false the reconciler never asks.
+    fn offers_renewal_info(&self) -> bool {
+        false
+    }
+
     /// The CA's suggested renewal window for `cert_pem`, for CAs that publish one.
     async fn renewal_window(&self, _cert_pem: &str) -> Result<Option<RenewalWindow>, BackendError> {
         Ok(None)

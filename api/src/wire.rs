@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::backend::RenewalWindow;
 use crate::config::ConfigIssue;
 use crate::names::{CertId, DomainName};
 use crate::status::{
@@ -94,6 +95,12 @@ pub struct CertDetail {
     pub installed: Option<InstalledCert>,
     /// Failure backoff, if the cert is in one.
     pub backoff: Option<BackoffState>,
+    /// The CA's suggested renewal window (ARI), when it publishes one.
+    #[serde(default)]
+    pub renewal_window: Option<RenewalWindow>,
+    /// When rota will renew: the time picked inside the window, else the threshold's date.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub renews_at: Option<OffsetDateTime>,
     /// The most recent renewals, newest first.
     pub renewals: Vec<RenewalRecord>,
 }

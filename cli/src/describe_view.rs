@@ -39,6 +39,8 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
             ("Key path:", detail.key_path.clone()),
             ("Generation:", detail.generation.to_string()),
             ("Backoff:", backoff),
+            ("Renews at:", renews_at(detail, now)),
+            ("ARI window:", ari_window(detail, now)),
         ],
     );
     out.push_str(&section("Conditions:", conditions(&detail.conditions, now)));
@@ -48,6 +50,39 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
     ));
     out.push_str(&section("Renewals:", renewals(&detail.renewals, now)));
     out
+}
+
+/// When rota plans to renew, and whether the CA's window or the threshold decided it.
+fn renews_at(detail: &CertDetail, now: OffsetDateTime) -> String {
+    match (detail.renews_at, &detail.renewal_window) {
+        (None, _) => "-".to_owned(),
+        (Some(at), Some(_)) => format!(
+            "{} (picked inside the CA's window)",
+            stamp_then_age(at, now)
+        ),
+        (Some(at), None) => format!(
+            "{} (renew_threshold_days before expiry)",
+            stamp_then_age(at, now)
+        ),
+    }
+}
+
+/// The CA's suggested renewal window (ARI), or why there is none.
+fn ari_window(detail: &CertDetail, now: OffsetDateTime) -> String {
+    let Some(window) = &detail.renewal_window else {
+        return "<none: the CA publishes no renewal information for this cert>".to_owned();
+    };
+    let explanation = window
+        .explanation_url
+        .as_ref()
+        .map(|url| format!("; explanation: {url}"))
+        .unwrap_or_default();
+    format!(
+        "{} to {}; next check {}{explanation}",
+        timestamp(window.start),
+        timestamp(window.end),
+        relative(window.next_check_at, now)
+    )
 }
 
 /// `Name:        value` lines, values aligned at [`LABEL_WIDTH`] past `indent`.
@@ -162,8 +197,8 @@ fn renewals(renewals: &[RenewalRecord], now: OffsetDateTime) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use rota_api::CertId;
     use rota_api::status::{ConditionStatus, Reason, RenewalStatus};
+    use rota_api::{CertId, RenewalWindow};
     use time::Duration;
 
     use super::*;
@@ -197,6 +232,13 @@ mod tests {
                 next_attempt_at: NOW + Duration::hours(4),
                 generation: 76,
             }),
+            renewal_window: Some(RenewalWindow {
+                start: NOW + Duration::days(30),
+                end: NOW + Duration::days(32),
+                explanation_url: Some("https://ca.test/incident".into()),
+                next_check_at: NOW + Duration::hours(6),
+            }),
+            renews_at: Some(NOW + Duration::days(31)),
             renewals: vec![RenewalRecord {
                 id: 42,
                 cert_id: CertId::new("web").expect("valid id"),
@@ -223,6 +265,8 @@ Install:      nginx
 Key path:     /etc/rota/keys/web.key
 Generation:   77
 Backoff:      2 failures in a row; next automatic attempt in 4h (2025-03-01T16:00:00Z) (for an older spec: no longer applies)
+Renews at:    2025-04-01T12:00:00Z (in 31d) (picked inside the CA's window)
+ARI window:   2025-03-31T12:00:00Z to 2025-04-02T12:00:00Z; next check in 6h; explanation: https://ca.test/incident
 Conditions:
   TYPE    STATUS   REASON     LAST TRANSITION                 MESSAGE
   Ready   True     UpToDate   3d ago (2025-02-26T12:00:00Z)   valid until 2025-05-01
@@ -245,11 +289,15 @@ Renewals:
         let mut detail = detail();
         detail.installed = None;
         detail.backoff = None;
+        detail.renewal_window = None;
+        detail.renews_at = None;
         detail.conditions.clear();
         detail.renewals.clear();
         let text = describe(&detail, NOW);
         for line in [
             "Backoff:      <none>",
+            "Renews at:    -",
+            "ARI window:   <none: the CA publishes no renewal information for this cert>",
             "Conditions:   <none>",
             "Installed certificate:  <none>",
             "Renewals:     <none>",

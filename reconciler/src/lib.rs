@@ -2,6 +2,7 @@
 //! install backends read back), with renewals acted out by the renewer pipeline through the
 //! work queue. It talks to backends and the store only through their traits.
 
+mod ari;
 mod backoff;
 mod clock;
 mod conditions;
@@ -14,6 +15,7 @@ mod recover;
 mod renew;
 mod watcher;
 
+pub use ari::{AriStatus, pick_time};
 pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
 pub use desired::{CertRuntime, ConfigDiff, Desired};
 pub use observe::inspect_pem;

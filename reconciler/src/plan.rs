@@ -36,6 +36,9 @@ pub struct PlanInput<'a> {
     pub observed: &'a Observation,
     /// The stored failure backoff, if any.
     pub backoff: Option<&'a BackoffState>,
+    /// When the CA's renewal window (ARI) says to renew, if it publishes one; it then
+    /// replaces the `renew_threshold` rule.
+    pub ari_renew_at: Option<OffsetDateTime>,
 }
 
 /// What to do about one cert.
@@ -66,6 +69,7 @@ const POLICIES: &[Policy] = &[
     key_mismatch,
     domains_changed,
     expired,
+    ari_window,
     inside_renewal_window,
 ];
 
@@ -79,7 +83,9 @@ pub fn plan(input: &PlanInput<'_>, now: OffsetDateTime) -> Plan {
         },
         Some(reason) => Plan::Renew(reason),
         None => Plan::UpToDate {
-            renew_at: installed(input).map_or(now, |c| c.not_after - input.renew_threshold),
+            renew_at: input.ari_renew_at.unwrap_or_else(|| {
+                installed(input).map_or(now, |c| c.not_after - input.renew_threshold)
+            }),
         },
     }
 }
@@ -119,7 +125,17 @@ fn expired(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {
         .map(|_| Reason::Expired)
 }
 
+fn ari_window(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {
+    input
+        .ari_renew_at
+        .filter(|at| *at <= now)
+        .map(|_| Reason::AriWindow)
+}
+
 fn inside_renewal_window(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {
+    if input.ari_renew_at.is_some() {
+        return None;
+    }
     installed(input)
         .filter(|c| c.not_after - input.renew_threshold <= now)
         .map(|_| Reason::RenewalDue)
@@ -190,6 +206,32 @@ mod tests {
                 generation: 1,
                 observed: &observed,
                 backoff: backoff.as_ref(),
+                ari_renew_at: None,
+            };
+            assert_eq!(plan(&input, NOW), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn ari_replaces_the_threshold() {
+        let domains = [DomainName::new("a.test").unwrap()];
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Observation, Option<i64>, Plan)> = vec![
+            ("window time reached", cert(60, &["a.test"], true), Some(-1), Plan::Renew(Reason::AriWindow)),
+            ("window time ahead, although inside the threshold", cert(10, &["a.test"], true), Some(2),
+                Plan::UpToDate { renew_at: NOW + Duration::hours(2) }),
+            ("no ARI: the threshold rules", cert(10, &["a.test"], true), None, Plan::Renew(Reason::RenewalDue)),
+            ("expiry still beats a later window", cert(-1, &["a.test"], true), Some(5), Plan::Renew(Reason::Expired)),
+            ("a changed spec beats the window", cert(60, &["b.test"], true), Some(5), Plan::Renew(Reason::DomainsChanged)),
+        ];
+        for (why, observed, ari_hours, want) in rows {
+            let input = PlanInput {
+                domains: &domains,
+                renew_threshold: Duration::days(30),
+                generation: 1,
+                observed: &observed,
+                backoff: None,
+                ari_renew_at: ari_hours.map(|h| NOW + Duration::hours(h)),
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }

@@ -91,8 +91,7 @@ impl Reconciler {
         )
         .await;
         // Read back what is installed now, so `Ready` reflects the outcome.
-        let observed = self.shared.observer.observe(cert).await;
-        let decision = self.plan_one(cert, &observed);
+        let (observed, decision) = self.observe_and_plan_one(cert).await;
         self.record_plan(cert, observed, &decision).await;
     }
 

@@ -17,6 +17,7 @@ use rota_api::wire::RenewProgress;
 use rota_api::{BackendFactory, CertId};
 use rota_store::{AuditStore, StoreError};
 
+use crate::ari::AriStatus;
 use crate::clock::{Clock, rfc3339};
 use crate::conditions::{self, Update};
 use crate::desired::{CertRuntime, ConfigDiff, Desired};
@@ -34,6 +35,8 @@ pub struct CertState {
     pub observed: Option<Observation>,
     /// The spec generation last reconciled.
     pub reconciled_generation: Option<u64>,
+    /// The CA's renewal window for the installed cert, when the CA publishes one.
+    pub ari: Option<AriStatus>,
 }
 
 /// Why a forced renewal could not be queued.
@@ -296,23 +299,16 @@ impl Reconciler {
                 .collect()
         };
         let observations = self.shared.observer.observe_many(&certs).await;
-        let threshold =
-            time::Duration::days(i64::from(desired.loaded.config.daemon.renew_threshold_days));
+        let observed: Vec<_> = certs.into_iter().zip(observations).collect();
+        self.refresh_ari(&observed).await;
+        let threshold = desired.loaded.config.daemon.renew_threshold_days;
         let now = self.shared.clock.now();
         let states = lock(&self.shared.states);
-        certs
+        observed
             .into_iter()
-            .zip(observations)
             .map(|(cert, observed)| {
-                let backoff = states.get(&cert.spec.id).and_then(|s| s.backoff.as_ref());
-                let input = PlanInput {
-                    domains: &cert.spec.domains,
-                    renew_threshold: threshold,
-                    generation: cert.generation,
-                    observed: &observed,
-                    backoff,
-                };
-                let decision = plan(&input, now);
+                let decision =
+                    plan_cert(&cert, &observed, states.get(&cert.spec.id), threshold, now);
                 (cert, observed, decision)
             })
             .collect()
@@ -336,25 +332,32 @@ impl Reconciler {
         if self.is_busy(&cert.spec.id) {
             return;
         }
-        let observed = self.shared.observer.observe(cert).await;
-        let decision = self.plan_one(cert, &observed);
+        let (observed, decision) = self.observe_and_plan_one(cert).await;
         self.record_plan(cert, observed, &decision).await;
         if let Plan::Renew(reason) = decision {
             self.enqueue(cert, reason, None);
         }
     }
 
-    pub(crate) fn plan_one(&self, cert: &CertRuntime, observed: &Observation) -> Plan {
-        let daemon = &self.desired().loaded.config.daemon;
+    /// Observes one cert (and its renewal window, if due) and plans it.
+    pub(crate) async fn observe_and_plan_one(
+        &self,
+        cert: &Arc<CertRuntime>,
+    ) -> (Observation, Plan) {
+        let observed = self.shared.observer.observe(cert).await;
+        let mut pair = [(Arc::clone(cert), observed)];
+        self.refresh_ari(&pair).await;
+        let observed = std::mem::replace(&mut pair[0].1, Observation::NotInstalled);
+        let threshold = self.desired().loaded.config.daemon.renew_threshold_days;
         let states = lock(&self.shared.states);
-        let input = PlanInput {
-            domains: &cert.spec.domains,
-            renew_threshold: time::Duration::days(i64::from(daemon.renew_threshold_days)),
-            generation: cert.generation,
-            observed,
-            backoff: states.get(&cert.spec.id).and_then(|s| s.backoff.as_ref()),
-        };
-        plan(&input, self.shared.clock.now())
+        let decision = plan_cert(
+            cert,
+            &observed,
+            states.get(&cert.spec.id),
+            threshold,
+            self.shared.clock.now(),
+        );
+        (observed, decision)
     }
 
     fn reconcile_soon(&self, certs: Vec<Arc<CertRuntime>>) {
@@ -455,6 +458,28 @@ impl Reconciler {
             .await
             .is_ok()
     }
+}
+
+fn plan_cert(
+    cert: &CertRuntime,
+    observed: &Observation,
+    state: Option<&CertState>,
+    renew_threshold_days: u32,
+    now: time::OffsetDateTime,
+) -> Plan {
+    let ari_renew_at = match (observed, state.and_then(|s| s.ari.as_ref())) {
+        (Observation::Installed(c), Some(ari)) if ari.serial == c.serial => ari.renew_at,
+        _ => None,
+    };
+    let input = PlanInput {
+        domains: &cert.spec.domains,
+        renew_threshold: time::Duration::days(i64::from(renew_threshold_days)),
+        generation: cert.generation,
+        observed,
+        backoff: state.and_then(|s| s.backoff.as_ref()),
+        ari_renew_at,
+    };
+    plan(&input, now)
 }
 
 fn ready_condition(observed: &Observation, decision: &Plan) -> Update {

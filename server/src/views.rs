@@ -88,6 +88,16 @@ pub(crate) async fn detail(
         Some(Observation::Installed(c)) => Some(c.clone()),
         _ => None,
     };
+    let current_ari = cert_state
+        .ari
+        .as_ref()
+        .filter(|a| installed.as_ref().is_some_and(|c| c.serial == a.serial));
+    let threshold = i64::from(desired.loaded.config.daemon.renew_threshold_days);
+    let renews_at = current_ari.and_then(|a| a.renew_at).or_else(|| {
+        installed
+            .as_ref()
+            .map(|c| c.not_after - time::Duration::days(threshold))
+    });
     Ok(Some(CertDetail {
         summary: summary(state, cert, &cert_state, &last),
         key_path: cert.spec.key_path.display().to_string(),
@@ -98,6 +108,8 @@ pub(crate) async fn detail(
             .backoff
             .clone()
             .filter(|b| b.generation == cert.generation),
+        renewal_window: current_ari.and_then(|a| a.window.clone()),
+        renews_at,
         renewals,
     }))
 }
