@@ -180,6 +180,8 @@ pub enum Step {
     PersistCert,
     /// Install it.
     Install,
+    /// Revoke the installed cert at the CA (an operator's request, not part of a renewal).
+    Revoke,
 }
 
 impl Step {
@@ -197,6 +199,7 @@ impl Step {
             Self::RemoveDcv => "remove_dcv",
             Self::PersistCert => "persist_cert",
             Self::Install => "install",
+            Self::Revoke => "revoke",
         }
     }
 

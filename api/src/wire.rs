@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::backend::RenewalWindow;
+use crate::backend::{RenewalWindow, RevocationReason};
 use crate::config::ConfigIssue;
 use crate::names::{CertId, DomainName};
 use crate::status::{
@@ -132,6 +132,26 @@ pub enum RenewProgress {
         /// What went wrong, if it failed.
         error: Option<String>,
     },
+}
+
+/// `POST /api/certs/{id}/revoke`: revoke the installed cert.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// The answer to a successful [`RevokeRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// The audit row of the revocation (`rota log ID --renewal N`).
+    pub audit_id: i64,
+    /// The serial revoked.
+    pub serial: String,
+    /// Where the compromised key was moved, for `keyCompromise`.
+    pub retired_key: Option<String>,
+    /// Whether a replacement was queued at once.
+    pub replacement_queued: bool,
 }
 
 /// `POST /api/config`: a new config to validate and, unless `dry_run`, apply.

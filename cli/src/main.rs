@@ -28,7 +28,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use rota_api::CertId;
-use rota_api::wire::{CertDetail, CertSummary, RenewalLog, StatusResponse};
+use rota_api::RevocationReason;
+use rota_api::wire::{
+    CertDetail, CertSummary, RenewalLog, RevokeRequest, RevokeResponse, StatusResponse,
+};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -94,6 +97,15 @@ enum Command {
         /// The cert's id.
         #[arg(value_parser = parse_cert_id)]
         id: CertId,
+    },
+    /// Revoke the installed cert at its CA, then renew it at once.
+    Revoke {
+        /// The cert's id.
+        #[arg(value_parser = parse_cert_id)]
+        id: CertId,
+        /// Why (keyCompromise also retires the key, so the replacement gets a new one).
+        #[arg(long, value_enum, default_value = "unspecified")]
+        reason: RevokeReason,
     },
     /// Print a renewal's audit trail (the most recent one by default).
     Log {
@@ -174,6 +186,29 @@ enum DataFormat {
     Yaml,
 }
 
+/// `--reason` of `rota revoke`, spelled as ACME and RFC 5280 spell it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "camelCase")]
+enum RevokeReason {
+    Unspecified,
+    KeyCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+}
+
+impl From<RevokeReason> for RevocationReason {
+    fn from(reason: RevokeReason) -> Self {
+        match reason {
+            RevokeReason::Unspecified => Self::Unspecified,
+            RevokeReason::KeyCompromise => Self::KeyCompromise,
+            RevokeReason::AffiliationChanged => Self::AffiliationChanged,
+            RevokeReason::Superseded => Self::Superseded,
+            RevokeReason::CessationOfOperation => Self::CessationOfOperation,
+        }
+    }
+}
+
 fn parse_cert_id(s: &str) -> Result<CertId, String> {
     CertId::new(s)
 }
@@ -238,6 +273,27 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
             })
         }
         Command::Renew { id } => renew::renew(daemon, &id).await,
+        Command::Revoke { id, reason } => {
+            let request = RevokeRequest {
+                reason: reason.into(),
+            };
+            let done: RevokeResponse = daemon
+                .post(&format!("/api/certs/{id}/revoke"), &request)
+                .await?;
+            let retired = done
+                .retired_key
+                .map(|k| format!("; the compromised key was moved to {k}"))
+                .unwrap_or_default();
+            let replacement = if done.replacement_queued {
+                "a replacement is being issued (`rota log` shows it)"
+            } else {
+                "no replacement could be queued; run `rota renew`"
+            };
+            emit(&format!(
+                "revoked {id} serial {} (audit {}){retired}; {replacement}\n",
+                done.serial, done.audit_id
+            ))
+        }
         Command::Apply { file, dry_run } => apply::apply(daemon, &file, dry_run).await,
         Command::Check { file } => apply::check(&file),
     }

@@ -13,6 +13,7 @@ mod queue;
 mod reconciler;
 mod recover;
 mod renew;
+mod revoke;
 mod watcher;
 
 pub use ari::{AriStatus, pick_time};
@@ -22,4 +23,5 @@ pub use observe::inspect_pem;
 pub use plan::{Observation, Plan};
 pub use reconciler::{CertState, Prepared, Reconciler, RenewRequestError, StartError};
 pub use renew::RenewError;
+pub use revoke::RevokeError;
 pub use watcher::{WatchError, watch_config};

@@ -32,7 +32,7 @@ pub struct RenewError {
 }
 
 impl RenewError {
-    fn new(step: Step, message: impl Into<String>) -> Self {
+    pub(crate) fn new(step: Step, message: impl Into<String>) -> Self {
         Self {
             step,
             message: message.into(),
@@ -40,7 +40,7 @@ impl RenewError {
         }
     }
 
-    fn backend(step: Step, err: &BackendError) -> Self {
+    pub(crate) fn backend(step: Step, err: &BackendError) -> Self {
         Self {
             step,
             message: err.to_string(),
@@ -57,9 +57,9 @@ pub(crate) struct RenewContext {
 }
 
 /// Records step events for one renewal and forwards them to the progress stream.
-struct Audit<'a> {
-    ctx: &'a RenewContext,
-    renewal_id: i64,
+pub(crate) struct Audit<'a> {
+    pub ctx: &'a RenewContext,
+    pub renewal_id: i64,
 }
 
 impl Audit<'_> {
@@ -80,7 +80,7 @@ impl Audit<'_> {
 
     /// Runs one step: a `started` event, the work, then `succeeded` with its message or
     /// `failed` with the error.
-    async fn step<T>(
+    pub(crate) async fn step<T>(
         &self,
         step: Step,
         what: &str,

@@ -17,9 +17,10 @@ use tokio::sync::mpsc;
 
 use rota_api::CertId;
 use rota_api::wire::{
-    CertDetail, CertSummary, ErrorBody, RenewProgress, RenewalLog, StatusResponse,
+    CertDetail, CertSummary, ErrorBody, RenewProgress, RenewalLog, RevokeRequest, RevokeResponse,
+    StatusResponse,
 };
-use rota_reconciler::{Reconciler, RenewRequestError};
+use rota_reconciler::{Reconciler, RenewRequestError, RevokeError};
 use rota_store::{AuditStore, StoreError};
 
 use crate::{apply, views};
@@ -43,6 +44,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/certs/{id}", get(cert))
         .route("/api/certs/{id}/log", get(log))
         .route("/api/certs/{id}/renew", post(renew))
+        .route("/api/certs/{id}/revoke", post(revoke))
         .route("/api/config", post(apply::apply))
         .with_state(state)
 }
@@ -185,4 +187,25 @@ async fn renew(
         Body::from_stream(lines),
     )
         .into_response())
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Json(request): Json<RevokeRequest>,
+) -> Result<Json<RevokeResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    state
+        .reconciler
+        .revoke(&id, request.reason)
+        .await
+        .map(Json)
+        .map_err(|e| match e {
+            RevokeError::NotFound(_) => ApiError::not_found(&id),
+            RevokeError::Busy(_) => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            RevokeError::NothingInstalled(_) => {
+                ApiError::new(StatusCode::CONFLICT, "nothing_installed", e.to_string())
+            }
+            _ => ApiError::new(StatusCode::BAD_GATEWAY, "revoke_failed", e.to_string()),
+        })
 }

@@ -299,3 +299,28 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
     let out = rotad.rota(&["status"]);
     assert_eq!(out.status.code(), Some(69), "unreachable daemon exit code");
 }
+
+#[test]
+fn revoking_on_a_ca_without_revocation_is_refused_and_audited() {
+    let rotad = Rotad::start(&config(&["lan"]));
+    wait_installed(&rotad, "lan");
+    let serial = serial_of(&rotad.path("installed/lan/cert.pem"));
+    let out = rotad.rota(&["revoke", "lan", "--reason", "keyCompromise"]);
+    assert_eq!(out.status.code(), Some(1), "a failed revocation exits 1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not support revocation"), "{stderr}");
+    let log = rotad.rota_ok(&["log", "lan"]);
+    assert!(
+        log.contains("Revoked") && log.contains("revoke") && log.contains("failed"),
+        "the attempt is audited:\n{log}"
+    );
+    assert!(
+        rotad.path("keys/lan.key").exists(),
+        "a refused revocation leaves the key in place"
+    );
+    assert_eq!(
+        serial_of(&rotad.path("installed/lan/cert.pem")),
+        serial,
+        "and the cert"
+    );
+}

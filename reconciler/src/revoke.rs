@@ -1,0 +1,146 @@
+//! Revocation on an operator's request: the installed cert is revoked at its CA as an audited
+//! operation, a key reported compromised is moved aside so the replacement gets a fresh one,
+//! and a replacement is queued at once (a revoked cert is useless to the service using it).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rota_api::status::{Reason, RenewalStatus, Step};
+use rota_api::wire::RevokeResponse;
+use rota_api::{CertId, RevocationReason};
+
+use crate::observe::inspect_pem;
+use crate::reconciler::{Reconciler, lock};
+use crate::renew::{Audit, RenewContext, RenewError};
+
+/// Why a revocation could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// No cert has that id.
+    #[error("no cert `{0}` in the running config")]
+    NotFound(CertId),
+    /// A renewal of it is running.
+    #[error("a renewal of `{0}` is running; revoke once it is done")]
+    Busy(CertId),
+    /// Nothing is installed to revoke.
+    #[error("`{0}` has no installed certificate to revoke")]
+    NothingInstalled(CertId),
+    /// The CA (or the audit store) refused or failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Reconciler {
+    /// Revokes the installed cert of `id` for `reason`, then queues its replacement.
+    pub async fn revoke(
+        &self,
+        id: &CertId,
+        reason: RevocationReason,
+    ) -> Result<RevokeResponse, RevokeError> {
+        let cert = self
+            .desired()
+            .cert(id)
+            .cloned()
+            .ok_or_else(|| RevokeError::NotFound(id.clone()))?;
+        if !lock(&self.shared.busy).insert(id.clone()) {
+            return Err(RevokeError::Busy(id.clone()));
+        }
+        let outcome = self.revoke_installed(&cert, reason).await;
+        lock(&self.shared.busy).remove(id);
+        let mut response = outcome?;
+        response.replacement_queued = self.enqueue(&cert, Reason::Revoked, None);
+        Ok(response)
+    }
+
+    async fn revoke_installed(
+        &self,
+        cert: &Arc<crate::desired::CertRuntime>,
+        reason: RevocationReason,
+    ) -> Result<RevokeResponse, RevokeError> {
+        let id = &cert.spec.id;
+        let pem = cert
+            .install
+            .current_cert_pem(id)
+            .await
+            .map_err(|e| RevokeError::Failed(e.to_string()))?
+            .ok_or_else(|| RevokeError::NothingInstalled(id.clone()))?;
+        let serial = inspect_pem(&pem).map_err(RevokeError::Failed)?.serial;
+        let ctx = RenewContext {
+            store: Arc::clone(&self.shared.store),
+            clock: Arc::clone(&self.shared.clock),
+            progress: None,
+        };
+        let record = ctx
+            .store
+            .open_renewal(id, Reason::Revoked, ctx.clock.now())
+            .await
+            .map_err(|e| RevokeError::Failed(e.to_string()))?;
+        let audit = Audit {
+            ctx: &ctx,
+            renewal_id: record.id,
+        };
+        let what = format!(
+            "revoking serial {serial} at the {} CA ({})",
+            cert.ca.kind(),
+            reason.as_str()
+        );
+        let result = audit
+            .step(Step::Revoke, &what, async {
+                cert.ca
+                    .revoke(&pem, reason)
+                    .await
+                    .map_err(|e| RenewError::backend(Step::Revoke, &e))?;
+                let retired = if reason == RevocationReason::KeyCompromise {
+                    Some(retire_key(&cert.spec.key_path, ctx.clock.now().unix_timestamp()).await?)
+                } else {
+                    None
+                };
+                let note = retired.as_ref().map_or_else(String::new, |p| {
+                    format!(
+                        "; the key was moved to {} and the replacement gets a new one",
+                        p.display()
+                    )
+                });
+                Ok((retired, format!("revoked serial {serial}{note}")))
+            })
+            .await;
+        let (status, error) = match &result {
+            Ok(_) => (RenewalStatus::Succeeded, None),
+            Err(e) => (RenewalStatus::Failed, Some(e.to_string())),
+        };
+        if let Err(e) = ctx
+            .store
+            .close_renewal(record.id, status, error.as_deref(), ctx.clock.now())
+            .await
+        {
+            tracing::error!(cert_id = %id, error = %e, "cannot close the revocation's audit row");
+        }
+        let retired = result.map_err(|e| RevokeError::Failed(e.to_string()))?;
+        tracing::warn!(cert_id = %id, %serial, reason = reason.as_str(), "certificate revoked");
+        Ok(RevokeResponse {
+            audit_id: record.id,
+            serial,
+            retired_key: retired.map(|p| p.display().to_string()),
+            replacement_queued: false,
+        })
+    }
+}
+
+/// Moves a compromised key aside (never deletes it: the operator may need it for forensics).
+async fn retire_key(key_path: &Path, now: i64) -> Result<PathBuf, RenewError> {
+    let mut retired = key_path.as_os_str().to_owned();
+    retired.push(format!(".compromised-{now}"));
+    let retired = PathBuf::from(retired);
+    let (from, to) = (key_path.to_owned(), retired.clone());
+    tokio::task::spawn_blocking(move || std::fs::rename(from, to))
+        .await
+        .map_err(|e| RenewError::new(Step::Revoke, format!("moving the key panicked: {e}")))?
+        .map_err(|e| {
+            RenewError::new(
+                Step::Revoke,
+                format!("the cert is revoked, but moving the compromised key {} aside failed: {e}; move it yourself before the next renewal", key_path.display()),
+            )
+        })?;
+    Ok(retired)
+}
