@@ -78,6 +78,31 @@ impl Audit<'_> {
         }
     }
 
+    /// Closes the audit row with the outcome of `result`, and returns that outcome.
+    pub(crate) async fn close<T>(
+        &self,
+        result: &Result<T, RenewError>,
+    ) -> (RenewalStatus, Option<String>) {
+        let (status, error) = match result {
+            Ok(_) => (RenewalStatus::Succeeded, None),
+            Err(e) => (RenewalStatus::Failed, Some(e.to_string())),
+        };
+        let closed = self
+            .ctx
+            .store
+            .close_renewal(
+                self.renewal_id,
+                status,
+                error.as_deref(),
+                self.ctx.clock.now(),
+            )
+            .await;
+        if let Err(e) = closed {
+            tracing::error!(renewal_id = self.renewal_id, error = %e, "cannot close the audit row");
+        }
+        (status, error)
+    }
+
     /// Runs one step: a `started` event, the work, then `succeeded` with its message or
     /// `failed` with the error.
     pub(crate) async fn step<T>(
@@ -135,17 +160,7 @@ pub(crate) async fn renew(
             renewal_id: record.id,
         };
         let result = run_pipeline(&audit, cert).await;
-        let (status, error) = match &result {
-            Ok(_) => (RenewalStatus::Succeeded, None),
-            Err(e) => (RenewalStatus::Failed, Some(e.to_string())),
-        };
-        if let Err(e) = ctx
-            .store
-            .close_renewal(record.id, status, error.as_deref(), ctx.clock.now())
-            .await
-        {
-            tracing::error!(error = %e, "cannot close the audit row");
-        }
+        let (status, error) = audit.close(&result).await;
         tracing::info!(status = status.as_str(), "renewal finished");
         ctx.send(RenewProgress::Finished { status, error }).await;
         result

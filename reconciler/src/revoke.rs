@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rota_api::status::{Reason, RenewalStatus, Step};
+use rota_api::status::{Reason, Step};
 use rota_api::wire::RevokeResponse;
 use rota_api::{CertId, RevocationReason};
 
@@ -105,17 +105,7 @@ impl Reconciler {
                 Ok((retired, format!("revoked serial {serial}{note}")))
             })
             .await;
-        let (status, error) = match &result {
-            Ok(_) => (RenewalStatus::Succeeded, None),
-            Err(e) => (RenewalStatus::Failed, Some(e.to_string())),
-        };
-        if let Err(e) = ctx
-            .store
-            .close_renewal(record.id, status, error.as_deref(), ctx.clock.now())
-            .await
-        {
-            tracing::error!(cert_id = %id, error = %e, "cannot close the revocation's audit row");
-        }
+        audit.close(&result).await;
         let retired = result.map_err(|e| RevokeError::Failed(e.to_string()))?;
         tracing::warn!(cert_id = %id, %serial, reason = reason.as_str(), "certificate revoked");
         Ok(RevokeResponse {
