@@ -1,0 +1,11 @@
+//! The reconciler against fake backends: each test plays one scenario (a crash mid-renewal,
+//! a failing CA, a busy queue, a config change) and asserts on what the fakes and the audit
+//! store observed.
+
+mod support;
+
+mod concurrency;
+mod config_change;
+mod crash_recovery;
+mod failures;
+mod success;

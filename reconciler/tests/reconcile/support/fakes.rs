@@ -1,0 +1,406 @@
+//! Fakes for the four backend surfaces, handed to the reconciler by [`FakeFactory`]. Each
+//! records what the reconciler asked of it; what the CA does is a closure the test sets. The
+//! real parts (signing, writing PEM files) are the providers crate's local CA and filesystem
+//! installer, so what the reconciler observes afterwards is a real, parseable cert.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::sync::Semaphore;
+
+use rota_api::config::{AlertSpec, CertSpec, Config, DcvSpec};
+use rota_api::{
+    AlertBackend, AlertEvent, BackendError, BackendFactory, CaBackend, CertId, ChallengeKind,
+    DcvBackend, DcvChallenge, DomainName, InstallBackend, IssuedCert, SecretString,
+};
+use rota_providers::Providers;
+
+/// A boxed future, as the CA closures return.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What `submit` answers: the challenges to satisfy, or a refusal.
+type SubmitFn = dyn Fn() -> Result<Vec<DcvChallenge>, BackendError> + Send + Sync;
+
+/// What `await_issuance` does, given the local CA that really signs and the order's domains.
+type IssueFn = dyn Fn(Arc<dyn CaBackend>, Vec<DomainName>) -> BoxFuture<Result<IssuedCert, BackendError>>
+    + Send
+    + Sync;
+
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A refusal from the fake CA, as a CA that says no would report it.
+pub fn refused(detail: &str) -> BackendError {
+    BackendError::Refused {
+        backend: "fake-ca",
+        detail: detail.to_owned(),
+    }
+}
+
+/// A DNS-01 challenge for `_acme-challenge.<domain>`.
+pub fn dns01(domain: &str) -> DcvChallenge {
+    DcvChallenge::Dns01 {
+        record_name: format!("_acme-challenge.{domain}"),
+        record_value: format!("token-for-{domain}"),
+        ttl: 60,
+    }
+}
+
+/// An HTTP-01 challenge for `domain`.
+pub fn http01(domain: &str) -> DcvChallenge {
+    DcvChallenge::Http01 {
+        domain: domain.to_owned(),
+        token: "tok".to_owned(),
+        key_authorization: "tok.thumb".to_owned(),
+    }
+}
+
+/// Issuance that signs with the local CA straight away.
+fn sign_at_once(
+    signer: Arc<dyn CaBackend>,
+    domains: Vec<DomainName>,
+) -> BoxFuture<Result<IssuedCert, BackendError>> {
+    Box::pin(async move { signer.await_issuance(&domains).await })
+}
+
+/// The script every fake CA follows, shared by all certs: what orders answer, what issuance
+/// does, and how many orders were submitted.
+pub struct CaScript {
+    submit: Mutex<Arc<SubmitFn>>,
+    issue: Mutex<Arc<IssueFn>>,
+    submits: AtomicUsize,
+}
+
+impl Default for CaScript {
+    /// Orders ask for no challenge; issuance signs with the local CA at once.
+    fn default() -> Self {
+        Self {
+            submit: Mutex::new(Arc::new(|| Ok(Vec::new()))),
+            issue: Mutex::new(Arc::new(sign_at_once)),
+            submits: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl CaScript {
+    /// Every order from now on asks for these challenges.
+    pub fn ask_for(&self, challenges: Vec<DcvChallenge>) {
+        self.on_submit(move || Ok(challenges.clone()));
+    }
+
+    /// Every order from now on is answered by `answer`.
+    pub fn on_submit(
+        &self,
+        answer: impl Fn() -> Result<Vec<DcvChallenge>, BackendError> + Send + Sync + 'static,
+    ) {
+        *guard(&self.submit) = Arc::new(answer);
+    }
+
+    /// Every `await_issuance` from now on runs `issue` (which may sign with the local CA it is
+    /// given, fail, or never return).
+    pub fn on_issue(
+        &self,
+        issue: impl Fn(
+            Arc<dyn CaBackend>,
+            Vec<DomainName>,
+        ) -> BoxFuture<Result<IssuedCert, BackendError>>
+        + Send
+        + Sync
+        + 'static,
+    ) {
+        *guard(&self.issue) = Arc::new(issue);
+    }
+
+    /// Every `await_issuance` from now on signs at once.
+    pub fn sign(&self) {
+        *guard(&self.issue) = Arc::new(sign_at_once);
+    }
+
+    /// From now on every `await_issuance` waits at the returned gate before signing.
+    pub fn hold_issuance(&self) -> Arc<IssuanceGate> {
+        let gate = Arc::new(IssuanceGate::default());
+        let held = Arc::clone(&gate);
+        self.on_issue(move |signer, domains| {
+            let gate = Arc::clone(&held);
+            Box::pin(async move {
+                gate.pass().await;
+                signer.await_issuance(&domains).await
+            })
+        });
+        gate
+    }
+
+    /// How many orders were submitted so far.
+    pub fn submits(&self) -> usize {
+        self.submits.load(Ordering::SeqCst)
+    }
+}
+
+/// Where held issuances wait, counting how many wait at once.
+pub struct IssuanceGate {
+    permits: Semaphore,
+    waiting: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Default for IssuanceGate {
+    /// A closed gate.
+    fn default() -> Self {
+        Self {
+            permits: Semaphore::new(0),
+            waiting: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl IssuanceGate {
+    async fn pass(&self) {
+        let now = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        // The semaphore is never closed, so acquiring only fails if it were.
+        if let Ok(permit) = self.permits.acquire().await {
+            permit.forget();
+        }
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Lets `n` more issuances through.
+    pub fn open(&self, n: usize) {
+        self.permits.add_permits(n);
+    }
+
+    /// How many issuances are waiting at the gate now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// The most that ever waited at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+/// One cert's CA: follows the shared [`CaScript`], signing through the real local CA.
+struct FakeCa {
+    script: Arc<CaScript>,
+    signer: Arc<dyn CaBackend>,
+}
+
+#[async_trait]
+impl CaBackend for FakeCa {
+    fn kind(&self) -> &'static str {
+        "fake-ca"
+    }
+
+    async fn submit(
+        &self,
+        domains: &[DomainName],
+        csr_pem: &str,
+        preferred_kinds: &[ChallengeKind],
+        replacing: Option<&str>,
+    ) -> Result<Vec<DcvChallenge>, BackendError> {
+        self.script.submits.fetch_add(1, Ordering::SeqCst);
+        let answer = Arc::clone(&*guard(&self.script.submit));
+        let challenges = answer()?;
+        // The local CA keeps the CSR until `await_issuance` signs it.
+        self.signer
+            .submit(domains, csr_pem, preferred_kinds, replacing)
+            .await?;
+        Ok(challenges)
+    }
+
+    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
+        let issue = Arc::clone(&*guard(&self.script.issue));
+        issue(Arc::clone(&self.signer), domains.to_vec()).await
+    }
+}
+
+/// A DCV solver that records every publish and removal.
+pub struct FakeDcv {
+    kinds: Vec<ChallengeKind>,
+    published: Mutex<Vec<DcvChallenge>>,
+    removed: Mutex<Vec<DcvChallenge>>,
+    refuse: Mutex<Option<DcvChallenge>>,
+}
+
+impl FakeDcv {
+    /// A solver answering `kinds`.
+    pub fn new(kinds: &[ChallengeKind]) -> Self {
+        Self {
+            kinds: kinds.to_vec(),
+            published: Mutex::new(Vec::new()),
+            removed: Mutex::new(Vec::new()),
+            refuse: Mutex::new(None),
+        }
+    }
+
+    /// Publishing `challenge` fails from now on (the others still succeed).
+    pub fn refuse_to_publish(&self, challenge: DcvChallenge) {
+        *guard(&self.refuse) = Some(challenge);
+    }
+
+    /// Every challenge published, in order.
+    pub fn published(&self) -> Vec<DcvChallenge> {
+        guard(&self.published).clone()
+    }
+
+    /// Every challenge removed, in order.
+    pub fn removed(&self) -> Vec<DcvChallenge> {
+        guard(&self.removed).clone()
+    }
+}
+
+#[async_trait]
+impl DcvBackend for FakeDcv {
+    fn kind(&self) -> &'static str {
+        "fake-dcv"
+    }
+
+    fn supported_kinds(&self) -> &[ChallengeKind] {
+        &self.kinds
+    }
+
+    async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
+        if guard(&self.refuse).as_ref() == Some(challenge) {
+            return Err(BackendError::Unreachable {
+                backend: "fake-dcv",
+                detail: "the DNS API is down".to_owned(),
+            });
+        }
+        guard(&self.published).push(challenge.clone());
+        Ok(())
+    }
+
+    async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
+        guard(&self.removed).push(challenge.clone());
+        Ok(())
+    }
+}
+
+/// One cert's installer: the real filesystem installer, unless installs are set to fail.
+struct FakeInstall {
+    files: Arc<dyn InstallBackend>,
+    failing: Arc<AtomicBool>,
+}
+
+#[async_trait]
+impl InstallBackend for FakeInstall {
+    fn kind(&self) -> &'static str {
+        "fake-install"
+    }
+
+    async fn install(
+        &self,
+        cert: &IssuedCert,
+        private_key_pem: &SecretString,
+        domains: &[DomainName],
+    ) -> Result<(), BackendError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(BackendError::Refused {
+                backend: "fake-install",
+                detail: "the service refused the new cert".to_owned(),
+            });
+        }
+        self.files.install(cert, private_key_pem, domains).await
+    }
+
+    async fn current_cert_pem(&self, cert_id: &CertId) -> Result<Option<String>, BackendError> {
+        self.files.current_cert_pem(cert_id).await
+    }
+
+    fn current_cert_path(&self, cert_id: &CertId) -> Option<PathBuf> {
+        self.files.current_cert_path(cert_id)
+    }
+}
+
+/// An alert sink that keeps every event.
+#[derive(Default)]
+pub struct FakeAlerts(Mutex<Vec<AlertEvent>>);
+
+impl FakeAlerts {
+    /// Every event dispatched, in order.
+    pub fn events(&self) -> Vec<AlertEvent> {
+        guard(&self.0).clone()
+    }
+}
+
+#[async_trait]
+impl AlertBackend for FakeAlerts {
+    fn kind(&self) -> &'static str {
+        "fake-alerts"
+    }
+
+    async fn dispatch(&self, event: &AlertEvent) -> Result<(), BackendError> {
+        guard(&self.0).push(event.clone());
+        Ok(())
+    }
+}
+
+/// Builds the fakes for whatever the config says: every cert's CA follows [`Self::ca`],
+/// every `dcv:` block is [`Self::dcv`], every alert sink is [`Self::alerts`].
+pub struct FakeFactory {
+    providers: Providers,
+    /// What every CA does.
+    pub ca: Arc<CaScript>,
+    /// The one DCV solver.
+    pub dcv: Arc<FakeDcv>,
+    /// The one alert sink.
+    pub alerts: Arc<FakeAlerts>,
+    install_failing: Arc<AtomicBool>,
+}
+
+impl FakeFactory {
+    /// Fakes whose DCV solver answers `kinds`; the CA signs and installs land until told otherwise.
+    pub fn new(kinds: &[ChallengeKind]) -> Self {
+        Self {
+            providers: Providers::new(),
+            ca: Arc::new(CaScript::default()),
+            dcv: Arc::new(FakeDcv::new(kinds)),
+            alerts: Arc::new(FakeAlerts::default()),
+            install_failing: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Makes every install fail (`true`) or land (`false`) from now on.
+    pub fn fail_installs(&self, failing: bool) {
+        self.install_failing.store(failing, Ordering::SeqCst);
+    }
+}
+
+impl BackendFactory for FakeFactory {
+    fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError> {
+        Ok(Arc::new(FakeCa {
+            script: Arc::clone(&self.ca),
+            signer: self.providers.ca(config, cert)?,
+        }))
+    }
+
+    fn dcv(&self, _config: &Config, _spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
+        Ok(Arc::clone(&self.dcv) as Arc<dyn DcvBackend>)
+    }
+
+    fn install(
+        &self,
+        config: &Config,
+        cert: &CertSpec,
+    ) -> Result<Arc<dyn InstallBackend>, BackendError> {
+        Ok(Arc::new(FakeInstall {
+            files: self.providers.install(config, cert)?,
+            failing: Arc::clone(&self.install_failing),
+        }))
+    }
+
+    fn alert(
+        &self,
+        _config: &Config,
+        _spec: &AlertSpec,
+    ) -> Result<Arc<dyn AlertBackend>, BackendError> {
+        Ok(Arc::clone(&self.alerts) as Arc<dyn AlertBackend>)
+    }
+}

@@ -1,0 +1,154 @@
+//! Shared scaffolding: a [`World`] (a scratch directory with a SQLite store on file, a manual
+//! clock and the fakes), a config builder, and polling waits that fail the test after a
+//! timeout instead of hanging it.
+
+pub mod fakes;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use rota_api::config::{AlertSpec, LoadedConfig, WebhookAlert, load_str_with_env};
+use rota_api::status::{Condition, ConditionType, RenewalRecord, RenewalStatus};
+use rota_api::{BackendFactory, CertId, ChallengeKind};
+use rota_reconciler::{Clock, ManualClock, Reconciler};
+use rota_store::{AuditStore, SqliteStore};
+
+use fakes::FakeFactory;
+
+/// How long any wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(10);
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(5);
+
+/// A cert id known to be valid.
+pub fn id(s: &str) -> CertId {
+    CertId::new(s).expect("a valid cert id")
+}
+
+/// Runs `check` until it returns `Some`, and returns that; fails the test after [`WAIT`].
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let poll = async {
+        loop {
+            if let Some(found) = check().await {
+                return found;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::time::timeout(WAIT, poll)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// One of `cert`'s conditions; fails the test when it has none of that type.
+pub fn condition(reconciler: &Reconciler, cert: &str, type_: ConditionType) -> Condition {
+    reconciler
+        .state(&id(cert))
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .unwrap_or_else(|| panic!("`{cert}` has no {type_:?} condition"))
+}
+
+/// A scratch installation: everything a reconciler needs, with fakes for the backends.
+pub struct World {
+    dir: Arc<tempfile::TempDir>,
+    /// The time every component sees.
+    pub clock: Arc<ManualClock>,
+    /// The audit store, on a file in the scratch directory.
+    pub store: Arc<SqliteStore>,
+    /// The backends.
+    pub fakes: Arc<FakeFactory>,
+}
+
+impl World {
+    /// A fresh directory and store; the DCV solver answers `kinds`. The clock starts at the
+    /// wall-clock time, because the local CA that signs for the fakes reads the wall clock.
+    pub fn new(kinds: &[ChallengeKind]) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("a scratch directory"));
+        let clock = Arc::new(ManualClock::new(time::OffsetDateTime::now_utc()));
+        Self::open(dir, clock, kinds)
+    }
+
+    /// The same directory, store file and clock as after a restart of rotad: the store is
+    /// reopened from its file, and the backends are new fakes answering `kinds`.
+    pub fn restart(&self, kinds: &[ChallengeKind]) -> Self {
+        Self::open(Arc::clone(&self.dir), Arc::clone(&self.clock), kinds)
+    }
+
+    fn open(dir: Arc<tempfile::TempDir>, clock: Arc<ManualClock>, kinds: &[ChallengeKind]) -> Self {
+        let store = SqliteStore::open(&dir.path().join("rota.db")).expect("the audit store");
+        Self {
+            dir,
+            clock,
+            store: Arc::new(store),
+            fakes: Arc::new(FakeFactory::new(kinds)),
+        }
+    }
+
+    /// A valid config with `certs` (id, domains), each with a `dcv:` block, its own key and
+    /// install directory, and one alert sink.
+    pub fn config(&self, max_concurrent: usize, certs: &[(&str, &[&str])]) -> LoadedConfig {
+        let d = self.dir.path().display();
+        let mut text = format!(
+            "daemon:\n  database_path: {d}/rota.db\n  max_concurrent_renewals: {max_concurrent}\n\
+             local_ca: {{ directory: {d}/ca }}\ncerts:\n"
+        );
+        for (cert, domains) in certs {
+            let domains = domains.join(", ");
+            let _ = write!(
+                text,
+                "  - id: {cert}\n    domains: [{domains}]\n    key_path: {d}/{cert}.key\n    \
+                 ca: {{ kind: local }}\n    dcv: {{ kind: webroot, directory: {d}/www }}\n    \
+                 install: {{ kind: filesystem, directory: {d}/{cert} }}\n"
+            );
+        }
+        let path = self.dir.path().join("rota.yaml");
+        let mut loaded = load_str_with_env(&path, text, &|_| None).expect("a valid config");
+        // The validator refuses alert sinks until one is available in this build; the fake
+        // factory builds one for any spec, so it is added after validation.
+        loaded.config.alerts.push(AlertSpec::Webhook(WebhookAlert {
+            url: "https://hooks.test/rota".to_owned(),
+            bearer_token_file: None,
+            timeout_seconds: 10,
+        }));
+        loaded
+    }
+
+    /// Starts a reconciler on this world's store, fakes and clock.
+    pub async fn start(&self, loaded: LoadedConfig) -> Reconciler {
+        Reconciler::start(
+            loaded,
+            Arc::clone(&self.store) as Arc<dyn AuditStore>,
+            Arc::clone(&self.fakes) as Arc<dyn BackendFactory>,
+            Arc::clone(&self.clock) as Arc<dyn Clock>,
+            CancellationToken::new(),
+        )
+        .await
+        .expect("the reconciler starts")
+    }
+
+    /// Waits until `cert` has `n` finished renewals and nothing more running or queued, and
+    /// returns its renewals, newest first.
+    pub async fn renewals_done(
+        &self,
+        reconciler: &Reconciler,
+        cert: &str,
+        n: usize,
+    ) -> Vec<RenewalRecord> {
+        let cert = id(cert);
+        let what = format!("{n} finished renewal(s) of `{cert}`");
+        eventually(&what, async || {
+            let rows = self.store.renewals(&cert, 100).await.expect("renewals");
+            let finished = rows
+                .iter()
+                .filter(|r| r.status != RenewalStatus::Running)
+                .count();
+            (finished >= n && !reconciler.is_busy(&cert)).then_some(rows)
+        })
+        .await
+    }
+}
