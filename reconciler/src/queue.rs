@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use rota_api::status::{ConditionStatus, ConditionType, Reason};
+use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus};
 use rota_api::wire::RenewProgress;
 use rota_api::{AlertEvent, AlertKind};
 
@@ -17,6 +17,18 @@ use crate::conditions::Update;
 use crate::desired::CertRuntime;
 use crate::reconciler::{Reconciler, lock};
 use crate::renew::{RenewContext, RenewError, renew};
+
+/// Tells a client following a forced renewal that its cert left the config before it ran.
+async fn cert_gone(progress: Option<mpsc::Sender<RenewProgress>>) {
+    if let Some(tx) = progress {
+        let error = "the cert was removed from the config before its renewal started".to_owned();
+        let finished = RenewProgress::Finished {
+            status: RenewalStatus::Failed,
+            error: Some(error),
+        };
+        let _ = tx.send(finished).await;
+    }
+}
 
 /// How long one alert sink may take before it is given up on.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,19 +51,59 @@ impl Reconciler {
         let id = cert.spec.id.clone();
         self.shared.tasks.spawn(async move {
             let permits = Arc::clone(&this.shared.permits);
+            let mut renewed = None;
             tokio::select! {
                 () = this.shared.shutdown.cancelled() => {}
                 permit = permits.acquire_owned() => {
+                    let Ok(permit) = permit else { return };
                     // The cert may have changed or gone while it waited: renew what is configured now.
-                    let current = this.desired().cert(&id).cloned();
-                    if let (Ok(_permit), Some(cert)) = (permit, current) {
-                        this.run_renewal(&cert, trigger, progress).await;
+                    match this.desired().cert(&id).cloned() {
+                        Some(cert) => {
+                            this.run_renewal(&cert, trigger, progress).await;
+                            renewed = Some(cert.generation);
+                        }
+                        None => cert_gone(progress).await,
                     }
+                    this.release(permit);
                 }
             }
             lock(&this.shared.busy).remove(&id);
+            // A spec change that arrived during the renewal was skipped while the cert was
+            // busy; reconcile it now rather than at the next sweep.
+            let current = this.desired().cert(&id).cloned();
+            if let (Some(generation), Some(current)) = (renewed, current)
+                && current.generation != generation
+            {
+                this.reconcile(&current).await;
+            }
         });
         true
+    }
+
+    /// Returns a renewal's slot, or retires it while a lowered limit is still being paid off.
+    fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
+        let mut capacity = lock(&self.shared.capacity);
+        if capacity.debt > 0 {
+            capacity.debt -= 1;
+            permit.forget();
+        }
+    }
+
+    /// Applies a new `max_concurrent_renewals`. Slots held by running renewals cannot be taken
+    /// back at once, so a shrink that finds them busy is owed and retired as they are released.
+    pub(crate) fn resize_permits(&self, wanted: usize) {
+        let mut capacity = lock(&self.shared.capacity);
+        if wanted >= capacity.size {
+            let grow = wanted - capacity.size;
+            let repaid = grow.min(capacity.debt);
+            capacity.debt -= repaid;
+            self.shared.permits.add_permits(grow - repaid);
+        } else {
+            let shrink = capacity.size - wanted;
+            let retired = self.shared.permits.forget_permits(shrink);
+            capacity.debt += shrink - retired;
+        }
+        capacity.size = wanted;
     }
 
     async fn run_renewal(
@@ -90,9 +142,16 @@ impl Reconciler {
             ),
         )
         .await;
-        // Read back what is installed now, so `Ready` reflects the outcome.
-        let (observed, decision) = self.observe_and_plan_one(cert).await;
-        self.record_plan(cert, observed, &decision).await;
+        // Read back what is installed now, so `Ready` reflects the outcome; a spec that changed
+        // meanwhile is reconciled by the caller instead.
+        if self
+            .desired()
+            .cert(&cert.spec.id)
+            .is_some_and(|c| c.generation == cert.generation)
+        {
+            let (observed, decision) = self.observe_and_plan_one(cert).await;
+            self.record_plan(cert, observed, &decision).await;
+        }
     }
 
     async fn renewal_succeeded(&self, cert: &CertRuntime) {

@@ -81,6 +81,12 @@ impl Prepared {
     }
 }
 
+/// The renewal concurrency limit and how many slots a lowered limit still has to retire.
+pub(crate) struct Capacity {
+    pub size: usize,
+    pub debt: usize,
+}
+
 pub(crate) struct Shared {
     pub store: Arc<dyn AuditStore>,
     pub factory: Arc<dyn BackendFactory>,
@@ -90,7 +96,7 @@ pub(crate) struct Shared {
     pub states: Mutex<HashMap<CertId, CertState>>,
     pub busy: Mutex<std::collections::HashSet<CertId>>,
     pub permits: Arc<Semaphore>,
-    pub permit_count: Mutex<usize>,
+    pub capacity: Mutex<Capacity>,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     pub config_errors: Mutex<Vec<ConfigIssue>>,
@@ -128,7 +134,10 @@ impl Reconciler {
                 states: Mutex::new(HashMap::new()),
                 busy: Mutex::new(std::collections::HashSet::new()),
                 permits: Arc::new(Semaphore::new(permits)),
-                permit_count: Mutex::new(permits),
+                capacity: Mutex::new(Capacity {
+                    size: permits,
+                    debt: 0,
+                }),
                 tasks: TaskTracker::new(),
                 shutdown,
                 config_errors: Mutex::new(Vec::new()),
@@ -250,19 +259,6 @@ impl Reconciler {
         );
         self.reconcile_soon(touched);
         diff
-    }
-
-    fn resize_permits(&self, wanted: usize) {
-        let mut current = lock(&self.shared.permit_count);
-        if wanted > *current {
-            self.shared.permits.add_permits(wanted - *current);
-        } else if wanted < *current {
-            let forgotten = self.shared.permits.forget_permits(*current - wanted);
-            // Permits held by running renewals cannot be forgotten now; the rest shrink later.
-            *current -= forgotten;
-            return;
-        }
-        *current = wanted;
     }
 
     /// Forces a renewal of `id`, streaming its progress to `progress`.
