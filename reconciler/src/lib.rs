@@ -7,6 +7,7 @@ mod backoff;
 mod clock;
 mod conditions;
 mod desired;
+mod dns;
 mod observe;
 mod plan;
 mod queue;

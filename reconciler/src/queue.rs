@@ -124,6 +124,7 @@ impl Reconciler {
         .await;
         let ctx = RenewContext {
             store: Arc::clone(&self.shared.store),
+            dns_propagation: self.desired().loaded.config.daemon.dns_propagation.clone(),
             clock: Arc::clone(&self.shared.clock),
             progress,
         };

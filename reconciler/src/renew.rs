@@ -9,14 +9,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
+use rota_api::config::{DcvSpec, DnsPropagation};
 use rota_api::status::{Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
-use rota_api::{BackendError, DcvBackend, DcvChallenge, IssuedCert};
+use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert};
 use rota_providers::keys::{self, CertKey};
 use rota_store::{AuditStore, IssuedCertRow};
 
 use crate::clock::{Clock, rfc3339};
 use crate::desired::CertRuntime;
+use crate::dns::DnsChecker;
 use crate::observe::inspect_pem;
 
 /// Why a renewal failed: the step, what went wrong, and any delay the peer asked for.
@@ -52,6 +54,7 @@ impl RenewError {
 /// What the pipeline needs from the daemon.
 pub(crate) struct RenewContext {
     pub store: Arc<dyn AuditStore>,
+    pub dns_propagation: DnsPropagation,
     pub clock: Arc<dyn Clock>,
     pub progress: Option<mpsc::Sender<RenewProgress>>,
 }
@@ -304,8 +307,9 @@ fn check_challenges(
     ))
 }
 
-/// Publishes every challenge (journalled first), waits for issuance, and then removes every
-/// journalled challenge whatever happened, so a failed run leaves no stray records.
+/// Publishes every challenge (journalled first), waits until DNS-01 records are visible,
+/// waits for issuance, and then removes every journalled challenge whatever happened, so a
+/// failed run leaves no stray records.
 async fn validate_and_issue(
     audit: &Audit<'_>,
     cert: &CertRuntime,
@@ -313,38 +317,25 @@ async fn validate_and_issue(
     challenges: &[DcvChallenge],
 ) -> Result<IssuedCert, RenewError> {
     let mut journalled = Vec::with_capacity(challenges.len());
+    let dns = challenges
+        .iter()
+        .any(|c| c.kind() == ChallengeKind::Dns01)
+        .then(|| DnsChecker::new(&audit.ctx.dns_propagation));
     let mut outcome = Ok(());
     if let (Some(dcv), Some(spec)) = (&dcv, &cert.spec.dcv) {
-        for challenge in challenges {
-            let at = audit.ctx.clock.now();
-            let journal = audit
-                .ctx
-                .store
-                .journal_dcv(audit.renewal_id, &cert.spec.id, spec, challenge, at)
-                .await;
-            match journal {
-                Ok(id) => journalled.push((id, challenge)),
-                Err(e) => {
-                    outcome = Err(RenewError::new(
-                        Step::PublishDcv,
-                        format!("cannot journal the DCV record, not publishing it: {e}"),
-                    ));
-                    break;
-                }
-            }
-            let published = audit
-                .step(Step::PublishDcv, &challenge.describe(), async {
-                    dcv.publish(challenge)
-                        .await
-                        .map_err(|e| RenewError::backend(Step::PublishDcv, &e))?;
-                    Ok(((), format!("published {}", challenge.describe())))
-                })
-                .await;
-            if let Err(e) = published {
-                outcome = Err(e);
-                break;
-            }
-        }
+        outcome = publish_all(
+            audit,
+            cert,
+            dcv.as_ref(),
+            spec,
+            dns.as_ref(),
+            challenges,
+            &mut journalled,
+        )
+        .await;
+    }
+    if let (Ok(()), Some(dns)) = (&outcome, &dns) {
+        outcome = await_propagation(audit, dns, &journalled).await;
     }
     let issued = match outcome {
         Ok(()) => {
@@ -371,10 +362,110 @@ async fn validate_and_issue(
     issued
 }
 
+/// Journals then publishes each challenge, DNS-01 records at the end of any CNAME chain;
+/// stops at the first failure. What was journalled is in `journalled` either way.
+async fn publish_all(
+    audit: &Audit<'_>,
+    cert: &CertRuntime,
+    dcv: &dyn DcvBackend,
+    spec: &DcvSpec,
+    dns: Option<&DnsChecker>,
+    challenges: &[DcvChallenge],
+    journalled: &mut Vec<(i64, DcvChallenge)>,
+) -> Result<(), RenewError> {
+    for asked in challenges {
+        let (challenge, delegated) = match (dns, asked) {
+            (
+                Some(dns),
+                DcvChallenge::Dns01 {
+                    record_name,
+                    record_value,
+                    ttl,
+                },
+            ) => {
+                let target = dns
+                    .resolve_target(record_name)
+                    .await
+                    .map_err(|e| RenewError::new(Step::PublishDcv, e.to_string()))?;
+                let delegated =
+                    (target != *record_name).then(|| format!(" (CNAME from {record_name})"));
+                let challenge = DcvChallenge::Dns01 {
+                    record_name: target,
+                    record_value: record_value.clone(),
+                    ttl: *ttl,
+                };
+                (challenge, delegated)
+            }
+            _ => (asked.clone(), None),
+        };
+        let at = audit.ctx.clock.now();
+        let id = audit
+            .ctx
+            .store
+            .journal_dcv(audit.renewal_id, &cert.spec.id, spec, &challenge, at)
+            .await
+            .map_err(|e| {
+                RenewError::new(
+                    Step::PublishDcv,
+                    format!("cannot journal the DCV record, not publishing it: {e}"),
+                )
+            })?;
+        journalled.push((id, challenge.clone()));
+        let what = challenge.describe() + delegated.as_deref().unwrap_or_default();
+        audit
+            .step(Step::PublishDcv, &what, async {
+                dcv.publish(&challenge)
+                    .await
+                    .map_err(|e| RenewError::backend(Step::PublishDcv, &e))?;
+                Ok(((), format!("published {what}")))
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// Waits until every nameserver that must answer serves each published DNS-01 record.
+async fn await_propagation(
+    audit: &Audit<'_>,
+    dns: &DnsChecker,
+    journalled: &[(i64, DcvChallenge)],
+) -> Result<(), RenewError> {
+    for (_, challenge) in journalled {
+        let DcvChallenge::Dns01 {
+            record_name,
+            record_value,
+            ..
+        } = challenge
+        else {
+            continue;
+        };
+        audit
+            .step(
+                Step::CheckPropagation,
+                &format!("waiting for TXT {record_name} on every nameserver"),
+                async {
+                    let report = dns
+                        .wait_for_txt(record_name, record_value)
+                        .await
+                        .map_err(|e| RenewError::new(Step::CheckPropagation, e.to_string()))?;
+                    let message = format!(
+                        "TXT {record_name} answered by {} after {} round(s) ({:.1}s)",
+                        report.servers.join(", "),
+                        report.rounds,
+                        report.elapsed.as_secs_f64()
+                    );
+                    Ok(((), message))
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 async fn remove_challenges(
     audit: &Audit<'_>,
     dcv: &dyn DcvBackend,
-    journalled: &[(i64, &DcvChallenge)],
+    journalled: &[(i64, DcvChallenge)],
 ) {
     for (journal_id, challenge) in journalled {
         let removed = audit

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rota_api::config::DnsPropagation;
 use rota_api::status::{Reason, Step};
 use rota_api::wire::RevokeResponse;
 use rota_api::{CertId, RevocationReason};
@@ -68,6 +69,7 @@ impl Reconciler {
         let serial = inspect_pem(&pem).map_err(RevokeError::Failed)?.serial;
         let ctx = RenewContext {
             store: Arc::clone(&self.shared.store),
+            dns_propagation: DnsPropagation::default(),
             clock: Arc::clone(&self.shared.clock),
             progress: None,
         };

@@ -7,13 +7,13 @@ use rota_api::ChallengeKind;
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_store::AuditStore;
 
-use crate::support::fakes::dns01;
+use crate::support::fakes::http01;
 use crate::support::{World, condition, eventually, id};
 
 #[tokio::test]
 async fn a_restart_removes_what_an_interrupted_renewal_published() {
-    let world = World::new(&[ChallengeKind::Dns01]);
-    let challenges = vec![dns01("a.test"), dns01("www.a.test")];
+    let world = World::new(&[ChallengeKind::Http01]);
+    let challenges = vec![http01("a.test"), http01("www.a.test")];
     world.fakes.ca.ask_for(challenges.clone());
     world
         .fakes
@@ -42,7 +42,7 @@ async fn a_restart_removes_what_an_interrupted_renewal_published() {
         "the renewal is still waiting on the CA when rotad stops"
     );
 
-    let restarted = world.restart(&[ChallengeKind::Dns01]);
+    let restarted = world.restart(&[ChallengeKind::Http01]);
     let second = restarted.start(config).await;
 
     assert_eq!(

@@ -8,7 +8,7 @@ use rota_api::{AlertKind, BackendError, ChallengeKind};
 use rota_reconciler::{Clock, Reconciler};
 use rota_store::AuditStore;
 
-use crate::support::fakes::{dns01, http01, refused};
+use crate::support::fakes::{http01, refused};
 use crate::support::{World, condition, id};
 
 /// The `(step, status)` pairs of a renewal, in order.
@@ -27,8 +27,8 @@ async fn sweep_skips(world: &World, reconciler: &Reconciler, cert: &str) {
 
 #[tokio::test]
 async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
-    let world = World::new(&[ChallengeKind::Dns01]);
-    let challenges = vec![dns01("a.test"), dns01("www.a.test")];
+    let world = World::new(&[ChallengeKind::Http01]);
+    let challenges = vec![http01("a.test"), http01("www.a.test")];
     world.fakes.ca.ask_for(challenges.clone());
     world
         .fakes
@@ -100,7 +100,7 @@ async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
 
 #[tokio::test]
 async fn a_rate_limit_backs_off_at_least_as_long_as_retry_after() {
-    let world = World::new(&[ChallengeKind::Dns01]);
+    let world = World::new(&[ChallengeKind::Http01]);
     world.fakes.ca.on_submit(|| {
         Err(BackendError::RateLimited {
             backend: "fake-ca",
@@ -147,8 +147,8 @@ async fn a_challenge_the_solver_cannot_answer_fails_before_anything_is_published
 
 #[tokio::test]
 async fn a_failed_publish_removes_every_journalled_record_and_never_asks_to_sign() {
-    let world = World::new(&[ChallengeKind::Dns01]);
-    let challenges = vec![dns01("a.test"), dns01("www.a.test")];
+    let world = World::new(&[ChallengeKind::Http01]);
+    let challenges = vec![http01("a.test"), http01("www.a.test")];
     world.fakes.ca.ask_for(challenges.clone());
     world.fakes.dcv.refuse_to_publish(challenges[1].clone());
     let reconciler = world

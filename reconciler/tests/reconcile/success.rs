@@ -8,7 +8,7 @@ use rota_api::wire::RenewProgress;
 use rota_reconciler::Observation;
 use rota_store::AuditStore;
 
-use crate::support::fakes::dns01;
+use crate::support::fakes::http01;
 use crate::support::{World, condition, id};
 
 /// Every progress item of one renewal, until the stream closes.
@@ -27,8 +27,8 @@ async fn collect(mut progress: mpsc::Receiver<RenewProgress>) -> Vec<RenewProgre
 
 #[tokio::test]
 async fn a_forced_renewal_streams_every_step_and_clears_the_backoff() {
-    let world = World::new(&[ChallengeKind::Dns01]);
-    world.fakes.ca.ask_for(vec![dns01("a.test")]);
+    let world = World::new(&[ChallengeKind::Http01]);
+    world.fakes.ca.ask_for(vec![http01("a.test")]);
     world.fakes.fail_installs(true);
     let reconciler = world.start(world.config(4, &[("web", &["a.test"])])).await;
     let rows = world.renewals_done(&reconciler, "web", 1).await;

@@ -42,21 +42,12 @@ pub fn refused(detail: &str) -> BackendError {
     }
 }
 
-/// A DNS-01 challenge for `_acme-challenge.<domain>`.
-pub fn dns01(domain: &str) -> DcvChallenge {
-    DcvChallenge::Dns01 {
-        record_name: format!("_acme-challenge.{domain}"),
-        record_value: format!("token-for-{domain}"),
-        ttl: 60,
-    }
-}
-
 /// An HTTP-01 challenge for `domain`.
 pub fn http01(domain: &str) -> DcvChallenge {
     DcvChallenge::Http01 {
         domain: domain.to_owned(),
-        token: "tok".to_owned(),
-        key_authorization: "tok.thumb".to_owned(),
+        token: format!("tok-{}", domain.replace('.', "-")),
+        key_authorization: format!("tok-{domain}.thumb"),
     }
 }
 
