@@ -9,7 +9,13 @@ pub mod keys;
 
 mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
+    pub(crate) mod acme;
     pub(crate) mod local;
+}
+
+mod dcv {
+    //! Domain-control solvers, one module per `dcv: { kind }`.
+    pub(crate) mod webroot;
 }
 
 mod install {
@@ -21,11 +27,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rota_api::config::{AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec, Tagged};
+use rota_api::config::{
+    AcmeAccount, AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec, Tagged,
+};
 use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
 
+use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
+use dcv::webroot::WebrootDcv;
 use install::filesystem::FilesystemInstall;
 
 /// Builds backends from config variants; keep one for the daemon's lifetime so certs share
@@ -34,6 +44,8 @@ use install::filesystem::FilesystemInstall;
 pub struct Providers {
     /// The local CAs built so far, by directory.
     local_cas: Mutex<HashMap<PathBuf, Arc<LocalCa>>>,
+    /// The ACME accounts built so far, by directory URL and credentials file.
+    acme_accounts: Mutex<HashMap<(String, PathBuf), Arc<SharedAccount>>>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -42,8 +54,13 @@ impl std::fmt::Debug for Providers {
             .local_cas
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let accounts = self
+            .acme_accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Providers")
             .field("local_ca_directories", &cas.keys().collect::<Vec<_>>())
+            .field("acme_accounts", &accounts.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -67,6 +84,28 @@ impl Providers {
             .or_insert_with_key(|dir| Arc::new(LocalCa::new(dir)));
         Arc::clone(ca)
     }
+
+    /// The one [`SharedAccount`] for this `acme:` block's directory and credentials file, so
+    /// every cert orders with the same account. A changed block (contact, EAB, CA bundle)
+    /// gets a fresh client; the credentials file keeps it the same account.
+    fn acme_account(&self, config: &AcmeAccount) -> Arc<SharedAccount> {
+        let key = (
+            config.directory_url.clone(),
+            config.account_credentials_file.clone(),
+        );
+        let mut accounts = self
+            .acme_accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match accounts.get(&key) {
+            Some(account) if account.config() == config => Arc::clone(account),
+            _ => {
+                let account = Arc::new(SharedAccount::new(config.clone()));
+                accounts.insert(key, Arc::clone(&account));
+                account
+            }
+        }
+    }
 }
 
 /// A `kind` the config reference knows but this build cannot run. The validator refuses it
@@ -83,15 +122,22 @@ impl BackendFactory for Providers {
             CaSpec::Local(_) => Ok(Arc::new(
                 self.local_ca(config).backend(config.local_ca.validity_days),
             )),
-            CaSpec::Namecheap(_) | CaSpec::Acme(_) => not_available(&cert.ca),
+            CaSpec::Acme(acme) => {
+                let account = config.acme.as_ref().ok_or(BackendError::Invalid {
+                    backend: "acme",
+                    detail: "`ca: { kind: acme }` needs the top-level `acme:` block".into(),
+                })?;
+                let profile = acme.profile.clone().or_else(|| account.profile.clone());
+                Ok(Arc::new(AcmeCa::new(self.acme_account(account), profile)))
+            }
+            CaSpec::Namecheap(_) => not_available(&cert.ca),
         }
     }
 
     fn dcv(&self, _config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
         match spec {
-            DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) | DcvSpec::Webroot(_) => {
-                not_available(spec)
-            }
+            DcvSpec::Webroot(webroot) => Ok(Arc::new(WebrootDcv::new(&webroot.directory))),
+            DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) => not_available(spec),
         }
     }
 
@@ -124,7 +170,7 @@ impl BackendFactory for Providers {
 mod tests {
     use std::path::Path;
 
-    use rota_api::config::{AcmeCa, NginxInstall, WebrootDcv};
+    use rota_api::config::{AcmeCa, CloudflareDcv, NamecheapCa, NginxInstall};
 
     use super::*;
 
@@ -162,23 +208,63 @@ mod tests {
 
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
-        other.ca = CaSpec::Acme(AcmeCa { profile: None });
+        other.ca = CaSpec::Namecheap(NamecheapCa { ssl_id: 1 });
         other.install = InstallSpec::Nginx(NginxInstall {
             directory: "/tmp/x".into(),
             reload_command: None,
         });
-        assert_eq!(refused(providers.ca(&config, &other).map(drop)), "acme");
+        assert_eq!(
+            refused(providers.ca(&config, &other).map(drop)),
+            "namecheap"
+        );
         assert_eq!(
             refused(providers.install(&config, &other).map(drop)),
             "nginx"
         );
-        let webroot = DcvSpec::Webroot(WebrootDcv {
+        let webroot = DcvSpec::Webroot(rota_api::config::WebrootDcv {
             directory: "/w".into(),
         });
+        assert_eq!(providers.dcv(&config, &webroot).unwrap().kind(), "webroot");
+        let cloudflare = DcvSpec::Cloudflare(CloudflareDcv {});
         assert_eq!(
-            refused(providers.dcv(&config, &webroot).map(drop)),
-            "webroot"
+            refused(providers.dcv(&config, &cloudflare).map(drop)),
+            "cloudflare"
         );
+    }
+
+    #[test]
+    fn acme_certs_share_one_account_per_directory_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let providers = Providers::new();
+        let mut config = local_config(dir.path());
+        let mut cert = config.certs[0].clone();
+        cert.ca = CaSpec::Acme(AcmeCa { profile: None });
+        let err = providers.ca(&config, &cert).map(drop).unwrap_err();
+        assert!(err.to_string().contains("`acme:` block"), "{err}");
+
+        let account = AcmeAccount {
+            directory_url: "https://ca.test/dir".into(),
+            contact_email: None,
+            account_credentials_file: dir.path().join("acme.json"),
+            external_account_binding: None,
+            profile: None,
+            ca_bundle_file: None,
+        };
+        config.acme = Some(account.clone());
+        assert_eq!(providers.ca(&config, &cert).unwrap().kind(), "acme");
+        let first = providers.acme_account(&account);
+        assert!(Arc::ptr_eq(&first, &providers.acme_account(&account)));
+        let other_file = AcmeAccount {
+            account_credentials_file: dir.path().join("other.json"),
+            ..account.clone()
+        };
+        assert!(!Arc::ptr_eq(&first, &providers.acme_account(&other_file)));
+        // A changed block gets a fresh client; the file keeps it the same account.
+        let with_contact = AcmeAccount {
+            contact_email: Some("ops@a.test".into()),
+            ..account
+        };
+        assert!(!Arc::ptr_eq(&first, &providers.acme_account(&with_contact)));
     }
 
     #[test]

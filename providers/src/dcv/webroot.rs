@@ -1,0 +1,164 @@
+//! `dcv: { kind: webroot, directory }`: HTTP-01 through a web server the operator already runs.
+//! rota drops the key authorization at `<directory>/.well-known/acme-challenge/<token>` and the
+//! server serves it as a static file; rota never binds port 80 itself. The token comes from the
+//! CA and becomes a file name, so anything that is not a plain base64url string is refused
+//! before the disk is touched: a misbehaving CA must not be able to write outside the challenge
+//! directory.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge};
+
+use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
+
+/// The config `kind` of this solver.
+const KIND: &str = "webroot";
+
+/// Where RFC 8555 §8.3 says the CA fetches the response, relative to the document root.
+const CHALLENGE_DIR: &str = ".well-known/acme-challenge";
+
+/// Answers HTTP-01 by writing token files under a web server's document root.
+pub(crate) struct WebrootDcv {
+    /// `<directory>/.well-known/acme-challenge`.
+    challenge_dir: PathBuf,
+}
+
+impl WebrootDcv {
+    /// A solver writing under the document root `directory`.
+    pub(crate) fn new(directory: &Path) -> Self {
+        Self {
+            challenge_dir: directory.join(CHALLENGE_DIR),
+        }
+    }
+
+    /// The token file for `challenge`, and the body to serve, once the token is known safe.
+    fn token_file<'c>(
+        &self,
+        challenge: &'c DcvChallenge,
+    ) -> Result<(PathBuf, &'c str), BackendError> {
+        match challenge {
+            DcvChallenge::Http01 {
+                token,
+                key_authorization,
+                ..
+            } => {
+                check_token(token)?;
+                Ok((self.challenge_dir.join(token), key_authorization))
+            }
+            DcvChallenge::Dns01 { .. } => Err(BackendError::Invalid {
+                backend: KIND,
+                detail: format!(
+                    "webroot answers HTTP-01 only, but was asked to publish {}; \
+                     use a DNS solver (cloudflare, namecheap) for DNS-01",
+                    challenge.describe()
+                ),
+            }),
+        }
+    }
+}
+
+/// Refuses every token that is not a non-empty base64url string (RFC 8555 §8.3), which rules
+/// out `/`, `\`, `..` and every other way a file name could leave the challenge directory.
+fn check_token(token: &str) -> Result<(), BackendError> {
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if !token.is_empty() && token.bytes().all(base64url) {
+        return Ok(());
+    }
+    Err(BackendError::Invalid {
+        backend: KIND,
+        detail: format!(
+            "the CA sent the HTTP-01 token {token:?}, which is not a base64url string and \
+             could escape the challenge directory; nothing was written"
+        ),
+    })
+}
+
+#[async_trait]
+impl DcvBackend for WebrootDcv {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn supported_kinds(&self) -> &[ChallengeKind] {
+        &[ChallengeKind::Http01]
+    }
+
+    async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
+        let (path, body) = self.token_file(challenge)?;
+        let dir = self.challenge_dir.clone();
+        let body = body.to_owned();
+        run_blocking(&path, "writing", move |path| {
+            create_dir_all_with_mode(&dir, 0o755).map_err(|e| io_error("creating", &dir, e))?;
+            // Replacing an existing file makes a second publish (retry, crash recovery) a no-op.
+            write_atomic(path, body.as_bytes(), 0o644).map_err(|e| io_error("writing", path, e))
+        })
+        .await
+    }
+
+    async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
+        let (path, _) = self.token_file(challenge)?;
+        // The directories stay: the web server's config may point at them, and other certs
+        // sharing this document root may have challenges in flight.
+        run_blocking(&path, "removing", |path| match std::fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("removing", path, e)),
+            _ => Ok(()),
+        })
+        .await
+    }
+}
+
+/// Runs `work` on `path` on the blocking pool, so file I/O never stalls the runtime.
+async fn run_blocking(
+    path: &Path,
+    action: &'static str,
+    work: impl FnOnce(&Path) -> Result<(), BackendError> + Send + 'static,
+) -> Result<(), BackendError> {
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || work(&owned))
+        .await
+        .map_err(|e| {
+            io_error(
+                action,
+                path,
+                io::Error::other(format!("the file task failed: {e}")),
+            )
+        })?
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> BackendError {
+    BackendError::Io {
+        backend: KIND,
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_outside_base64url_are_refused() {
+        // One row per way a token could name something other than a file in the directory.
+        for (token, why) in [
+            ("", "empty: would name the directory itself"),
+            ("..", "parent directory"),
+            ("../etc", "traversal"),
+            ("a/b", "slash"),
+            ("a\\b", "backslash"),
+            ("abc.def", "dot (not base64url)"),
+            ("abc=", "base64 padding"),
+            ("a b", "space"),
+            ("é", "non-ASCII"),
+            ("a\0b", "NUL"),
+        ] {
+            assert!(check_token(token).is_err(), "{why}: {token:?} accepted");
+        }
+        for token in ["evaGxfADs6pSRb2LAv9IZf17Dt3juxGJ-PCt92wr-oA", "a", "A-_9"] {
+            check_token(token).unwrap();
+        }
+    }
+}
