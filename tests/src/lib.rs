@@ -1,6 +1,10 @@
 //! Fixtures for the end-to-end tests: a real `rotad` in a temporary directory, the real
 //! `rota` CLI pointed at its socket, and helpers that read what landed on disk with the real
-//! `openssl`.
+//! `openssl`; the peers the ACME tests run against live in their own modules.
+
+pub mod acme_double;
+pub mod nginx;
+pub mod pebble;
 
 use std::fs;
 use std::path::{Path, PathBuf};

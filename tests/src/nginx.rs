@@ -1,0 +1,131 @@
+//! The real nginx as a peer: `/usr/sbin/nginx` in the foreground with every path it writes
+//! (pid, logs, temp dirs) in its own temp dir, serving a webroot on a free loopback port. The
+//! HTTP-01 tests point pebble's validation port at it, so the CA fetches challenge files exactly
+//! as it would from a production web server.
+
+use std::fs;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::wait_for;
+
+/// Where Debian's `nginx` / `nginx-light` package puts the binary.
+const NGINX: &str = "/usr/sbin/nginx";
+/// Starts tried when another process took the port between picking and binding it.
+const START_ATTEMPTS: usize = 3;
+
+/// A running nginx serving one directory; killed on drop.
+pub struct Nginx {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl Nginx {
+    /// Starts nginx serving `webroot` on a free 127.0.0.1 port and waits until it answers;
+    /// tries another port when the picked one was taken before nginx could bind it.
+    #[must_use]
+    pub fn start(webroot: &Path) -> Self {
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let mut nginx = Self::spawn(webroot);
+            let listening = wait_for("nginx to listen", Duration::from_secs(10), || {
+                if let Ok(Some(status)) = nginx.child.try_wait() {
+                    return Some(Err(status));
+                }
+                TcpStream::connect(("127.0.0.1", nginx.port)).ok().map(Ok)
+            });
+            match listening {
+                Ok(_) => return nginx,
+                Err(status) => last_error = format!("exited with {status}:\n{}", nginx.error_log()),
+            }
+        }
+        panic!("nginx did not start in {START_ATTEMPTS} attempts; last {last_error}");
+    }
+
+    fn spawn(webroot: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("nginx temp dir");
+        let port = free_port();
+        let conf = dir.path().join("nginx.conf");
+        fs::write(&conf, config(dir.path(), webroot, port)).expect("write nginx.conf");
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf)
+            // Errors before the config is read (e.g. a bad -c path) go here too.
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {NGINX} (apt-get install nginx-light): {e}"));
+        Self { dir, port, child }
+    }
+
+    /// The loopback port it listens on.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every request it served so far, one line each: `METHOD PATH STATUS`.
+    #[must_use]
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.path("access.log")).unwrap_or_default()
+    }
+
+    /// Its error log (startup failures, files it could not serve).
+    #[must_use]
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.path("error.log")).unwrap_or_default()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master then stops its workers, which would otherwise
+        // outlive it. SIGKILL only if it is still there after a grace period.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port that was free a moment ago (the OS picks it; the listener is dropped at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// An nginx.conf that writes nothing outside `dir`; `user root` because the temp dirs are 0700
+/// and the tests run as root (nginx ignores the directive when it is not started as root).
+fn config(dir: &Path, webroot: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root;\npid {d}/nginx.pid;\n\
+         error_log {d}/error.log info;\nevents {{ worker_connections 512; }}\n\
+         http {{\n  log_format line '$request_method $uri $status';\n  \
+         access_log {d}/access.log line;\n  client_body_temp_path {d}/client_body;\n  \
+         proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
+         server {{\n    listen 127.0.0.1:{port};\n    server_name _;\n    root {root};\n  }}\n}}\n",
+        root = webroot.display()
+    )
+}
