@@ -15,7 +15,8 @@ mod pem;
 mod problem;
 mod transport;
 
-use std::collections::{BTreeSet, HashMap};
+use super::order_key;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -197,12 +198,6 @@ fn revocation_reason(reason: RevocationReason) -> instant_acme::RevocationReason
         RevocationReason::Superseded => Acme::Superseded,
         RevocationReason::CessationOfOperation => Acme::CessationOfOperation,
     }
-}
-
-/// The pending-order slot for `domains`: order and repetition do not matter.
-fn order_key(domains: &[DomainName]) -> Vec<DomainName> {
-    let set: BTreeSet<_> = domains.iter().cloned().collect();
-    set.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod root;
 
+use super::order_key;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -248,12 +249,6 @@ fn random_serial() -> SerialNumber {
     // A clear top bit keeps the DER INTEGER positive without a padding octet.
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
-}
-
-/// The pending-CSR slot for `domains`: order and repetition do not matter.
-fn order_key(domains: &[DomainName]) -> Vec<DomainName> {
-    let set: BTreeSet<_> = domains.iter().cloned().collect();
-    set.into_iter().collect()
 }
 
 fn invalid(detail: &str) -> BackendError {
