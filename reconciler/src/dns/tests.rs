@@ -2,15 +2,14 @@
 //! and CNAMEs, and in-process fakes ([`fake::FakeDns`]) for the authoritative walk, which
 //! needs SOA and NS records challtestsrv does not serve.
 
-mod challtestsrv;
 mod fake;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use super::*;
-use challtestsrv::ChallTestSrv;
 use fake::{FakeDns, a, ns, soa, txt};
+use rota_e2e::pebble::ChallTestSrv;
 
 const CHALLENGE: &str = "_acme-challenge.a.test";
 
@@ -48,7 +47,7 @@ async fn bad_nameservers_and_names_are_reported() {
     assert!(bad.resolve_target(CHALLENGE).await.is_err());
 
     let srv = ChallTestSrv::start();
-    let checker = checker(&[srv.dns], Duration::from_secs(1));
+    let checker = checker(&[srv.dns_addr()], Duration::from_secs(1));
     for name in ["", ".", "a..test"] {
         let err = checker.wait_for_txt(name, "v").await.unwrap_err();
         assert!(
@@ -61,28 +60,27 @@ async fn bad_nameservers_and_names_are_reported() {
 #[tokio::test]
 async fn a_txt_already_there_is_confirmed_in_one_round() {
     let srv = ChallTestSrv::start();
-    srv.management().set_txt("_acme-challenge.a.test.", "other");
-    srv.management()
-        .set_txt("_acme-challenge.a.test.", "token-value");
-    let report = checker(&[srv.dns], Duration::from_secs(5))
+    srv.set_txt("_acme-challenge.a.test.", "other");
+    srv.set_txt("_acme-challenge.a.test.", "token-value");
+    let report = checker(&[srv.dns_addr()], Duration::from_secs(5))
         .wait_for_txt(CHALLENGE, "token-value")
         .await
         .unwrap();
     assert_eq!(report.rounds, 1);
-    assert_eq!(report.servers, [srv.dns.to_string()]);
+    assert_eq!(report.servers, [srv.dns_addr().to_string()]);
     assert!(report.elapsed < Duration::from_secs(1), "{report:?}");
 }
 
 #[tokio::test]
 async fn a_txt_published_later_is_waited_for() {
-    let srv = ChallTestSrv::start();
-    let management = srv.management();
+    let srv = std::sync::Arc::new(ChallTestSrv::start());
+    let management = std::sync::Arc::clone(&srv);
     let publish = tokio::task::spawn_blocking(move || {
         // Stands for a DNS provider's propagation delay.
         std::thread::sleep(Duration::from_millis(600));
         management.set_txt("_acme-challenge.a.test.", "late");
     });
-    let report = checker(&[srv.dns], Duration::from_secs(10))
+    let report = checker(&[srv.dns_addr()], Duration::from_secs(10))
         .wait_for_txt("_acme-challenge.a.test.", "late")
         .await
         .unwrap();
@@ -94,9 +92,9 @@ async fn a_txt_published_later_is_waited_for() {
 #[tokio::test]
 async fn a_txt_never_published_times_out_naming_the_server_and_its_answer() {
     let srv = ChallTestSrv::start();
-    srv.management().set_txt("_acme-challenge.a.test.", "stale");
+    srv.set_txt("_acme-challenge.a.test.", "stale");
     let started = Instant::now();
-    let err = checker(&[srv.dns], Duration::from_secs(1))
+    let err = checker(&[srv.dns_addr()], Duration::from_secs(1))
         .wait_for_txt(CHALLENGE, "fresh")
         .await
         .unwrap_err();
@@ -106,13 +104,13 @@ async fn a_txt_never_published_times_out_naming_the_server_and_its_answer() {
     assert!(matches!(err, DnsError::NotPropagated { .. }), "{err}");
     let message = err.to_string();
     assert!(
-        message.contains(&format!("{} answered TXT \"stale\"", srv.dns)),
+        message.contains(&format!("{} answered TXT \"stale\"", srv.dns_addr())),
         "{message}"
     );
     assert!(message.contains("\"fresh\""), "{message}");
 
     // A name with no TXT at all says so.
-    let err = checker(&[srv.dns], Duration::from_millis(300))
+    let err = checker(&[srv.dns_addr()], Duration::from_millis(300))
         .wait_for_txt("_acme-challenge.b.test", "fresh")
         .await
         .unwrap_err();
@@ -122,12 +120,12 @@ async fn a_txt_never_published_times_out_naming_the_server_and_its_answer() {
 #[tokio::test]
 async fn an_unreachable_server_is_reported_with_the_others() {
     let srv = ChallTestSrv::start();
-    srv.management().set_txt("_acme-challenge.a.test.", "v");
+    srv.set_txt("_acme-challenge.a.test.", "v");
     // Nothing listens there once the socket is dropped.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .unwrap();
-    let err = checker(&[srv.dns, silent], Duration::from_millis(500))
+    let err = checker(&[srv.dns_addr(), silent], Duration::from_millis(500))
         .wait_for_txt(CHALLENGE, "v")
         .await
         .unwrap_err();
@@ -142,7 +140,7 @@ async fn an_unreachable_server_is_reported_with_the_others() {
 #[tokio::test]
 async fn a_cname_at_the_challenge_name_is_followed_into_the_delegated_zone() {
     let srv = ChallTestSrv::start();
-    let checker = checker(&[srv.dns], Duration::from_secs(5));
+    let checker = checker(&[srv.dns_addr()], Duration::from_secs(5));
     assert_eq!(checker.resolve_target(CHALLENGE).await.unwrap(), CHALLENGE);
     assert_eq!(
         checker
@@ -153,11 +151,10 @@ async fn a_cname_at_the_challenge_name_is_followed_into_the_delegated_zone() {
         "a trailing dot changes nothing"
     );
 
-    srv.management()
-        .set_cname("_acme-challenge.a.test.", "a-test.acme.delegated.test.");
+    srv.set_cname("_acme-challenge.a.test.", "a-test.acme.delegated.test.");
     let target = checker.resolve_target(CHALLENGE).await.unwrap();
     assert_eq!(target, "a-test.acme.delegated.test");
-    srv.management().set_txt("a-test.acme.delegated.test.", "v");
+    srv.set_txt("a-test.acme.delegated.test.", "v");
     let report = checker.wait_for_txt(&target, "v").await.unwrap();
     assert_eq!(report.rounds, 1);
 }
@@ -165,11 +162,11 @@ async fn a_cname_at_the_challenge_name_is_followed_into_the_delegated_zone() {
 #[tokio::test]
 async fn cname_loops_and_overlong_chains_are_refused() {
     let srv = ChallTestSrv::start();
-    let management = srv.management();
+    let management = &srv;
     management.set_cname("_acme-challenge.a.test.", "x.test.");
     management.set_cname("x.test.", "y.test.");
     management.set_cname("y.test.", "_acme-challenge.a.test.");
-    let checker = checker(&[srv.dns], Duration::from_secs(5));
+    let checker = checker(&[srv.dns_addr()], Duration::from_secs(5));
     let err = checker.resolve_target(CHALLENGE).await.unwrap_err();
     let DnsError::CnameLoop { chain, .. } = &err else {
         panic!("{err:?}");
