@@ -4,8 +4,7 @@
 use tokio::sync::mpsc;
 
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus};
-use rota_reconciler::{Clock, Observation};
-use rota_store::AuditStore;
+use rota_reconciler::Clock;
 
 use crate::support::fakes::refused;
 use crate::support::{World, condition, eventually, id};
@@ -40,19 +39,7 @@ async fn a_changed_domain_list_renews_at_once_despite_the_old_backoff() {
         (Reason::DomainsChanged, RenewalStatus::Succeeded)
     );
     assert_eq!(world.fakes.ca.submits(), 3);
-    let state = reconciler.state(&id("web"));
-    assert_eq!(state.backoff, None);
-    assert!(
-        !world
-            .store
-            .backoffs()
-            .await
-            .unwrap()
-            .contains_key(&id("web"))
-    );
-    let Some(Observation::Installed(installed)) = state.observed else {
-        panic!("installed: {:?}", state.observed);
-    };
+    let installed = world.installed_without_backoff(&reconciler, "web").await;
     assert_eq!(installed.sans, ["a.test", "www.a.test"]);
     let generation = reconciler.desired().cert(&id("web")).unwrap().generation;
     assert_ne!(generation, old.generation);

@@ -5,8 +5,6 @@ use tokio::sync::mpsc;
 use rota_api::ChallengeKind;
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
-use rota_reconciler::Observation;
-use rota_store::AuditStore;
 
 use crate::support::fakes::http01;
 use crate::support::{World, condition, id};
@@ -83,19 +81,7 @@ async fn a_forced_renewal_streams_every_step_and_clears_the_backoff() {
         (rows[0].id, rows[0].trigger, rows[0].status),
         (*renewal_id, Reason::Forced, RenewalStatus::Succeeded)
     );
-    let state = reconciler.state(&id("web"));
-    assert_eq!(state.backoff, None);
-    assert!(
-        !world
-            .store
-            .backoffs()
-            .await
-            .unwrap()
-            .contains_key(&id("web"))
-    );
-    let Some(Observation::Installed(installed)) = state.observed else {
-        panic!("installed after success: {:?}", state.observed);
-    };
+    let installed = world.installed_without_backoff(&reconciler, "web").await;
     assert_eq!(installed.sans, ["a.test"]);
     assert!(installed.key_matches);
     for (type_, status, reason) in [

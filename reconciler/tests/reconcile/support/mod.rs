@@ -8,6 +8,8 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rota_api::wire::InstalledCert;
+use rota_reconciler::Observation;
 use tokio_util::sync::CancellationToken;
 
 use rota_api::config::{AlertSpec, LoadedConfig, WebhookAlert, load_str_with_env};
@@ -150,5 +152,25 @@ impl World {
             (finished >= n && !reconciler.is_busy(&cert)).then_some(rows)
         })
         .await
+    }
+
+    /// Asserts `cert` carries no backoff, in memory nor in the store, and returns what is
+    /// installed for it.
+    pub async fn installed_without_backoff(
+        &self,
+        reconciler: &Reconciler,
+        cert: &str,
+    ) -> InstalledCert {
+        let state = reconciler.state(&id(cert));
+        assert_eq!(state.backoff, None, "backoff in memory");
+        let stored = self.store.backoffs().await.expect("backoffs");
+        assert!(
+            !stored.contains_key(&id(cert)),
+            "backoff in the store: {stored:?}"
+        );
+        let Some(Observation::Installed(installed)) = state.observed else {
+            panic!("nothing installed for {cert}: {:?}", state.observed);
+        };
+        installed
     }
 }
