@@ -93,7 +93,11 @@ impl Rotad {
         let child = Command::new(bin_dir().join("rotad"))
             .arg("--config")
             .arg(self.config_path())
-            .env("RUST_LOG", "info")
+            // `ROTAD_LOG=debug,hyper_util=trace` (say) when a test needs rotad's whole story.
+            .env(
+                "RUST_LOG",
+                std::env::var("ROTAD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

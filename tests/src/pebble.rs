@@ -18,6 +18,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const TLS_ROOT: &str = "tls-root.pem";
 /// Starts retried when another process took a port between picking and binding it.
 const START_ATTEMPTS: usize = 3;
+/// The frame every stuck goroutine leads back to when pebble's in-memory store deadlocks
+/// (Debian's 2.4.0; upstream's memorystore.go still has it): a new order scanning for a
+/// reusable authorization holds the store's read lock and waits for an authorization's lock,
+/// which a concurrent authorization fetch holds while it queues for the store behind a writer.
+/// Dozens of orders in flight hit it now and then; pebble then never answers again.
+const STORE_DEADLOCK_FRAME: &str = "(*MemoryStore).FindValidAuthorization";
 
 /// A running `pebble-challtestsrv` answering DNS on a free port; killed on drop.
 pub struct ChallTestSrv {
@@ -228,6 +234,14 @@ impl Pebble {
         self.process.log()
     }
 
+    /// Ends pebble with SIGQUIT, on which the Go runtime prints every goroutine's stack to the
+    /// log, and says whether those stacks show the store deadlock ([`STORE_DEADLOCK_FRAME`]).
+    /// The stacks stay readable through [`Pebble::log`].
+    pub fn quit_and_find_store_deadlock(&mut self) -> bool {
+        self.process.quit_with_stack_dump();
+        self.log().contains(STORE_DEADLOCK_FRAME)
+    }
+
     /// How many accounts pebble has created since it started.
     #[must_use]
     pub fn accounts_created(&self) -> usize {
@@ -339,6 +353,27 @@ impl Process {
                 "{} not ready after {READY_TIMEOUT:?}:\n{}",
                 self.name,
                 self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGQUIT and waits (bounded) for the process to exit.
+    fn quit_with_stack_dump(&mut self) {
+        let sent = Command::new("kill")
+            .args(["-QUIT", &self.child.id().to_string()])
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "cannot send SIGQUIT to {}",
+            self.name
+        );
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.child.try_wait().ok().flatten().is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{} still running {READY_TIMEOUT:?} after SIGQUIT",
+                self.name
             );
             std::thread::sleep(Duration::from_millis(50));
         }
