@@ -52,8 +52,8 @@ pub struct SuggestedWindow {
     pub end: OffsetDateTime,
     /// `explanationURL`.
     pub explanation_url: Option<String>,
-    /// Seconds in the `Retry-After` header.
-    pub retry_after_secs: u64,
+    /// Seconds in the `Retry-After` header; no header when `None` (RFC 9773 lets a CA omit it).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl SuggestedWindow {
@@ -64,7 +64,7 @@ impl SuggestedWindow {
             start: time::macros::datetime!(2025-01-02 04:00 UTC),
             end: time::macros::datetime!(2025-01-03 04:00 UTC),
             explanation_url: Some("https://acme.example.com/docs/ari".to_owned()),
-            retry_after_secs: 21_600,
+            retry_after_secs: Some(21_600),
         }
     }
 }

@@ -70,7 +70,7 @@ fn future_window() -> SuggestedWindow {
         start,
         end: start + time::Duration::days(2),
         explanation_url: Some("https://acme.example.com/docs/ari".to_owned()),
-        retry_after_secs: 21_600,
+        retry_after_secs: Some(21_600),
     }
 }
 
@@ -166,6 +166,34 @@ fn a_future_window_is_shown_and_nothing_is_renewed() {
         double.count(Endpoint::RenewalInfo),
         1,
         "the window is not asked for again before its Retry-After (6 h)"
+    );
+}
+
+#[test]
+fn a_window_served_without_retry_after_is_used_and_checked_again_in_six_hours() {
+    let double = AcmeDouble::start(DoubleOptions {
+        renewal_info: true,
+        ..DoubleOptions::default()
+    });
+    let window = SuggestedWindow {
+        retry_after_secs: None,
+        ..future_window()
+    };
+    let served = window.clone();
+    double.set_renewal_info(move |_| Some(served.clone()));
+    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
+
+    let shown = wait_for("the renewal window in `rota describe`", WAIT, || {
+        let detail = describe(&rotad, "web");
+        detail["renewal_window"].is_object().then_some(detail)
+    });
+    let fetched_by = OffsetDateTime::now_utc();
+    assert_eq!(time_of(&shown["renewal_window"]["start"]), window.start);
+    let next_check = time_of(&shown["renewal_window"]["next_check_at"]);
+    let six_hours = time::Duration::hours(6);
+    assert!(
+        next_check <= fetched_by + six_hours && next_check > fetched_by + six_hours - WAIT,
+        "no Retry-After: asked again six hours after fetching, not {next_check}"
     );
 }
 

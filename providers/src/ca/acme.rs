@@ -9,6 +9,7 @@
 //! CA's `Retry-After`, [`problem`] retries `badNonce` and maps errors, [`issue`] polls.
 
 mod account;
+mod ari;
 mod issue;
 mod order;
 mod pem;
@@ -21,7 +22,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use instant_acme::RenewalInfo;
 use rota_api::{
     BackendError, CaBackend, ChallengeKind, DcvChallenge, DomainName, IssuedCert, RenewalWindow,
     RevocationReason,
@@ -39,10 +39,6 @@ const KIND: &str = "acme";
 /// An order placed but never collected (its renewal failed before issuance) is dropped
 /// after this long; the CA expires it on its side.
 const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
-
-/// RFC 9773 §4.3.2: treat a `Retry-After` under a minute as a minute, over a day as a day.
-const ARI_RECHECK_BOUNDS: (Duration, Duration) =
-    (Duration::from_secs(60), Duration::from_secs(86_400));
 
 /// One cert's view of an ACME CA: the shared account, the profile to order, and the orders
 /// in flight between `submit` and `await_issuance`.
@@ -139,15 +135,14 @@ impl CaBackend for AcmeCa {
             tracing::debug!("the installed cert has no authority key identifier: no ARI for it");
             return Ok(None);
         };
-        let account = self.account.get().await?;
-        let fetched = observed(account.renewal_info(&id)).await;
-        match fetched {
-            Ok((info, retry_after)) => {
-                renewal_window(info, retry_after, OffsetDateTime::now_utc()).map(Some)
-            }
-            Err(instant_acme::Error::Unsupported(_)) => Ok(None),
-            Err(e) => Err(backend_error("fetching the renewal window", e)),
-        }
+        let loaded = self.account.loaded().await?;
+        let Some(base) = &loaded.renewal_info else {
+            return Ok(None);
+        };
+        let (info, retry_after) = observed(ari::fetch(&loaded.http, base, &id))
+            .await
+            .map_err(|e| backend_error("fetching the renewal window", e))?;
+        ari::renewal_window(info, retry_after, OffsetDateTime::now_utc()).map(Some)
     }
 
     async fn revoke(&self, cert_pem: &str, reason: RevocationReason) -> Result<(), BackendError> {
@@ -163,32 +158,6 @@ impl CaBackend for AcmeCa {
     }
 }
 
-/// The CA's window, re-checked after its `Retry-After` within RFC 9773's sane bounds.
-fn renewal_window(
-    info: RenewalInfo,
-    retry_after: Duration,
-    now: OffsetDateTime,
-) -> Result<RenewalWindow, BackendError> {
-    let window = info.suggested_window;
-    // RFC 9773 §4.2: a window that ends before it starts is invalid.
-    if window.end <= window.start {
-        return Err(BackendError::Refused {
-            backend: KIND,
-            detail: format!(
-                "the CA's renewal window ends ({}) before it starts ({})",
-                window.end, window.start
-            ),
-        });
-    }
-    let (min, max) = ARI_RECHECK_BOUNDS;
-    Ok(RenewalWindow {
-        start: window.start,
-        end: window.end,
-        explanation_url: info.explanation_url,
-        next_check_at: now + retry_after.clamp(min, max),
-    })
-}
-
 fn revocation_reason(reason: RevocationReason) -> instant_acme::RevocationReason {
     use instant_acme::RevocationReason as Acme;
     match reason {
@@ -202,51 +171,7 @@ fn revocation_reason(reason: RevocationReason) -> instant_acme::RevocationReason
 
 #[cfg(test)]
 mod tests {
-    use time::macros::datetime;
-
     use super::*;
-
-    fn info(json: &str) -> RenewalInfo {
-        serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn renewal_windows_follow_rfc_9773() {
-        let now = datetime!(2025-01-01 00:00 UTC);
-        // RFC 9773 §4.2's example.
-        let example = info(
-            r#"{"suggestedWindow": {"start": "2025-01-02T04:00:00Z", "end": "2025-01-03T04:00:00Z"},
-                "explanationURL": "https://acme.example.com/docs/ari"}"#,
-        );
-        let window = renewal_window(example.clone(), Duration::from_secs(21_600), now).unwrap();
-        assert_eq!(window.start, datetime!(2025-01-02 04:00 UTC));
-        assert_eq!(window.end, datetime!(2025-01-03 04:00 UTC));
-        assert_eq!(
-            window.explanation_url.as_deref(),
-            Some("https://acme.example.com/docs/ari")
-        );
-        assert_eq!(window.next_check_at, datetime!(2025-01-01 06:00 UTC));
-        for (retry_after, next, why) in [
-            (
-                0,
-                datetime!(2025-01-01 00:01 UTC),
-                "under a minute counts as a minute",
-            ),
-            (
-                7 * 86_400,
-                datetime!(2025-01-02 00:00 UTC),
-                "over a day counts as a day",
-            ),
-        ] {
-            let window = renewal_window(example.clone(), Duration::from_secs(retry_after), now);
-            assert_eq!(window.unwrap().next_check_at, next, "{why}");
-        }
-        let backwards = info(
-            r#"{"suggestedWindow": {"start": "2025-01-03T04:00:00Z", "end": "2025-01-02T04:00:00Z"}}"#,
-        );
-        let err = renewal_window(backwards, Duration::from_secs(60), now).unwrap_err();
-        assert_eq!(err.reason(), "Refused");
-    }
 
     #[test]
     fn revocation_reasons_keep_their_rfc_5280_codes() {

@@ -317,7 +317,7 @@ async fn fetch_cert(State(shared): State<Shared>, Path(n): Path<usize>, body: By
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, chain)], pem).into_response())
 }
 
-/// RFC 9773 §4.2: the window of a cert this double issued, with `Retry-After` (§4.3).
+/// RFC 9773 §4.2: the window of a cert this double issued, with any `Retry-After` (§4.3).
 async fn renewal_info(State(shared): State<Shared>, Path(cert_id): Path<String>) -> Answer {
     let (windows, issued_as) = {
         let mut inner = lock(&shared);
@@ -335,9 +335,10 @@ async fn renewal_info(State(shared): State<Shared>, Path(cert_id): Path<String>)
         body["explanationURL"] = json!(url);
     }
     let mut response = json_answer(StatusCode::OK, None, &body);
-    let retry_after = window.retry_after_secs.into();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, retry_after);
+    if let Some(secs) = window.retry_after_secs {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
     Ok(response)
 }

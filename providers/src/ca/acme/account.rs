@@ -15,15 +15,25 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use tokio::sync::OnceCell;
 
-use super::KIND;
 use super::problem::{backend_error, retry_bad_nonce, with_hint};
 use super::transport::{AcmeHttp, observed};
+use super::{KIND, ari};
 use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
 
 /// The account of one `acme:` block, loaded or created on first use.
 pub(crate) struct SharedAccount {
     config: AcmeAccount,
-    account: OnceCell<Account>,
+    loaded: OnceCell<Loaded>,
+}
+
+/// What one `acme:` block needs once its directory has answered.
+pub(crate) struct Loaded {
+    /// The account orders are placed with.
+    pub account: Account,
+    /// The client every request to this CA goes through.
+    pub http: AcmeHttp,
+    /// The directory's `renewalInfo` base URL, when the CA offers ARI (RFC 9773 §3).
+    pub renewal_info: Option<String>,
 }
 
 impl SharedAccount {
@@ -31,7 +41,7 @@ impl SharedAccount {
     pub(crate) fn new(config: AcmeAccount) -> Self {
         Self {
             config,
-            account: OnceCell::new(),
+            loaded: OnceCell::new(),
         }
     }
 
@@ -43,12 +53,17 @@ impl SharedAccount {
     /// The account, loaded from the credentials file or created at the CA and saved there.
     /// A failure is not cached: the next renewal tries again.
     pub(crate) async fn get(&self) -> Result<&Account, BackendError> {
-        self.account
+        Ok(&self.loaded().await?.account)
+    }
+
+    /// The account with its client and what rota reads from the directory itself.
+    pub(crate) async fn loaded(&self) -> Result<&Loaded, BackendError> {
+        self.loaded
             .get_or_try_init(|| observed(self.load_or_create()))
             .await
     }
 
-    async fn load_or_create(&self) -> Result<Account, BackendError> {
+    async fn load_or_create(&self) -> Result<Loaded, BackendError> {
         let config = &self.config;
         if !config.directory_url.starts_with("https://") {
             return Err(invalid(format!(
@@ -57,18 +72,31 @@ impl SharedAccount {
             )));
         }
         let http = http_client(config.ca_bundle_file.as_deref()).await?;
+        let renewal_info = ari::base_url(&http, &config.directory_url)
+            .await
+            .map_err(|e| backend_error("loading the ACME directory", e))?;
+        let account = self.load_or_create_account(&http).await?;
+        Ok(Loaded {
+            account,
+            http,
+            renewal_info,
+        })
+    }
+
+    async fn load_or_create_account(&self, http: &AcmeHttp) -> Result<Account, BackendError> {
+        let config = &self.config;
         let path = &config.account_credentials_file;
         match tokio::fs::read(path).await {
             Ok(saved) => {
                 let credentials = parse_credentials(&saved, path, &config.directory_url)?;
-                let account = Account::builder_with_http(Box::new(http))
+                let account = Account::builder_with_http(Box::new(http.clone()))
                     .from_credentials(credentials)
                     .await
                     .map_err(|e| backend_error("loading the ACME directory", e))?;
                 tracing::debug!(account = account.id(), file = %path.display(), "ACME account loaded");
                 Ok(account)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.create(&http).await,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.create(http).await,
             Err(source) => Err(io_error("reading", path, source)),
         }
     }

@@ -142,7 +142,7 @@ impl HttpClient for AcmeHttp {
 }
 
 /// The `Retry-After` delay in `headers`, as seconds or an HTTP date (RFC 9110 §10.2.3).
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
