@@ -39,6 +39,8 @@ pub struct PlanInput<'a> {
     /// When the CA's renewal window (ARI) says to renew, if it publishes one; it then
     /// replaces the `renew_threshold` rule.
     pub ari_renew_at: Option<OffsetDateTime>,
+    /// Whether the installed cert is one rota revoked.
+    pub revoked: bool,
 }
 
 /// What to do about one cert.
@@ -66,6 +68,7 @@ type Policy = fn(&PlanInput<'_>, OffsetDateTime) -> Option<Reason>;
 const POLICIES: &[Policy] = &[
     not_installed,
     unreadable,
+    revoked,
     key_mismatch,
     domains_changed,
     expired,
@@ -103,6 +106,10 @@ fn not_installed(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
 
 fn unreadable(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
     matches!(input.observed, Observation::Unreadable(_)).then_some(Reason::ObserveFailed)
+}
+
+fn revoked(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
+    input.revoked.then_some(Reason::Revoked)
 }
 
 fn key_mismatch(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
@@ -207,6 +214,7 @@ mod tests {
                 observed: &observed,
                 backoff: backoff.as_ref(),
                 ari_renew_at: None,
+                revoked: false,
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }
@@ -232,6 +240,33 @@ mod tests {
                 observed: &observed,
                 backoff: None,
                 ari_renew_at: ari_hours.map(|h| NOW + Duration::hours(h)),
+                revoked: false,
+            };
+            assert_eq!(plan(&input, NOW), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn a_revoked_cert_is_replaced_whatever_its_dates() {
+        let domains = [DomainName::new("a.test").unwrap()];
+        #[rustfmt::skip]
+        let rows: Vec<(&str, Observation, Option<BackoffState>, Plan)> = vec![
+            ("fresh, but revoked", cert(80, &["a.test"], true), None, Plan::Renew(Reason::Revoked)),
+            ("its key moved aside (keyCompromise)", cert(80, &["a.test"], false), None,
+                Plan::Renew(Reason::Revoked)),
+            ("a failed replacement still backs off", cert(80, &["a.test"], true), Some(backoff(1, 2)),
+                Plan::BackingOff { reason: Reason::Revoked, until: NOW + Duration::hours(2) }),
+        ];
+        for (why, observed, backoff, want) in rows {
+            let input = PlanInput {
+                domains: &domains,
+                renew_threshold: Duration::days(30),
+                generation: 1,
+                observed: &observed,
+                backoff: backoff.as_ref(),
+                // The CA's window is weeks away: revocation does not wait for it.
+                ari_renew_at: Some(NOW + Duration::days(40)),
+                revoked: true,
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }

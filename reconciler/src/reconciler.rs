@@ -3,7 +3,7 @@
 //! has not reconciled in their current form (new, or changed by `apply`/a hot reload) are
 //! reconciled at once.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -37,6 +37,8 @@ pub struct CertState {
     pub reconciled_generation: Option<u64>,
     /// The CA's renewal window for the installed cert, when the CA publishes one.
     pub ari: Option<AriStatus>,
+    /// Serials of this cert revoked through rota: one of them installed means "replace it".
+    pub revoked: BTreeSet<String>,
 }
 
 /// Why a forced renewal could not be queued.
@@ -165,10 +167,11 @@ impl Reconciler {
 
     async fn restore_state(&self) -> Result<(), StoreError> {
         let store = &self.shared.store;
-        let (conditions, backoffs, generations) = (
+        let (conditions, backoffs, generations, revoked) = (
             store.all_conditions().await?,
             store.backoffs().await?,
             store.reconciled_generations().await?,
+            store.revoked_serials().await?,
         );
         let mut states = lock(&self.shared.states);
         for (id, c) in conditions {
@@ -179,6 +182,9 @@ impl Reconciler {
         }
         for (id, g) in generations {
             states.entry(id).or_default().reconciled_generation = Some(g);
+        }
+        for (id, serials) in revoked {
+            states.entry(id).or_default().revoked = serials;
         }
         Ok(())
     }
@@ -467,6 +473,10 @@ fn plan_cert(
         (Observation::Installed(c), Some(ari)) if ari.serial == c.serial => ari.renew_at,
         _ => None,
     };
+    let revoked = match (observed, state) {
+        (Observation::Installed(c), Some(state)) => state.revoked.contains(&c.serial),
+        _ => false,
+    };
     let input = PlanInput {
         domains: &cert.spec.domains,
         renew_threshold: time::Duration::days(i64::from(renew_threshold_days)),
@@ -474,6 +484,7 @@ fn plan_cert(
         observed,
         backoff: state.and_then(|s| s.backoff.as_ref()),
         ari_renew_at,
+        revoked,
     };
     plan(&input, now)
 }

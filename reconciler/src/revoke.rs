@@ -93,6 +93,7 @@ impl Reconciler {
                     .revoke(&pem, reason)
                     .await
                     .map_err(|e| RenewError::backend(Step::Revoke, &e))?;
+                let unrecorded = self.remember_revoked(id, &serial, reason).await;
                 let retired = if reason == RevocationReason::KeyCompromise {
                     Some(retire_key(&cert.spec.key_path, ctx.clock.now().unix_timestamp()).await?)
                 } else {
@@ -104,7 +105,11 @@ impl Reconciler {
                         p.display()
                     )
                 });
-                Ok((retired, format!("revoked serial {serial}{note}")))
+                let unrecorded = unrecorded.unwrap_or_default();
+                Ok((
+                    retired,
+                    format!("revoked serial {serial}{note}{unrecorded}"),
+                ))
             })
             .await;
         audit.close(&result).await;
@@ -115,6 +120,37 @@ impl Reconciler {
             serial,
             retired_key: retired.map(|p| p.display().to_string()),
             replacement_queued: false,
+        })
+    }
+}
+
+impl Reconciler {
+    /// Marks `serial` revoked, in memory for the planner and in the store for after a
+    /// restart, so the cert is replaced until a new one is installed. The CA has revoked it
+    /// already, so a store failure does not fail the revocation: it is returned as a warning.
+    async fn remember_revoked(
+        &self,
+        id: &CertId,
+        serial: &str,
+        reason: RevocationReason,
+    ) -> Option<String> {
+        lock(&self.shared.states)
+            .entry(id.clone())
+            .or_default()
+            .revoked
+            .insert(serial.to_owned());
+        let now = self.shared.clock.now();
+        let recorded = self
+            .shared
+            .store
+            .record_revocation(id, serial, reason, now)
+            .await;
+        recorded.err().map(|e| {
+            tracing::error!(cert_id = %id, %serial, error = %e, "cannot record a revocation");
+            format!(
+                "; recording the revocation failed ({e}), so a restart before the \
+                 replacement is installed would forget it"
+            )
         })
     }
 }

@@ -5,17 +5,17 @@
 
 mod sqlite;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use rota_api::CertId;
 use rota_api::DcvChallenge;
 use rota_api::config::DcvSpec;
 use rota_api::status::{
     BackoffState, Condition, Reason, RenewalRecord, RenewalStatus, Step, StepEvent, StepStatus,
 };
+use rota_api::{CertId, RevocationReason};
 
 pub use sqlite::SqliteStore;
 
@@ -198,4 +198,16 @@ pub trait AuditStore: Send + Sync {
 
     /// The last reconciled generation of every cert.
     async fn reconciled_generations(&self) -> Result<HashMap<CertId, u64>, StoreError>;
+
+    /// Remembers that the cert's `serial` was revoked through rota (idempotent).
+    async fn record_revocation(
+        &self,
+        cert_id: &CertId,
+        serial: &str,
+        reason: RevocationReason,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Every serial revoked through rota, per cert.
+    async fn revoked_serials(&self) -> Result<HashMap<CertId, BTreeSet<String>>, StoreError>;
 }

@@ -11,7 +11,7 @@ mod dcv;
 mod migrate;
 mod renewals;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -20,12 +20,12 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags};
 use time::OffsetDateTime;
 
-use rota_api::CertId;
 use rota_api::DcvChallenge;
 use rota_api::config::DcvSpec;
 use rota_api::status::{
     BackoffState, Condition, Reason, RenewalRecord, RenewalStatus, Step, StepEvent, StepStatus,
 };
+use rota_api::{CertId, RevocationReason};
 
 use crate::{AuditStore, DcvJournalEntry, IssuedCertRow, StoreError};
 use codec::Context as _;
@@ -243,5 +243,21 @@ impl AuditStore for SqliteStore {
     async fn reconciled_generations(&self) -> Result<HashMap<CertId, u64>, StoreError> {
         self.run(|conn| cert_state::reconciled_generations(conn))
             .await
+    }
+
+    async fn record_revocation(
+        &self,
+        cert_id: &CertId,
+        serial: &str,
+        reason: RevocationReason,
+        at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let (cert_id, serial) = (cert_id.clone(), serial.to_owned());
+        self.run(move |conn| cert_state::record_revocation(conn, &cert_id, &serial, reason, at))
+            .await
+    }
+
+    async fn revoked_serials(&self) -> Result<HashMap<CertId, BTreeSet<String>>, StoreError> {
+        self.run(|conn| cert_state::revoked_serials(conn)).await
     }
 }

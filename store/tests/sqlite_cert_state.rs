@@ -3,6 +3,7 @@
 mod support;
 
 use rota_api::DcvChallenge;
+use rota_api::RevocationReason;
 use rota_api::config::{CloudflareDcv, DcvSpec, WebrootDcv};
 use rota_api::status::{BackoffState, Condition, ConditionStatus, ConditionType, Reason};
 use rota_store::{AuditStore, IssuedCertRow, StoreError};
@@ -225,5 +226,28 @@ async fn reconciled_generations_are_kept_per_cert() {
     assert!(
         matches!(too_big, Err(StoreError::Sqlite { .. })),
         "refused, not wrapped: {too_big:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_serials_survive_a_reopen_and_repeat_harmlessly() {
+    let scratch = Scratch::new();
+    let store = scratch.store();
+    for (cert_id, serial, reason) in [
+        ("web", "0a1b", RevocationReason::Superseded),
+        ("web", "0c2d", RevocationReason::KeyCompromise),
+        ("web", "0a1b", RevocationReason::Unspecified),
+        ("api", "ff", RevocationReason::CessationOfOperation),
+    ] {
+        store
+            .record_revocation(&cert(cert_id), serial, reason, at(1, 0))
+            .await
+            .unwrap();
+    }
+    let all = scratch.store().revoked_serials().await.unwrap();
+    let serials = |c: &str| all[&cert(c)].iter().map(String::as_str).collect::<Vec<_>>();
+    assert_eq!(
+        (all.len(), serials("web"), serials("api")),
+        (2, vec!["0a1b", "0c2d"], vec!["ff"])
     );
 }

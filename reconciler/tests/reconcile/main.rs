@@ -8,4 +8,5 @@ mod concurrency;
 mod config_change;
 mod crash_recovery;
 mod failures;
+mod revocation;
 mod success;

@@ -1,12 +1,13 @@
 //! Per-cert state the reconciler reloads at start: issued certs (no private keys), conditions,
-//! failure backoff and the last reconciled spec generation.
+//! failure backoff, the last reconciled spec generation and the serials rota revoked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use rusqlite::{Connection, params};
+use time::OffsetDateTime;
 
-use rota_api::CertId;
 use rota_api::status::{BackoffState, Condition};
+use rota_api::{CertId, RevocationReason};
 
 use super::codec::{
     Context as _, corrupt, decode_cert_id, decode_int, decode_time, encode_time, unencodable,
@@ -197,6 +198,44 @@ pub(super) fn reconciled_generations(
                 "reconciled_generations.generation",
             )?,
         );
+    }
+    Ok(all)
+}
+
+/// Records a revocation; recording the same serial again keeps the first row.
+pub(super) fn record_revocation(
+    conn: &Connection,
+    cert_id: &CertId,
+    serial: &str,
+    reason: RevocationReason,
+    at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let at = encode_time(at)?;
+    conn.prepare_cached(
+        "INSERT INTO revocations (cert_id, serial, reason, revoked_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (cert_id, serial) DO NOTHING",
+    )
+    .and_then(|mut stmt| stmt.execute(params![cert_id.as_str(), serial, reason.as_str(), at]))
+    .context("writing a revocation")?;
+    Ok(())
+}
+
+/// Every revoked serial, per cert.
+pub(super) fn revoked_serials(
+    conn: &Connection,
+) -> Result<HashMap<CertId, BTreeSet<String>>, StoreError> {
+    const CONTEXT: &str = "reading revocations";
+    let mut stmt = conn
+        .prepare_cached("SELECT cert_id, serial FROM revocations")
+        .context(CONTEXT)?;
+    let mut rows = stmt.query([]).context(CONTEXT)?;
+    let mut all: HashMap<CertId, BTreeSet<String>> = HashMap::new();
+    while let Some(row) = rows.next().context(CONTEXT)? {
+        let cert_id: String = row.get(0).context(CONTEXT)?;
+        let serial: String = row.get(1).context(CONTEXT)?;
+        all.entry(decode_cert_id(&cert_id)?)
+            .or_default()
+            .insert(serial);
     }
     Ok(all)
 }

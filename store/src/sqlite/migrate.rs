@@ -79,6 +79,17 @@ const MIGRATIONS: &[&str] = &[
         journalled_at TEXT NOT NULL
     ) STRICT;
     ",
+    // Version 2. The serials rota revoked: a revoked cert still installed (its replacement
+    // failed, or rotad restarted first) keeps being replaced.
+    "
+    CREATE TABLE revocations (
+        cert_id    TEXT NOT NULL,
+        serial     TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        revoked_at TEXT NOT NULL,
+        PRIMARY KEY (cert_id, serial)
+    ) STRICT, WITHOUT ROWID;
+    ",
 ];
 
 /// Brings the schema up to date, refusing a database written by a newer rota.

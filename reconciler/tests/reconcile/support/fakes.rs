@@ -15,7 +15,8 @@ use tokio::sync::Semaphore;
 use rota_api::config::{AlertSpec, CertSpec, Config, DcvSpec};
 use rota_api::{
     AlertBackend, AlertEvent, BackendError, BackendFactory, CaBackend, CertId, ChallengeKind,
-    DcvBackend, DcvChallenge, DomainName, InstallBackend, IssuedCert, SecretString,
+    DcvBackend, DcvChallenge, DomainName, InstallBackend, IssuedCert, RevocationReason,
+    SecretString,
 };
 use rota_providers::Providers;
 
@@ -65,6 +66,7 @@ pub struct CaScript {
     submit: Mutex<Arc<SubmitFn>>,
     issue: Mutex<Arc<IssueFn>>,
     submits: AtomicUsize,
+    revoked: Mutex<Vec<(String, RevocationReason)>>,
 }
 
 impl Default for CaScript {
@@ -74,6 +76,7 @@ impl Default for CaScript {
             submit: Mutex::new(Arc::new(|| Ok(Vec::new()))),
             issue: Mutex::new(Arc::new(sign_at_once)),
             submits: AtomicUsize::new(0),
+            revoked: Mutex::new(Vec::new()),
         }
     }
 }
@@ -129,6 +132,11 @@ impl CaScript {
     /// How many orders were submitted so far.
     pub fn submits(&self) -> usize {
         self.submits.load(Ordering::SeqCst)
+    }
+
+    /// The certs revoked so far (leaf PEM) and why, in order.
+    pub fn revoked(&self) -> Vec<(String, RevocationReason)> {
+        guard(&self.revoked).clone()
     }
 }
 
@@ -209,6 +217,11 @@ impl CaBackend for FakeCa {
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
         let issue = Arc::clone(&*guard(&self.script.issue));
         issue(Arc::clone(&self.signer), domains.to_vec()).await
+    }
+
+    async fn revoke(&self, cert_pem: &str, reason: RevocationReason) -> Result<(), BackendError> {
+        guard(&self.script.revoked).push((cert_pem.to_owned(), reason));
+        Ok(())
     }
 }
 
