@@ -11,15 +11,7 @@ mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
     pub(crate) mod local;
-
-    use rota_api::DomainName;
-
-    /// The slot an order in flight is kept under between `submit` and `await_issuance`, which
-    /// only names domains: their order and repetition do not matter.
-    pub(crate) fn order_key(domains: &[DomainName]) -> Vec<DomainName> {
-        let set: std::collections::BTreeSet<_> = domains.iter().cloned().collect();
-        set.into_iter().collect()
-    }
+    mod pending;
 }
 
 mod dcv {

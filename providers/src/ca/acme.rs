@@ -16,10 +16,9 @@ mod pem;
 mod problem;
 mod transport;
 
-use super::order_key;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use super::pending::PendingOrders;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rota_api::{
@@ -45,8 +44,7 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 pub(crate) struct AcmeCa {
     account: Arc<SharedAccount>,
     profile: Option<String>,
-    /// By sorted domain set, as `await_issuance` names the order.
-    pending: Mutex<HashMap<Vec<DomainName>, PendingOrder>>,
+    pending: PendingOrders<PendingOrder>,
 }
 
 impl AcmeCa {
@@ -55,19 +53,8 @@ impl AcmeCa {
         Self {
             account,
             profile,
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingOrders::new(ABANDONED_AFTER),
         }
-    }
-
-    fn remember(&self, domains: &[DomainName], order: PendingOrder) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.retain(|_, o| o.placed.elapsed() < ABANDONED_AFTER);
-        pending.insert(order_key(domains), order);
-    }
-
-    fn take(&self, domains: &[DomainName]) -> Option<PendingOrder> {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.remove(&order_key(domains))
     }
 }
 
@@ -101,13 +88,12 @@ impl CaBackend for AcmeCa {
                 challenges = challenges.len(),
                 "ACME order placed"
             );
-            self.remember(
+            self.pending.insert(
                 domains,
                 PendingOrder {
                     order: placed,
                     chosen,
                     csr_der,
-                    placed: Instant::now(),
                 },
             );
             Ok(challenges)
@@ -116,11 +102,14 @@ impl CaBackend for AcmeCa {
     }
 
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
-        let pending = self.take(domains).ok_or_else(|| BackendError::Invalid {
-            backend: KIND,
-            detail: "no order was submitted for these domains (submit comes before issuance)"
-                .into(),
-        })?;
+        let pending = self
+            .pending
+            .take(domains)
+            .ok_or_else(|| BackendError::Invalid {
+                backend: KIND,
+                detail: "no order was submitted for these domains (submit comes before issuance)"
+                    .into(),
+            })?;
         observed(issue::issue(pending)).await
     }
 
@@ -185,14 +174,5 @@ mod tests {
             let json = serde_json::to_string(&revocation_reason(reason)).unwrap();
             assert_eq!(json, code.to_string(), "{}", reason.as_str());
         }
-    }
-
-    #[test]
-    fn orders_are_found_by_their_set_of_domains() {
-        let d = |s: &str| DomainName::new(s).unwrap();
-        assert_eq!(
-            order_key(&[d("b.test"), d("a.test"), d("b.test")]),
-            order_key(&[d("a.test"), d("b.test")])
-        );
     }
 }

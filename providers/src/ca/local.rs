@@ -5,11 +5,11 @@
 
 mod root;
 
-use super::order_key;
-use std::collections::{BTreeSet, HashMap};
+use super::pending::PendingOrders;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::RngCore;
@@ -37,14 +37,8 @@ pub(crate) struct LocalCa {
     directory: PathBuf,
     /// Loaded (or created) once, on first use; the cell makes creation race-free in-process.
     root: OnceCell<Root>,
-    /// CSRs submitted and not yet signed, by their sorted set of domains.
-    pending: Mutex<HashMap<Vec<DomainName>, PendingCsr>>,
-}
-
-/// A checked CSR waiting for `await_issuance`.
-struct PendingCsr {
-    public_key: SubjectPublicKeyInfo,
-    submitted: Instant,
+    /// Public keys of the CSRs submitted and not yet signed.
+    pending: PendingOrders<SubjectPublicKeyInfo>,
 }
 
 /// A cert's view of a [`LocalCa`]: the shared CA plus this config's leaf validity.
@@ -59,7 +53,7 @@ impl LocalCa {
         Self {
             directory: directory.to_owned(),
             root: OnceCell::new(),
-            pending: Mutex::new(HashMap::new()),
+            pending: PendingOrders::new(ABANDONED_AFTER),
         }
     }
 
@@ -86,31 +80,6 @@ impl LocalCa {
             })
             .await
     }
-
-    /// Remembers `csr` for `domains`, unless a live renewal with another key holds that slot:
-    /// `await_issuance` only names domains, so two keys in flight could be mixed up.
-    fn remember(&self, domains: &[DomainName], csr: PendingCsr) -> Result<(), BackendError> {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = order_key(domains);
-        if let Some(other) = pending.get(&slot)
-            && other.public_key != csr.public_key
-            && other.submitted.elapsed() < ABANDONED_AFTER
-        {
-            return Err(BackendError::Refused {
-                backend: KIND,
-                detail: "another cert with the same domains but a different key is being \
-                             issued right now; retry once it is done"
-                    .into(),
-            });
-        }
-        pending.insert(slot, csr);
-        Ok(())
-    }
-
-    fn take(&self, domains: &[DomainName]) -> Option<PendingCsr> {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.remove(&order_key(domains))
-    }
 }
 
 #[async_trait]
@@ -129,21 +98,29 @@ impl CaBackend for LocalCaBackend {
         let public_key = check_csr(domains, csr_pem)?;
         // Loading the root now makes a broken CA directory fail the order, not the signing.
         self.ca.root().await?;
-        let csr = PendingCsr {
-            public_key,
-            submitted: Instant::now(),
-        };
-        self.ca.remember(domains, csr)?;
+        // `await_issuance` only names domains, so two keys in flight could be mixed up.
+        let kept = self
+            .ca
+            .pending
+            .insert_unless(domains, public_key.clone(), |live| *live != public_key);
+        if !kept {
+            return Err(BackendError::Refused {
+                backend: KIND,
+                detail: "another cert with the same domains but a different key is being \
+                         issued right now; retry once it is done"
+                    .into(),
+            });
+        }
         // The operator controls this CA: there is no domain control to prove.
         Ok(Vec::new())
     }
 
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
-        let csr = self.ca.take(domains).ok_or_else(|| {
+        let public_key = self.ca.pending.take(domains).ok_or_else(|| {
             invalid("no CSR was submitted for these domains (submit comes before issuance)")
         })?;
         let root = self.ca.root().await?;
-        let cert_pem = sign_leaf(root, &csr, domains, self.validity_days)?;
+        let cert_pem = sign_leaf(root, &public_key, domains, self.validity_days)?;
         Ok(IssuedCert {
             cert_pem,
             chain_pem: root.cert_pem.clone(),
@@ -195,7 +172,7 @@ fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyIn
 /// Signs a leaf for `domains` over the CSR's key, valid `validity_days` but never past the root.
 fn sign_leaf(
     root: &Root,
-    csr: &PendingCsr,
+    public_key: &SubjectPublicKeyInfo,
     domains: &[DomainName],
     validity_days: u32,
 ) -> Result<String, BackendError> {
@@ -237,7 +214,7 @@ fn sign_leaf(
     params.not_after = not_after;
     params.serial_number = Some(random_serial());
     params
-        .signed_by(&csr.public_key, &root.issuer)
+        .signed_by(public_key, &root.issuer)
         .map(|cert| cert.pem())
         .map_err(|e| invalid(&format!("cannot sign the certificate: {e}")))
 }

@@ -2,8 +2,6 @@
 //! for each authorization not yet valid the challenge picked by walking the DCV solver's
 //! kinds in order. What `await_issuance` needs later is kept in a [`PendingOrder`].
 
-use std::time::Instant;
-
 use instant_acme::{
     Account, AuthorizationHandle, AuthorizationStatus, CertificateIdentifier, ChallengeType,
     Identifier, NewOrder, Order,
@@ -24,8 +22,6 @@ pub(crate) struct PendingOrder {
     pub chosen: Vec<ChosenChallenge>,
     /// The CSR to finalize with: rota's, so the per-cert key stays the same.
     pub csr_der: Vec<u8>,
-    /// When it was placed; orders nobody collected are dropped after a while.
-    pub placed: Instant,
 }
 
 /// The challenge picked for one authorization.
