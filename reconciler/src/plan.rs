@@ -166,6 +166,19 @@ mod tests {
         })
     }
 
+    /// The planner's input for `observed` under a 30-day threshold, with nothing else known.
+    fn input<'a>(domains: &'a [DomainName], observed: &'a Observation) -> PlanInput<'a> {
+        PlanInput {
+            domains,
+            renew_threshold: Duration::days(30),
+            generation: 1,
+            observed,
+            backoff: None,
+            ari_renew_at: None,
+            revoked: false,
+        }
+    }
+
     fn backoff(generation: u64, hours_left: i64) -> BackoffState {
         BackoffState {
             failures: 2,
@@ -208,13 +221,8 @@ mod tests {
         ];
         for (why, observed, backoff, want) in rows {
             let input = PlanInput {
-                domains: &domains,
-                renew_threshold: Duration::days(30),
-                generation: 1,
-                observed: &observed,
                 backoff: backoff.as_ref(),
-                ari_renew_at: None,
-                revoked: false,
+                ..input(&domains, &observed)
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }
@@ -234,13 +242,8 @@ mod tests {
         ];
         for (why, observed, ari_hours, want) in rows {
             let input = PlanInput {
-                domains: &domains,
-                renew_threshold: Duration::days(30),
-                generation: 1,
-                observed: &observed,
-                backoff: None,
                 ari_renew_at: ari_hours.map(|h| NOW + Duration::hours(h)),
-                revoked: false,
+                ..input(&domains, &observed)
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }
@@ -259,14 +262,11 @@ mod tests {
         ];
         for (why, observed, backoff, want) in rows {
             let input = PlanInput {
-                domains: &domains,
-                renew_threshold: Duration::days(30),
-                generation: 1,
-                observed: &observed,
                 backoff: backoff.as_ref(),
                 // The CA's window is weeks away: revocation does not wait for it.
                 ari_renew_at: Some(NOW + Duration::days(40)),
                 revoked: true,
+                ..input(&domains, &observed)
             };
             assert_eq!(plan(&input, NOW), want, "{why}");
         }

@@ -74,6 +74,23 @@ fn future_window() -> SuggestedWindow {
     }
 }
 
+/// The double serving `window` for every cert, rotad issuing one cert `web` from it, and
+/// `rota describe cert web` once it shows the window.
+fn window_shown(window: &SuggestedWindow) -> (AcmeDouble, Rotad, Value) {
+    let double = AcmeDouble::start(DoubleOptions {
+        renewal_info: true,
+        ..DoubleOptions::default()
+    });
+    let served = window.clone();
+    double.set_renewal_info(move |_| Some(served.clone()));
+    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
+    let shown = wait_for("the renewal window in `rota describe`", WAIT, || {
+        let detail = describe(&rotad, "web");
+        detail["renewal_window"].is_object().then_some(detail)
+    });
+    (double, rotad, shown)
+}
+
 #[test]
 fn a_window_in_the_past_renews_at_once_and_the_order_names_the_cert_it_replaces() {
     let double = AcmeDouble::start(DoubleOptions {
@@ -125,19 +142,8 @@ fn a_window_in_the_past_renews_at_once_and_the_order_names_the_cert_it_replaces(
 
 #[test]
 fn a_future_window_is_shown_and_nothing_is_renewed() {
-    let double = AcmeDouble::start(DoubleOptions {
-        renewal_info: true,
-        ..DoubleOptions::default()
-    });
     let window = future_window();
-    let served = window.clone();
-    double.set_renewal_info(move |_| Some(served.clone()));
-    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
-
-    let shown = wait_for("the renewal window in `rota describe`", WAIT, || {
-        let detail = describe(&rotad, "web");
-        detail["renewal_window"].is_object().then_some(detail)
-    });
+    let (double, rotad, shown) = window_shown(&window);
     let (shown_window, renews_at) = (&shown["renewal_window"], time_of(&shown["renews_at"]));
     assert_eq!(time_of(&shown_window["start"]), window.start);
     assert_eq!(time_of(&shown_window["end"]), window.end);
@@ -171,22 +177,11 @@ fn a_future_window_is_shown_and_nothing_is_renewed() {
 
 #[test]
 fn a_window_served_without_retry_after_is_used_and_checked_again_in_six_hours() {
-    let double = AcmeDouble::start(DoubleOptions {
-        renewal_info: true,
-        ..DoubleOptions::default()
-    });
     let window = SuggestedWindow {
         retry_after_secs: None,
         ..future_window()
     };
-    let served = window.clone();
-    double.set_renewal_info(move |_| Some(served.clone()));
-    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
-
-    let shown = wait_for("the renewal window in `rota describe`", WAIT, || {
-        let detail = describe(&rotad, "web");
-        detail["renewal_window"].is_object().then_some(detail)
-    });
+    let (_double, _rotad, shown) = window_shown(&window);
     let fetched_by = OffsetDateTime::now_utc();
     assert_eq!(time_of(&shown["renewal_window"]["start"]), window.start);
     let next_check = time_of(&shown["renewal_window"]["next_check_at"]);
