@@ -206,6 +206,31 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// [`BackendError::Invalid`] from `backend`.
+    #[must_use]
+    pub fn invalid(backend: &'static str, detail: impl Into<String>) -> Self {
+        Self::Invalid {
+            backend,
+            detail: detail.into(),
+        }
+    }
+
+    /// [`BackendError::Io`] from `backend`: `action` (`reading`, `writing`, …) on `path` failed.
+    #[must_use]
+    pub fn io(
+        backend: &'static str,
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            backend,
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
     /// A CamelCase reason for conditions and metric labels.
     #[must_use]
     pub fn reason(&self) -> &'static str {
@@ -262,10 +287,10 @@ pub trait CaBackend: Send + Sync {
 
     /// Revokes `cert_pem`.
     async fn revoke(&self, _cert_pem: &str, _reason: RevocationReason) -> Result<(), BackendError> {
-        Err(BackendError::Invalid {
-            backend: self.kind(),
-            detail: "this CA does not support revocation".to_owned(),
-        })
+        Err(BackendError::invalid(
+            self.kind(),
+            "this CA does not support revocation",
+        ))
     }
 }
 

@@ -124,10 +124,10 @@ impl BackendFactory for Providers {
                 self.local_ca(config).backend(config.local_ca.validity_days),
             )),
             CaSpec::Acme(acme) => {
-                let account = config.acme.as_ref().ok_or(BackendError::Invalid {
-                    backend: "acme",
-                    detail: "`ca: { kind: acme }` needs the top-level `acme:` block".into(),
-                })?;
+                let account = config.acme.as_ref().ok_or(BackendError::invalid(
+                    "acme",
+                    "`ca: { kind: acme }` needs the top-level `acme:` block",
+                ))?;
                 let profile = acme.profile.clone().or_else(|| account.profile.clone());
                 Ok(Arc::new(AcmeCa::new(self.acme_account(account), profile)))
             }

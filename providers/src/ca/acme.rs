@@ -102,14 +102,12 @@ impl CaBackend for AcmeCa {
     }
 
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
-        let pending = self
-            .pending
-            .take(domains)
-            .ok_or_else(|| BackendError::Invalid {
-                backend: KIND,
-                detail: "no order was submitted for these domains (submit comes before issuance)"
-                    .into(),
-            })?;
+        let pending = self.pending.take(domains).ok_or_else(|| {
+            BackendError::invalid(
+                KIND,
+                "no order was submitted for these domains (submit comes before issuance)",
+            )
+        })?;
         observed(issue::issue(pending)).await
     }
 

@@ -71,11 +71,13 @@ impl LocalCa {
                 let directory = self.directory.clone();
                 tokio::task::spawn_blocking(move || root::load_or_create(&directory))
                     .await
-                    .map_err(|e| BackendError::Io {
-                        backend: KIND,
-                        action: "loading",
-                        path: self.directory.clone(),
-                        source: std::io::Error::other(format!("the loading task failed: {e}")),
+                    .map_err(|e| {
+                        BackendError::io(
+                            KIND,
+                            "loading",
+                            self.directory.clone(),
+                            std::io::Error::other(format!("the loading task failed: {e}")),
+                        )
                     })?
             })
             .await
@@ -117,7 +119,10 @@ impl CaBackend for LocalCaBackend {
 
     async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
         let public_key = self.ca.pending.take(domains).ok_or_else(|| {
-            invalid("no CSR was submitted for these domains (submit comes before issuance)")
+            BackendError::invalid(
+                KIND,
+                "no CSR was submitted for these domains (submit comes before issuance)",
+            )
         })?;
         let root = self.ca.root().await?;
         let cert_pem = sign_leaf(root, &public_key, domains, self.validity_days)?;
@@ -132,11 +137,13 @@ impl CaBackend for LocalCaBackend {
 /// returns the public key to certify.
 fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyInfo, BackendError> {
     let (_, block) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
-        .map_err(|e| invalid(&format!("the CSR is not PEM: {e}")))?;
-    let (_, csr) = X509CertificationRequest::from_der(&block.contents)
-        .map_err(|e| invalid(&format!("the CSR is not a PKCS#10 request: {e}")))?;
-    csr.verify_signature()
-        .map_err(|e| invalid(&format!("the CSR's signature does not verify: {e}")))?;
+        .map_err(|e| BackendError::invalid(KIND, format!("the CSR is not PEM: {e}")))?;
+    let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| {
+        BackendError::invalid(KIND, format!("the CSR is not a PKCS#10 request: {e}"))
+    })?;
+    csr.verify_signature().map_err(|e| {
+        BackendError::invalid(KIND, format!("the CSR's signature does not verify: {e}"))
+    })?;
     let mut requested = BTreeSet::new();
     let sans = csr
         .requested_extensions()
@@ -150,23 +157,28 @@ fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyIn
         match name {
             GeneralName::DNSName(dns) => requested.insert(dns.to_ascii_lowercase()),
             other => {
-                return Err(invalid(&format!(
-                    "the CSR asks for a non-DNS name: {other}"
-                )));
+                return Err(BackendError::invalid(
+                    KIND,
+                    format!("the CSR asks for a non-DNS name: {other}"),
+                ));
             }
         };
     }
     let expected: BTreeSet<String> = domains.iter().map(|d| d.as_str().to_owned()).collect();
     if requested != expected {
         let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
-        return Err(invalid(&format!(
-            "the CSR's SANs [{}] are not the cert's domains [{}]",
-            list(&requested),
-            list(&expected)
-        )));
+        return Err(BackendError::invalid(
+            KIND,
+            format!(
+                "the CSR's SANs [{}] are not the cert's domains [{}]",
+                list(&requested),
+                list(&expected)
+            ),
+        ));
     }
-    SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
-        .map_err(|e| invalid(&format!("the CSR's key type is not supported: {e}")))
+    SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw).map_err(|e| {
+        BackendError::invalid(KIND, format!("the CSR's key type is not supported: {e}"))
+    })
 }
 
 /// Signs a leaf for `domains` over the CSR's key, valid `validity_days` but never past the root.
@@ -178,7 +190,10 @@ fn sign_leaf(
 ) -> Result<String, BackendError> {
     let now = OffsetDateTime::now_utc();
     if validity_days == 0 {
-        return Err(invalid("local_ca.validity_days must be at least 1"));
+        return Err(BackendError::invalid(
+            KIND,
+            "local_ca.validity_days must be at least 1",
+        ));
     }
     if root.not_after <= now {
         return Err(BackendError::Refused {
@@ -192,13 +207,13 @@ fn sign_leaf(
     let not_after = (now + time::Duration::days(i64::from(validity_days))).min(root.not_after);
     let first = domains
         .first()
-        .ok_or_else(|| invalid("a cert needs at least one domain"))?;
+        .ok_or_else(|| BackendError::invalid(KIND, "a cert needs at least one domain"))?;
     let mut params = CertificateParams::default();
     params.subject_alt_names = domains
         .iter()
         .map(|d| rcgen::string::Ia5String::try_from(d.as_str()).map(SanType::DnsName))
         .collect::<Result<_, _>>()
-        .map_err(|e| invalid(&format!("a domain cannot go into a SAN: {e}")))?;
+        .map_err(|e| BackendError::invalid(KIND, format!("a domain cannot go into a SAN: {e}")))?;
     params.distinguished_name = DistinguishedName::new();
     params
         .distinguished_name
@@ -216,7 +231,7 @@ fn sign_leaf(
     params
         .signed_by(public_key, &root.issuer)
         .map(|cert| cert.pem())
-        .map_err(|e| invalid(&format!("cannot sign the certificate: {e}")))
+        .map_err(|e| BackendError::invalid(KIND, format!("cannot sign the certificate: {e}")))
 }
 
 /// A random positive 128-bit serial (RFC 5280 §4.1.2.2 wants them unique, at most 20 octets).
@@ -226,13 +241,6 @@ fn random_serial() -> SerialNumber {
     // A clear top bit keeps the DER INTEGER positive without a padding octet.
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)
-}
-
-fn invalid(detail: &str) -> BackendError {
-    BackendError::Invalid {
-        backend: KIND,
-        detail: detail.to_owned(),
-    }
 }
 
 #[cfg(test)]

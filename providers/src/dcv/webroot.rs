@@ -47,14 +47,14 @@ impl WebrootDcv {
                 check_token(token)?;
                 Ok((self.challenge_dir.join(token), key_authorization))
             }
-            DcvChallenge::Dns01 { .. } => Err(BackendError::Invalid {
-                backend: KIND,
-                detail: format!(
+            DcvChallenge::Dns01 { .. } => Err(BackendError::invalid(
+                KIND,
+                format!(
                     "webroot answers HTTP-01 only, but was asked to publish {}; \
                      use a DNS solver (cloudflare, namecheap) for DNS-01",
                     challenge.describe()
                 ),
-            }),
+            )),
         }
     }
 }
@@ -66,13 +66,13 @@ fn check_token(token: &str) -> Result<(), BackendError> {
     if !token.is_empty() && token.bytes().all(base64url) {
         return Ok(());
     }
-    Err(BackendError::Invalid {
-        backend: KIND,
-        detail: format!(
+    Err(BackendError::invalid(
+        KIND,
+        format!(
             "the CA sent the HTTP-01 token {token:?}, which is not a base64url string and \
              could escape the challenge directory; nothing was written"
         ),
-    })
+    ))
 }
 
 #[async_trait]
@@ -90,9 +90,11 @@ impl DcvBackend for WebrootDcv {
         let dir = self.challenge_dir.clone();
         let body = body.to_owned();
         run_blocking(&path, "writing", move |path| {
-            create_dir_all_with_mode(&dir, 0o755).map_err(|e| io_error("creating", &dir, e))?;
+            create_dir_all_with_mode(&dir, 0o755)
+                .map_err(|e| BackendError::io(KIND, "creating", &dir, e))?;
             // Replacing an existing file makes a second publish (retry, crash recovery) a no-op.
-            write_atomic(path, body.as_bytes(), 0o644).map_err(|e| io_error("writing", path, e))
+            write_atomic(path, body.as_bytes(), 0o644)
+                .map_err(|e| BackendError::io(KIND, "writing", path, e))
         })
         .await
     }
@@ -102,7 +104,9 @@ impl DcvBackend for WebrootDcv {
         // The directories stay: the web server's config may point at them, and other certs
         // sharing this document root may have challenges in flight.
         run_blocking(&path, "removing", |path| match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_error("removing", path, e)),
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(BackendError::io(KIND, "removing", path, e))
+            }
             _ => Ok(()),
         })
         .await
@@ -119,21 +123,13 @@ async fn run_blocking(
     tokio::task::spawn_blocking(move || work(&owned))
         .await
         .map_err(|e| {
-            io_error(
+            BackendError::io(
+                KIND,
                 action,
                 path,
                 io::Error::other(format!("the file task failed: {e}")),
             )
         })?
-}
-
-fn io_error(action: &'static str, path: &Path, source: io::Error) -> BackendError {
-    BackendError::Io {
-        backend: KIND,
-        action,
-        path: path.to_owned(),
-        source,
-    }
 }
 
 #[cfg(test)]

@@ -64,12 +64,7 @@ impl InstallBackend for FilesystemInstall {
         match read {
             Ok(pem) => Ok(Some(pem)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(BackendError::Io {
-                backend: KIND,
-                action: "reading",
-                path,
-                source,
-            }),
+            Err(source) => Err(BackendError::io(KIND, "reading", path, source)),
         }
     }
 }
@@ -79,12 +74,7 @@ fn write_files(
     cert: &IssuedCert,
     key: &SecretString,
 ) -> Result<(), BackendError> {
-    let io_error = |action, path: &Path, source| BackendError::Io {
-        backend: KIND,
-        action,
-        path: path.to_owned(),
-        source,
-    };
+    let io_error = |action, path: &Path, source| BackendError::io(KIND, action, path, source);
     create_dir_all_with_mode(directory, 0o755).map_err(|e| io_error("creating", directory, e))?;
     let fullchain = cert.fullchain_pem();
     let files: [(&str, &[u8], u32); 4] = [
@@ -106,12 +96,12 @@ fn task_failed(
     action: &'static str,
     err: &tokio::task::JoinError,
 ) -> BackendError {
-    BackendError::Io {
-        backend: KIND,
+    BackendError::io(
+        KIND,
         action,
-        path: directory.to_owned(),
-        source: io::Error::other(format!("the file task failed: {err}")),
-    }
+        directory,
+        io::Error::other(format!("the file task failed: {err}")),
+    )
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! using the same directory and credentials file, so concurrent orders never race to create
 //! two accounts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -66,10 +66,13 @@ impl SharedAccount {
     async fn load_or_create(&self) -> Result<Loaded, BackendError> {
         let config = &self.config;
         if !config.directory_url.starts_with("https://") {
-            return Err(invalid(format!(
-                "acme.directory_url `{}` must be an https:// URL (RFC 8555 §6.1)",
-                config.directory_url
-            )));
+            return Err(BackendError::invalid(
+                KIND,
+                format!(
+                    "acme.directory_url `{}` must be an https:// URL (RFC 8555 §6.1)",
+                    config.directory_url
+                ),
+            ));
         }
         let http = http_client(config.ca_bundle_file.as_deref()).await?;
         let renewal_info = ari::base_url(&http, &config.directory_url)
@@ -97,7 +100,7 @@ impl SharedAccount {
                 Ok(account)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.create(http).await,
-            Err(source) => Err(io_error("reading", path, source)),
+            Err(source) => Err(BackendError::io(KIND, "reading", path, source)),
         }
     }
 
@@ -146,26 +149,33 @@ async fn http_client(bundle: Option<&Path>) -> Result<AcmeHttp, BackendError> {
     if let Some(bundle) = bundle {
         let pem = tokio::fs::read(bundle)
             .await
-            .map_err(|source| io_error("reading", bundle, source))?;
+            .map_err(|source| BackendError::io(KIND, "reading", bundle, source))?;
         extra_roots = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| {
-                invalid(format!(
-                    "acme.ca_bundle_file {} is not PEM certificates: {e}",
-                    bundle.display()
-                ))
+                BackendError::invalid(
+                    KIND,
+                    format!(
+                        "acme.ca_bundle_file {} is not PEM certificates: {e}",
+                        bundle.display()
+                    ),
+                )
             })?;
         if extra_roots.is_empty() {
-            return Err(invalid(format!(
-                "acme.ca_bundle_file {} holds no certificate",
-                bundle.display()
-            )));
+            return Err(BackendError::invalid(
+                KIND,
+                format!(
+                    "acme.ca_bundle_file {} holds no certificate",
+                    bundle.display()
+                ),
+            ));
         }
     }
     AcmeHttp::new(extra_roots).map_err(|e| {
-        invalid(format!(
-            "cannot set up TLS for the ACME directory (trusted roots): {e}"
-        ))
+        BackendError::invalid(
+            KIND,
+            format!("cannot set up TLS for the ACME directory (trusted roots): {e}"),
+        )
     })
 }
 
@@ -177,21 +187,27 @@ fn parse_credentials(
     directory_url: &str,
 ) -> Result<AccountCredentials, BackendError> {
     let unreadable = |e: serde_json::Error| {
-        invalid(format!(
-            "{} is not an ACME account file rota wrote ({e}); move it away to create a new \
+        BackendError::invalid(
+            KIND,
+            format!(
+                "{} is not an ACME account file rota wrote ({e}); move it away to create a new \
              account",
-            path.display()
-        ))
+                path.display()
+            ),
+        )
     };
     let value: serde_json::Value = serde_json::from_slice(saved).map_err(unreadable)?;
     let saved_for = value.get("directory").and_then(serde_json::Value::as_str);
     if saved_for != Some(directory_url) {
-        return Err(invalid(format!(
-            "{} holds an account of {}, not of acme.directory_url {directory_url}: point \
+        return Err(BackendError::invalid(
+            KIND,
+            format!(
+                "{} holds an account of {}, not of acme.directory_url {directory_url}: point \
              account_credentials_file at another file for this CA",
-            path.display(),
-            saved_for.unwrap_or("an unknown directory")
-        )));
+                path.display(),
+                saved_for.unwrap_or("an unknown directory")
+            ),
+        ));
     }
     serde_json::from_value(value).map_err(unreadable)
 }
@@ -200,8 +216,9 @@ async fn save_credentials(
     path: &Path,
     credentials: &AccountCredentials,
 ) -> Result<(), BackendError> {
-    let json = serde_json::to_vec_pretty(credentials)
-        .map_err(|e| invalid(format!("cannot encode the account credentials: {e}")))?;
+    let json = serde_json::to_vec_pretty(credentials).map_err(|e| {
+        BackendError::invalid(KIND, format!("cannot encode the account credentials: {e}"))
+    })?;
     let target = path.to_owned();
     let written = tokio::task::spawn_blocking(move || {
         if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -216,23 +233,28 @@ async fn save_credentials(
             "the writing task failed: {e}"
         )))
     });
-    written.map_err(|source| io_error("writing", path, source))
+    written.map_err(|source| BackendError::io(KIND, "writing", path, source))
 }
 
 /// The EAB key: `kid` and the HMAC key the CA handed out base64url-encoded.
 fn external_account_key(eab: &ExternalAccountBinding) -> Result<ExternalAccountKey, BackendError> {
-    let secret = eab
-        .hmac_key_file
-        .resolve()
-        .map_err(|e| invalid(format!("acme.external_account_binding.hmac_key_file: {e}")))?;
+    let secret = eab.hmac_key_file.resolve().map_err(|e| {
+        BackendError::invalid(
+            KIND,
+            format!("acme.external_account_binding.hmac_key_file: {e}"),
+        )
+    })?;
     // CAs print the key with or without `=` padding.
     let key = URL_SAFE_NO_PAD
         .decode(secret.expose().trim().trim_end_matches('='))
         .map_err(|e| {
-            invalid(format!(
-                "acme.external_account_binding.hmac_key_file does not hold a base64url key \
+            BackendError::invalid(
+                KIND,
+                format!(
+                    "acme.external_account_binding.hmac_key_file does not hold a base64url key \
                  ({e}): paste the HMAC key exactly as the CA shows it"
-            ))
+                ),
+            )
         })?;
     Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
 }
@@ -251,22 +273,6 @@ fn account_hint(err: &instant_acme::Error, has_eab: bool) -> Option<&'static str
              ones the CA issued",
         ),
         _ => None,
-    }
-}
-
-fn invalid(detail: String) -> BackendError {
-    BackendError::Invalid {
-        backend: KIND,
-        detail,
-    }
-}
-
-fn io_error(action: &'static str, path: &Path, source: std::io::Error) -> BackendError {
-    BackendError::Io {
-        backend: KIND,
-        action,
-        path: PathBuf::from(path),
-        source,
     }
 }
 

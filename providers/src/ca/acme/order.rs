@@ -46,10 +46,10 @@ pub(crate) fn check_profile(profile: &str, offered: &[&str]) -> Result<(), Backe
     } else {
         format!("it offers: {}", names.join(", "))
     };
-    Err(BackendError::Invalid {
-        backend: KIND,
-        detail: format!("the CA does not offer the certificate profile `{profile}`; {offers}"),
-    })
+    Err(BackendError::invalid(
+        KIND,
+        format!("the CA does not offer the certificate profile `{profile}`; {offers}"),
+    ))
 }
 
 /// Creates the order. With `replaces` (the installed cert, for ARI) a CA may refuse the
@@ -152,16 +152,18 @@ fn respond(
     let mut authz = authz;
     let identifier = authz.identifier().to_string();
     let Identifier::Dns(name) = authz.identifier().identifier.clone() else {
-        return Err(invalid(format!(
-            "the CA asks to prove {identifier}, which is not a DNS name"
-        )));
+        return Err(BackendError::invalid(
+            KIND,
+            format!("the CA asks to prove {identifier}, which is not a DNS name"),
+        ));
     };
     let offered: Vec<ChallengeType> = authz.challenges.iter().map(|c| c.r#type.clone()).collect();
-    let kind = pick_kind(&offered, preferred).map_err(|e| invalid(format!("{identifier}: {e}")))?;
+    let kind = pick_kind(&offered, preferred)
+        .map_err(|e| BackendError::invalid(KIND, format!("{identifier}: {e}")))?;
     let authz_url = authz.url().to_owned();
-    let challenge = authz
-        .challenge(acme_type(kind))
-        .ok_or_else(|| invalid(format!("{identifier}: the picked challenge vanished")))?;
+    let challenge = authz.challenge(acme_type(kind)).ok_or_else(|| {
+        BackendError::invalid(KIND, format!("{identifier}: the picked challenge vanished"))
+    })?;
     let key_authorization = challenge.key_authorization();
     let response = match kind {
         ChallengeKind::Dns01 => DcvChallenge::Dns01 {
@@ -235,13 +237,6 @@ pub(crate) fn type_name(kind: &ChallengeType) -> String {
         ChallengeType::DeviceAttest01 => "device-attest-01".to_owned(),
         ChallengeType::Unknown(name) => name.clone(),
         other => format!("{other:?}"),
-    }
-}
-
-fn invalid(detail: String) -> BackendError {
-    BackendError::Invalid {
-        backend: KIND,
-        detail,
     }
 }
 

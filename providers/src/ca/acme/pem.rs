@@ -15,13 +15,18 @@ const END_CERTIFICATE: &str = "-----END CERTIFICATE-----";
 pub(crate) fn csr_der(csr_pem: &str) -> Result<Vec<u8>, BackendError> {
     CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
         .map(|der| der.as_ref().to_vec())
-        .map_err(|e| invalid(format!("the CSR is not a PEM certificate request: {e}")))
+        .map_err(|e| {
+            BackendError::invalid(
+                KIND,
+                format!("the CSR is not a PEM certificate request: {e}"),
+            )
+        })
 }
 
 /// The DER of the first certificate in `cert_pem` (the leaf).
 pub(crate) fn leaf_der(cert_pem: &str) -> Result<CertificateDer<'static>, BackendError> {
     CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| invalid(format!("not a PEM certificate: {e}")))
+        .map_err(|e| BackendError::invalid(KIND, format!("not a PEM certificate: {e}")))
 }
 
 /// The RFC 9773 identifier (AKI keyIdentifier + serial) of the leaf in `cert_pem`.
@@ -31,7 +36,7 @@ pub(crate) fn cert_identifier(
     let der = leaf_der(cert_pem)?;
     CertificateIdentifier::try_from(&der)
         .map(CertificateIdentifier::into_owned)
-        .map_err(invalid)
+        .map_err(|e| BackendError::invalid(KIND, e))
 }
 
 /// Splits the CA's PEM chain into the leaf and everything after it, as the CA sent them.
@@ -59,13 +64,6 @@ pub(crate) fn split_chain(chain_pem: &str) -> Result<IssuedCert, BackendError> {
         cert_pem,
         chain_pem,
     })
-}
-
-fn invalid(detail: String) -> BackendError {
-    BackendError::Invalid {
-        backend: KIND,
-        detail,
-    }
 }
 
 #[cfg(test)]

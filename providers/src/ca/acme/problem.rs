@@ -118,10 +118,9 @@ fn without_problem(action: &str, err: Error, response: ResponseMeta) -> BackendE
             },
             Err(e) => unreachable(action, &e.to_string()),
         },
-        Error::Crypto | Error::KeyRejected | Error::Unsupported(_) => BackendError::Invalid {
-            backend: KIND,
-            detail: format!("{action}: {err}"),
-        },
+        Error::Crypto | Error::KeyRejected | Error::Unsupported(_) => {
+            BackendError::invalid(KIND, format!("{action}: {err}"))
+        }
         // Transport errors carry their cause in the source chain, not in Display.
         other => {
             let mut detail = error_chain(&other);

@@ -45,7 +45,8 @@ pub(super) struct Root {
 
 /// Loads the root in `directory`, creating whatever part of it is missing. Blocking.
 pub(super) fn load_or_create(directory: &Path) -> Result<Root, BackendError> {
-    create_dir_all_with_mode(directory, 0o700).map_err(|e| io_error("creating", directory, e))?;
+    create_dir_all_with_mode(directory, 0o700)
+        .map_err(|e| BackendError::io(KIND, "creating", directory, e))?;
     let key_path = root_key_path(directory);
     let cert_path = root_cert_path(directory);
     let key = load_or_create_key(&key_path, &cert_path)?;
@@ -72,7 +73,8 @@ fn load_or_create_key(key_path: &Path, cert_path: &Path) -> Result<KeyPair, Back
         ));
     }
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| {
-        io_error(
+        BackendError::io(
+            KIND,
             "creating",
             key_path,
             io::Error::other(format!("key generation: {e}")),
@@ -86,7 +88,7 @@ fn load_or_create_key(key_path: &Path, cert_path: &Path) -> Result<KeyPair, Back
             KeyPair::from_pem(&pem)
                 .map_err(|e| damaged(key_path, &format!("not a PKCS#8 private key ({e})")))
         }
-        Err(e) => Err(io_error("creating", key_path, e)),
+        Err(e) => Err(BackendError::io(KIND, "creating", key_path, e)),
     }
 }
 
@@ -112,7 +114,9 @@ fn load_or_create_cert(cert_path: &Path, key: &KeyPair) -> Result<String, Backen
     params.serial_number = Some(random_serial());
     let pem = params
         .self_signed(key)
-        .map_err(|e| io_error("creating", cert_path, io::Error::other(e.to_string())))?
+        .map_err(|e| {
+            BackendError::io(KIND, "creating", cert_path, io::Error::other(e.to_string()))
+        })?
         .pem();
     match create_atomic(cert_path, pem.as_bytes(), 0o644) {
         Ok(()) => {
@@ -122,7 +126,7 @@ fn load_or_create_cert(cert_path: &Path, key: &KeyPair) -> Result<String, Backen
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             Ok(read_if_present(cert_path)?.unwrap_or_default())
         }
-        Err(e) => Err(io_error("creating", cert_path, e)),
+        Err(e) => Err(BackendError::io(KIND, "creating", cert_path, e)),
     }
 }
 
@@ -146,16 +150,7 @@ fn read_if_present(path: &Path) -> Result<Option<String>, BackendError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_error("reading", path, e)),
-    }
-}
-
-fn io_error(action: &'static str, path: &Path, source: io::Error) -> BackendError {
-    BackendError::Io {
-        backend: KIND,
-        action,
-        path: path.to_owned(),
-        source,
+        Err(e) => Err(BackendError::io(KIND, "reading", path, e)),
     }
 }
 
@@ -163,7 +158,8 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> BackendErro
 fn damaged(path: &Path, detail: &str) -> BackendError {
     let hint = "restore ca.key and ca.pem from a backup, or move both away to create a new CA \
                 that every client must then trust; rota never replaces them by itself";
-    io_error(
+    BackendError::io(
+        KIND,
         "loading",
         path,
         io::Error::new(io::ErrorKind::InvalidData, format!("{detail}: {hint}")),
