@@ -185,6 +185,24 @@ impl Drop for Rotad {
     }
 }
 
+/// Asserts with `openssl verify` that the `cert.pem` installed in `dir` chains, through the
+/// `chain.pem` beside it, to the PEM root(s) in `root`.
+pub fn assert_chain_verifies(root: &Path, dir: &Path) {
+    let out = openssl(&[
+        "verify",
+        "-CAfile",
+        &root.display().to_string(),
+        "-untrusted",
+        &dir.join("chain.pem").display().to_string(),
+        &dir.join("cert.pem").display().to_string(),
+    ]);
+    assert!(
+        out.trim_end().ends_with(": OK"),
+        "openssl verify {}: {out}",
+        dir.display()
+    );
+}
+
 /// Runs `openssl` with `args` and returns stdout; panics with stderr if it fails.
 #[must_use]
 pub fn openssl(args: &[&str]) -> String {

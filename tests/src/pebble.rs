@@ -234,6 +234,15 @@ impl Pebble {
         self.process.log()
     }
 
+    /// [`Pebble::issuer_roots_pem`] written to a file in pebble's directory, as
+    /// `openssl verify -CAfile` takes it.
+    #[must_use]
+    pub fn issuer_roots_path(&self) -> PathBuf {
+        let path = self.dir.path().join("issuer-roots.pem");
+        fs::write(&path, self.issuer_roots_pem()).expect("write pebble's issuer root");
+        path
+    }
+
     /// Ends pebble with SIGQUIT, on which the Go runtime prints every goroutine's stack to the
     /// log, and says whether those stacks show the store deadlock ([`STORE_DEADLOCK_FRAME`]).
     /// The stacks stay readable through [`Pebble::log`].

@@ -19,7 +19,7 @@ use rota_api::{
     InstallBackend,
 };
 use rota_e2e::pebble::{ChallTestSrv, Pebble, PebbleOptions};
-use rota_e2e::{openssl, wait_for};
+use rota_e2e::{assert_chain_verifies, wait_for};
 use rota_providers::Providers;
 use rota_reconciler::{Reconciler, SystemClock};
 use rota_store::{AuditStore, SqliteStore};
@@ -235,18 +235,8 @@ fn dns01_waits_for_challtestsrv_and_follows_a_cname_to_where_it_writes() {
         "the propagation wait asked the configured nameserver: {propagated}"
     );
 
-    let root = dir.path().join("pebble-root.pem");
-    std::fs::write(&root, pebble.issuer_roots_pem()).expect("root");
+    let root = pebble.issuer_roots_path();
     for id in IDS {
-        let installed = dir.path().join(format!("installed/{id}"));
-        let out = openssl(&[
-            "verify",
-            "-CAfile",
-            &root.display().to_string(),
-            "-untrusted",
-            &installed.join("chain.pem").display().to_string(),
-            &installed.join("cert.pem").display().to_string(),
-        ]);
-        assert!(out.trim_end().ends_with(": OK"), "{id}: {out}");
+        assert_chain_verifies(&root, &dir.path().join(format!("installed/{id}")));
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rota_e2e::nginx::Nginx;
 use rota_e2e::pebble::{ChallTestSrv, Pebble, PebbleOptions};
-use rota_e2e::{Rotad, cert_pubkey, key_pubkey, openssl, serial_of, wait_for};
+use rota_e2e::{
+    Rotad, assert_chain_verifies, cert_pubkey, key_pubkey, openssl, serial_of, wait_for,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -66,18 +68,10 @@ impl Peers {
 
     /// Checks the installed chain with `openssl verify` under pebble's issuing root.
     fn verify_chain(&self, rotad: &Rotad) {
-        let root = rotad.path("pebble-root.pem");
-        fs::write(&root, self.pebble.issuer_roots_pem()).expect("write pebble's root");
-        let dir = rotad.path("installed/web");
-        let out = openssl(&[
-            "verify",
-            "-CAfile",
-            &root.display().to_string(),
-            "-untrusted",
-            &dir.join("chain.pem").display().to_string(),
-            &dir.join("cert.pem").display().to_string(),
-        ]);
-        assert!(out.trim_end().ends_with(": OK"), "openssl verify: {out}");
+        assert_chain_verifies(
+            &self.pebble.issuer_roots_path(),
+            &rotad.path("installed/web"),
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 use std::fs;
 use std::time::Duration;
 
-use rota_e2e::{Rotad, cert_pubkey, key_pubkey, mode_of, openssl, serial_of, wait_for};
+use rota_e2e::{
+    Rotad, assert_chain_verifies, cert_pubkey, key_pubkey, mode_of, openssl, serial_of, wait_for,
+};
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -33,16 +35,10 @@ fn wait_installed(rotad: &Rotad, id: &str) {
 }
 
 fn verify_chain(rotad: &Rotad, id: &str) {
-    let dir = rotad.path(&format!("installed/{id}"));
-    let out = openssl(&[
-        "verify",
-        "-CAfile",
-        &rotad.path("ca/ca.pem").display().to_string(),
-        "-untrusted",
-        &dir.join("chain.pem").display().to_string(),
-        &dir.join("cert.pem").display().to_string(),
-    ]);
-    assert!(out.trim_end().ends_with(": OK"), "openssl verify: {out}");
+    assert_chain_verifies(
+        &rotad.path("ca/ca.pem"),
+        &rotad.path(&format!("installed/{id}")),
+    );
 }
 
 #[test]
