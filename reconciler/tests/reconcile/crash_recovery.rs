@@ -37,9 +37,12 @@ async fn a_restart_removes_what_an_interrupted_renewal_published() {
         2,
         "every publish is journalled"
     );
-    assert!(
-        !first.shutdown(Duration::ZERO).await,
-        "the renewal is still waiting on the CA when rotad stops"
+    first.shutdown(Duration::ZERO).await;
+    let row = world.store.renewal(hung.id).await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, world.store.pending_dcv().await.unwrap().len()),
+        (RenewalStatus::Running, 2),
+        "stopped mid-renewal: the row is open and the records are still journalled"
     );
 
     let restarted = world.restart(&[ChallengeKind::Http01]);

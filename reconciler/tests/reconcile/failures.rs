@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_api::{AlertKind, BackendError, ChallengeKind};
-use rota_reconciler::{Clock, Reconciler};
+use rota_reconciler::Clock;
 use rota_store::AuditStore;
 
 use crate::support::fakes::{http01, refused};
@@ -15,14 +15,6 @@ use crate::support::{World, condition, id};
 async fn steps_of(world: &World, renewal_id: i64) -> Vec<(Step, StepStatus)> {
     let steps = world.store.steps(renewal_id).await.unwrap();
     steps.into_iter().map(|s| (s.step, s.status)).collect()
-}
-
-/// Asserts the sweep leaves `cert` alone: nothing queued, no order sent to the CA.
-async fn sweep_skips(world: &World, reconciler: &Reconciler, cert: &str) {
-    let orders = world.fakes.ca.submits();
-    reconciler.sweep().await;
-    assert!(!reconciler.is_busy(&id(cert)), "the sweep queued `{cert}`");
-    assert_eq!(world.fakes.ca.submits(), orders);
 }
 
 #[tokio::test]
@@ -83,7 +75,7 @@ async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
     );
     assert!(alerts[0].message.contains("CAA forbids issuance"));
 
-    sweep_skips(&world, &reconciler, "web").await;
+    world.sweep_skips(&reconciler, "web").await;
     world.clock.advance(delay + time::Duration::seconds(1));
     reconciler.sweep().await;
     let rows = world.renewals_done(&reconciler, "web", 2).await;
@@ -121,8 +113,13 @@ async fn a_rate_limit_backs_off_at_least_as_long_as_retry_after() {
     let backoff = reconciler.state(&id("web")).backoff.unwrap();
     assert!(backoff.next_attempt_at - world.clock.now() >= time::Duration::hours(3));
     world.clock.advance(time::Duration::hours(2));
-    sweep_skips(&world, &reconciler, "web").await;
-    assert!(world.fakes.dcv.published().is_empty());
+    world.sweep_skips(&reconciler, "web").await;
+    let rows = world.store.renewals(&id("web"), 10).await.unwrap();
+    assert_eq!(
+        (rows.len(), world.fakes.ca.submits()),
+        (1, 1),
+        "one order, one audited attempt: no retry before Retry-After"
+    );
 }
 
 #[tokio::test]

@@ -47,7 +47,7 @@ async fn a_revoked_cert_is_replaced_after_a_failed_replacement_and_a_restart() {
 
     let restarted = world.restart(&[ChallengeKind::Http01]);
     let second = restarted.start(config).await;
-    second.sweep().await;
+    restarted.sweep_skips(&second, "web").await;
     let ready = condition(&second, "web", ConditionType::Ready);
     assert_eq!(
         (ready.status, ready.reason),
@@ -59,11 +59,6 @@ async fn a_revoked_cert_is_replaced_after_a_failed_replacement_and_a_restart() {
         ready.message.contains("next attempt at"),
         "{}",
         ready.message
-    );
-    assert_eq!(
-        restarted.fakes.ca.submits(),
-        0,
-        "nothing ordered during the backoff"
     );
 
     restarted
@@ -77,10 +72,6 @@ async fn a_revoked_cert_is_replaced_after_a_failed_replacement_and_a_restart() {
     );
     let replacement = restarted.installed_without_backoff(&second, "web").await;
     assert_ne!(replacement.serial, revoked.serial);
-    second.sweep().await;
-    assert_eq!(
-        restarted.fakes.ca.submits(),
-        1,
-        "the replacement is not replaced"
-    );
+    // The replacement is not replaced.
+    restarted.sweep_skips(&second, "web").await;
 }

@@ -154,6 +154,14 @@ impl World {
         .await
     }
 
+    /// Sweeps and asserts the sweep left `cert` alone: nothing queued, no order sent to the CA.
+    pub async fn sweep_skips(&self, reconciler: &Reconciler, cert: &str) {
+        let orders = self.fakes.ca.submits();
+        reconciler.sweep().await;
+        assert!(!reconciler.is_busy(&id(cert)), "the sweep queued `{cert}`");
+        assert_eq!(self.fakes.ca.submits(), orders, "an order for `{cert}`");
+    }
+
     /// Asserts `cert` carries no backoff, in memory nor in the store, and returns what is
     /// installed for it.
     pub async fn installed_without_backoff(
