@@ -113,11 +113,15 @@ async fn publish_and_remove_are_idempotent() {
 
     dcv.remove(&http01(TOKEN)).await.unwrap();
     dcv.remove(&http01(TOKEN)).await.unwrap();
-    // Removing from a document root that never had a challenge is success too.
-    solver(&dir.path().join("never"))
-        .remove(&http01(TOKEN))
-        .await
-        .unwrap();
+    assert!(
+        tree(&webroot.join(".well-known/acme-challenge")).is_empty(),
+        "the token is gone"
+    );
+    // Removing from a document root that never had a challenge is success too, and
+    // creates nothing.
+    let never = dir.path().join("never");
+    solver(&never).remove(&http01(TOKEN)).await.unwrap();
+    assert!(!never.exists(), "remove created {}", never.display());
 }
 
 #[tokio::test]

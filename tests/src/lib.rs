@@ -230,6 +230,13 @@ pub fn serial_of(path: &Path) -> String {
     ])
 }
 
+/// The serial of the certificate at `path` as lowercase hex, the way CAs name it.
+#[must_use]
+pub fn serial_hex(path: &Path) -> String {
+    let serial = serial_of(path);
+    serial.trim().trim_start_matches("serial=").to_lowercase()
+}
+
 /// The public key of the certificate at `path`, PEM.
 #[must_use]
 pub fn cert_pubkey(path: &Path) -> String {

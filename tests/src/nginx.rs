@@ -4,11 +4,12 @@
 //! as it would from a production web server.
 
 use std::fs;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::pebble::free_port;
 use crate::wait_for;
 
 /// Where Debian's `nginx` / `nginx-light` package puts the binary.
@@ -104,14 +105,6 @@ impl Drop for Nginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port that was free a moment ago (the OS picks it; the listener is dropped at once).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
 }
 
 /// An nginx.conf that writes nothing outside `dir`; `user root` because the temp dirs are 0700

@@ -219,13 +219,25 @@ impl Pebble {
     /// interface.
     #[must_use]
     pub fn issuer_roots_pem(&self) -> String {
-        let url = format!("https://127.0.0.1:{}/roots/0", self.management);
+        self.management_get("roots/0")
+    }
+
+    /// What pebble's management interface says of the cert with this hex serial:
+    /// `{"Status": "Valid" | "Revoked", "Reason": <RFC 5280 code>, …}`.
+    #[must_use]
+    pub fn cert_status(&self, serial_hex: &str) -> serde_json::Value {
+        let text = self.management_get(&format!("cert-status-by-serial/{serial_hex}"));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("cert status {text:?}: {e}"))
+    }
+
+    fn management_get(&self, path: &str) -> String {
+        let url = format!("https://127.0.0.1:{}/{path}", self.management);
         curl(&[
             "--cacert",
             &self.ca_bundle_path().display().to_string(),
             &url,
         ])
-        .unwrap_or_else(|e| panic!("fetching pebble's root: {e}"))
+        .unwrap_or_else(|e| panic!("GET {url} from pebble's management interface: {e}"))
     }
 
     /// What pebble logged so far (it logs every account, order and validation).
@@ -408,7 +420,7 @@ fn retry_start<T>(name: &str, mut start: impl FnMut() -> Result<T, String>) -> T
 }
 
 /// A loopback TCP port free right now (bound, read, released).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local addr").port()
 }

@@ -181,7 +181,7 @@ fn a_window_served_without_retry_after_is_used_and_checked_again_in_six_hours() 
         retry_after_secs: None,
         ..future_window()
     };
-    let (_double, _rotad, shown) = window_shown(&window);
+    let (double, _rotad, shown) = window_shown(&window);
     let fetched_by = OffsetDateTime::now_utc();
     assert_eq!(time_of(&shown["renewal_window"]["start"]), window.start);
     let next_check = time_of(&shown["renewal_window"]["next_check_at"]);
@@ -189,6 +189,12 @@ fn a_window_served_without_retry_after_is_used_and_checked_again_in_six_hours() 
     assert!(
         next_check <= fetched_by + six_hours && next_check > fetched_by + six_hours - WAIT,
         "no Retry-After: asked again six hours after fetching, not {next_check}"
+    );
+    std::thread::sleep(QUIET);
+    assert_eq!(
+        double.count(Endpoint::RenewalInfo),
+        1,
+        "several sweeps later the window has not been asked for again"
     );
 }
 
