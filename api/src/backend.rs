@@ -255,25 +255,47 @@ impl BackendError {
     }
 }
 
+/// An order a CA accepted: the challenges rota must answer, and the handle that collects it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedOrder {
+    /// The challenges to satisfy before [`CaBackend::await_issuance`].
+    pub challenges: Vec<DcvChallenge>,
+    /// What [`CaBackend::await_issuance`] takes to find and finish this order.
+    pub handle: OrderHandle,
+}
+
+/// One order at its CA, as plain data: the CA keeps no order state of its own, so whoever holds
+/// the handle (the renewal, or a recovery after a restart) can finish the order with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderHandle {
+    /// The CA's own reference to the order (an ACME order URL), when it has one.
+    pub locator: Option<String>,
+    /// The CSR (PEM) the order is finalized with, so the per-cert key is what gets signed.
+    pub csr_pem: String,
+    /// What else the CA needs to finish the order (for ACME, the challenges it chose), in the
+    /// CA's own shape.
+    pub details: serde_json::Value,
+}
+
 /// Issues certificates from a certificate authority.
 #[async_trait]
 pub trait CaBackend: Send + Sync {
     /// The config `kind` (`local`, `acme`, …), for logs and the API.
     fn kind(&self) -> &'static str;
 
-    /// Submits a CSR for `domains` and returns the challenges rota must satisfy before
-    /// [`CaBackend::await_issuance`]; `preferred_kinds` lists what the DCV solver can answer,
-    /// best first; `replacing` is the installed leaf (PEM) this order replaces, if any.
+    /// Places an order for `domains` with `csr_pem` and returns the challenges rota must
+    /// satisfy with the handle to collect it; `preferred_kinds` lists what the DCV solver
+    /// can answer, best first; `replacing` is the installed leaf (PEM) this order replaces.
     async fn submit(
         &self,
         domains: &[DomainName],
         csr_pem: &str,
         preferred_kinds: &[ChallengeKind],
         replacing: Option<&str>,
-    ) -> Result<Vec<DcvChallenge>, BackendError>;
+    ) -> Result<PlacedOrder, BackendError>;
 
-    /// Waits until the CA has validated and signed the order submitted for `domains`.
-    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError>;
+    /// Waits until the CA has validated and signed the order `handle` names.
+    async fn await_issuance(&self, handle: &OrderHandle) -> Result<IssuedCert, BackendError>;
 
     /// Whether this CA may publish renewal windows; when false the reconciler never asks.
     fn offers_renewal_info(&self) -> bool {

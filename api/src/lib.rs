@@ -10,6 +10,7 @@ pub mod wire;
 
 pub use backend::{
     AlertBackend, AlertEvent, AlertKind, BackendError, BackendFactory, CaBackend, ChallengeKind,
-    DcvBackend, DcvChallenge, InstallBackend, IssuedCert, RenewalWindow, RevocationReason,
+    DcvBackend, DcvChallenge, InstallBackend, IssuedCert, OrderHandle, PlacedOrder, RenewalWindow,
+    RevocationReason,
 };
 pub use names::{CertId, DomainName, SecretError, SecretSource, SecretString};

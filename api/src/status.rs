@@ -65,6 +65,26 @@ pub enum Reason {
     AriWindow,
     /// The installed cert was revoked.
     Revoked,
+    /// The peer asked rota to slow down.
+    RateLimited,
+    /// The CA or another peer could not be reached.
+    Unreachable,
+    /// The CA refused the order, the CSR or the signing.
+    Refused,
+    /// Domain-control validation could not be published, checked or removed.
+    DcvFailed,
+    /// A peer took too long, or the renewal hit its deadline.
+    Timeout,
+    /// The cert was issued but could not be installed; retries install it without a new order.
+    InstallFailed,
+    /// The key at `key_path` could not be read, parsed or written.
+    KeyUnreadable,
+    /// The request cannot be handled as configured (a profile the CA lacks, a kind not built).
+    Misconfigured,
+    /// The audit store failed.
+    StoreFailed,
+    /// A bug: the renewal panicked. It is failed on its own; other renewals go on.
+    Panicked,
 }
 
 impl Reason {
@@ -88,6 +108,16 @@ impl Reason {
             Self::ObserveFailed => "ObserveFailed",
             Self::AriWindow => "AriWindow",
             Self::Revoked => "Revoked",
+            Self::RateLimited => "RateLimited",
+            Self::Unreachable => "Unreachable",
+            Self::Refused => "Refused",
+            Self::DcvFailed => "DcvFailed",
+            Self::Timeout => "Timeout",
+            Self::InstallFailed => "InstallFailed",
+            Self::KeyUnreadable => "KeyUnreadable",
+            Self::Misconfigured => "Misconfigured",
+            Self::StoreFailed => "StoreFailed",
+            Self::Panicked => "Panicked",
         }
     }
 

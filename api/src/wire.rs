@@ -27,6 +27,9 @@ pub struct StatusResponse {
     /// When rotad started.
     #[serde(with = "time::serde::rfc3339")]
     pub started_at: OffsetDateTime,
+    /// When rotad had observed every installed cert (it does so before answering at all).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub observed_at: Option<OffsetDateTime>,
     /// The errors of the last config change that was refused, if the running config is stale.
     pub config_errors: Vec<ConfigIssue>,
     /// One row per cert.
@@ -118,6 +121,9 @@ pub struct RenewalLog {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RenewProgress {
+    /// The request joined a renewal of the cert that was already queued or running, rather
+    /// than starting one; its events follow from the first.
+    Attached,
     /// The renewal row was opened.
     Started {
         /// Its id.

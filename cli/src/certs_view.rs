@@ -6,14 +6,18 @@ use rota_api::status::ConditionStatus;
 use rota_api::wire::{CertSummary, StatusResponse};
 use time::OffsetDateTime;
 
-use crate::human_time::{coarse, days_left, timestamp};
+use crate::human_time::{coarse, days_left, elapsed, timestamp};
 use crate::table;
 
 /// `rota status`: a line about rotad, then one line per cert.
 pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> String {
     let n = status.certs.len();
+    let observed = match status.observed_at {
+        Some(at) => format!("all observed in {}", elapsed(at - status.started_at)),
+        None => "still observing installed certs".to_owned(),
+    };
     let mut out = format!(
-        "rotad {}   config {}   up {}   {n} cert{}\n",
+        "rotad {}   config {}   up {}   {n} cert{}   {observed}\n",
         status.version,
         status.config_path,
         coarse(now - status.started_at),
@@ -195,13 +199,14 @@ nas   nas.lan                       False   NotInstalled   -         running
             version: "0.6.0".into(),
             config_path: "/etc/rota/rota.yaml".into(),
             started_at: NOW - Duration::hours(5),
+            observed_at: Some(NOW - Duration::hours(5) + Duration::milliseconds(40)),
             config_errors: vec![],
             certs: vec![web(), nas()],
         };
         assert_eq!(
             status_text(&status, NOW),
             "\
-rotad 0.6.0   config /etc/rota/rota.yaml   up 5h   2 certs
+rotad 0.6.0   config /etc/rota/rota.yaml   up 5h   2 certs   all observed in 0.0s
 CERT   DOMAINS                       EXPIRES   READY          LAST RENEWAL
 web    example.com,www.example.com   61d       UpToDate       succeeded
 nas    nas.lan                       -         NotInstalled   running

@@ -90,7 +90,7 @@ impl Progress {
         })?;
         match &event {
             RenewProgress::Started { renewal_id } => self.renewal_id = Some(*renewal_id),
-            RenewProgress::Step(_) => {}
+            RenewProgress::Attached | RenewProgress::Step(_) => {}
             RenewProgress::Finished { status, error } => {
                 self.outcome = Some(Outcome {
                     renewal_id: self.renewal_id,
@@ -167,6 +167,9 @@ impl ProgressView {
 /// The line printed for an event; `finished` has none (the outcome is printed after it).
 fn progress_line(event: &RenewProgress) -> Option<String> {
     match event {
+        RenewProgress::Attached => {
+            Some("a renewal of this cert was already queued or running: following it".to_owned())
+        }
         RenewProgress::Started { renewal_id } => Some(format!("renewal {renewal_id} started")),
         RenewProgress::Step(step) => Some(step_line(step)),
         RenewProgress::Finished { .. } => None,

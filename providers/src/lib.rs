@@ -11,7 +11,6 @@ mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
     pub(crate) mod local;
-    mod pending;
 }
 
 mod dcv {

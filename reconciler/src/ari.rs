@@ -3,20 +3,17 @@
 //! that pick while the window stays the same, asking again when the CA's `Retry-After` says.
 //! The chosen time then replaces the `renew_threshold_days` rule for that cert.
 
-use std::sync::Arc;
-
 use time::{Duration, OffsetDateTime};
 
 use rota_api::RenewalWindow;
 
-use crate::desired::CertRuntime;
 use crate::plan::Observation;
-use crate::reconciler::{Reconciler, lock};
 
-/// How many renewal-information requests run at once during a sweep.
-const ARI_CONCURRENCY: usize = 8;
 /// After a failed request, ask again this much later.
 const RETRY_AFTER_ERROR: Duration = Duration::hours(1);
+
+/// When a CA publishes no window for a cert: never ask again about that serial.
+const NEVER: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
 
 /// What rota knows of one installed cert's renewal window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,100 +47,47 @@ pub fn pick_time(
 }
 
 /// Whether the cert with this observation needs its window (re)fetched at `now`.
-fn due(status: Option<&AriStatus>, observed: &Observation, now: OffsetDateTime) -> bool {
+pub(crate) fn due(status: Option<&AriStatus>, observed: &Observation, now: OffsetDateTime) -> bool {
     let Observation::Installed(cert) = observed else {
         return false;
     };
     status.is_none_or(|s| s.serial != cert.serial || s.next_check_at <= now)
 }
 
-impl Reconciler {
-    /// Fetches the renewal windows that are due for `certs` (only from CAs that offer them).
-    pub(crate) async fn refresh_ari(&self, certs: &[(Arc<CertRuntime>, Observation)]) {
-        let now = self.shared.clock.now();
-        let due: Vec<(Arc<CertRuntime>, String)> = {
-            let states = lock(&self.shared.states);
-            certs
-                .iter()
-                .filter(|(cert, observed)| {
-                    cert.ca.offers_renewal_info()
-                        && due(
-                            states.get(&cert.spec.id).and_then(|s| s.ari.as_ref()),
-                            observed,
-                            now,
-                        )
-                })
-                .filter_map(|(cert, observed)| match observed {
-                    Observation::Installed(c) => Some((Arc::clone(cert), c.serial.clone())),
-                    _ => None,
-                })
-                .collect()
-        };
-        for chunk in due.chunks(ARI_CONCURRENCY) {
-            let mut fetches = tokio::task::JoinSet::new();
-            for (cert, serial) in chunk.iter().cloned() {
-                fetches.spawn(async move {
-                    let window = match cert.install.current_cert_pem(&cert.spec.id).await {
-                        Ok(Some(pem)) => cert
-                            .ca
-                            .renewal_window(&pem)
-                            .await
-                            .map_err(|e| e.to_string()),
-                        Ok(None) => Ok(None),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    (cert, serial, window)
-                });
-            }
-            while let Some(joined) = fetches.join_next().await {
-                match joined {
-                    Ok((cert, serial, window)) => self.record_ari(&cert, serial, window),
-                    Err(e) => tracing::error!(error = %e, "fetching renewal information panicked"),
-                }
-            }
-        }
-    }
-
-    fn record_ari(
-        &self,
-        cert: &CertRuntime,
-        serial: String,
-        window: Result<Option<RenewalWindow>, String>,
-    ) {
-        let now = self.shared.clock.now();
-        let mut states = lock(&self.shared.states);
-        let state = states.entry(cert.spec.id.clone()).or_default();
-        let previous = state.ari.as_ref().filter(|p| p.serial == serial);
-        state.ari = Some(match window {
-            Ok(Some(window)) => {
-                let renew_at = pick_time(previous, &window, rand::random::<f64>());
-                tracing::info!(cert_id = %cert.spec.id, start = %window.start, end = %window.end, %renew_at, "CA renewal window");
-                AriStatus {
-                    serial,
-                    renew_at: Some(renew_at),
-                    next_check_at: window.next_check_at,
-                    window: Some(window),
-                }
-            }
-            // The CA publishes no window for this cert: do not ask again until it changes.
-            Ok(None) => AriStatus {
+/// What rota knows of `serial`'s window after asking the CA: `window` is what it answered
+/// (`Ok(None)`: it publishes none for this cert) or why asking failed, in which case the last
+/// known window is kept and asked for again later. `sample` in `[0, 1)` picks the time.
+pub(crate) fn after_fetch(
+    previous: Option<&AriStatus>,
+    serial: String,
+    window: Result<Option<RenewalWindow>, String>,
+    now: OffsetDateTime,
+    sample: f64,
+) -> AriStatus {
+    let previous = previous.filter(|p| p.serial == serial);
+    match window {
+        Ok(Some(window)) => AriStatus {
+            serial,
+            renew_at: Some(pick_time(previous, &window, sample)),
+            next_check_at: window.next_check_at,
+            window: Some(window),
+        },
+        Ok(None) => AriStatus {
+            serial,
+            window: None,
+            renew_at: None,
+            next_check_at: NEVER,
+        },
+        Err(_) => {
+            let mut kept = previous.cloned().unwrap_or(AriStatus {
                 serial,
                 window: None,
                 renew_at: None,
-                next_check_at: OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap_or(now),
-            },
-            Err(error) => {
-                tracing::warn!(cert_id = %cert.spec.id, %error, "cannot fetch the CA's renewal window; keeping the last one");
-                let mut kept = previous.cloned().unwrap_or(AriStatus {
-                    serial,
-                    window: None,
-                    renew_at: None,
-                    next_check_at: now,
-                });
-                kept.next_check_at = now + RETRY_AFTER_ERROR;
-                kept
-            }
-        });
+                next_check_at: now,
+            });
+            kept.next_check_at = now.saturating_add(RETRY_AFTER_ERROR);
+            kept
+        }
     }
 }
 
@@ -185,6 +129,26 @@ mod tests {
             moved.start + Duration::hours(6),
             "a moved window (e.g. a revocation event) is picked anew"
         );
+    }
+
+    #[test]
+    fn a_failed_fetch_keeps_the_last_window_and_asks_again_later() {
+        let w = window(0, 48);
+        let now = w.start;
+        let fetched = after_fetch(None, "01".into(), Ok(Some(w.clone())), now, 0.5);
+        assert_eq!(fetched.renew_at, Some(w.start + Duration::hours(24)));
+        let failed = after_fetch(Some(&fetched), "01".into(), Err("down".into()), now, 0.9);
+        assert_eq!(
+            (failed.renew_at, failed.next_check_at),
+            (fetched.renew_at, now + RETRY_AFTER_ERROR)
+        );
+        let new_serial = after_fetch(Some(&fetched), "02".into(), Err("down".into()), now, 0.9);
+        assert_eq!(
+            new_serial.renew_at, None,
+            "a new cert does not inherit the old window"
+        );
+        let none = after_fetch(Some(&fetched), "01".into(), Ok(None), now, 0.9);
+        assert_eq!((none.renew_at, none.next_check_at), (None, NEVER));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The reconciler: desired state (the config, hot-reloaded) against observed state (what the
 //! install backends read back), with renewals acted out by the renewer pipeline through the
-//! work queue. It talks to backends and the store only through their traits.
+//! work queue, and every cert looked at again at the time its plan names. It talks to
+//! backends and the store only through their traits.
 
 mod ari;
 mod backoff;
@@ -8,21 +9,30 @@ mod clock;
 mod conditions;
 mod desired;
 mod dns;
+mod locks;
 mod observe;
 mod plan;
+mod progress;
 mod queue;
 mod reconciler;
 mod recover;
 mod renew;
+mod renewal;
+mod renewal_info;
 mod revoke;
+mod schedule;
+mod startup;
+mod state;
 mod watcher;
 
 pub use ari::{AriStatus, pick_time};
-pub use clock::{Clock, ManualClock, SystemClock, rfc3339};
+pub use clock::{Clock, ManualClock, Sleep, SystemClock, rfc3339};
 pub use desired::{CertRuntime, ConfigDiff, Desired};
 pub use observe::inspect_pem;
-pub use plan::{Observation, Plan};
-pub use reconciler::{CertState, Prepared, Reconciler, RenewRequestError, StartError};
+pub use plan::{Observation, Plan, renewal_time};
+pub use progress::Following;
+pub use reconciler::{Prepared, Reconciler, RenewRequestError, RenewTicket, StartError};
 pub use renew::RenewError;
 pub use revoke::RevokeError;
+pub use state::CertState;
 pub use watcher::{WatchError, watch_config};

@@ -16,11 +16,15 @@ use rota_api::CertId;
 use rota_api::wire::InstalledCert;
 
 use crate::desired::CertRuntime;
+use crate::locks::lock;
 use crate::plan::Observation;
-use crate::reconciler::lock;
 
 /// How many installed certs are read back at once during a sweep.
 const READ_CONCURRENCY: usize = 64;
+
+/// How long an install backend may take to read a cert back before it counts as unreadable,
+/// so one slow remote (an API server, a NAS) cannot hold up the observation of every cert.
+const FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Below this many certs a sweep is not worth splitting across threads.
 const MIN_BLOCKING_CHUNK: usize = 256;
@@ -216,11 +220,22 @@ async fn fetch_sources(certs: &[Arc<CertRuntime>]) -> Vec<Source> {
         let mut reads = tokio::task::JoinSet::new();
         for &i in chunk {
             let cert = Arc::clone(&certs[i]);
-            reads.spawn(async move { (i, cert.install.current_cert_pem(&cert.spec.id).await) });
+            reads.spawn(async move {
+                let read = cert.install.current_cert_pem(&cert.spec.id);
+                let pem = match tokio::time::timeout(FETCH_TIMEOUT, read).await {
+                    Ok(pem) => pem.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!(
+                        "the {} installer did not answer within {}s",
+                        cert.install.kind(),
+                        FETCH_TIMEOUT.as_secs()
+                    )),
+                };
+                (i, pem)
+            });
         }
         while let Some(joined) = reads.join_next().await {
             match joined {
-                Ok((i, pem)) => sources[i] = Source::Fetched(pem.map_err(|e| e.to_string())),
+                Ok((i, pem)) => sources[i] = Source::Fetched(pem),
                 Err(e) => tracing::error!(error = %e, "reading an installed cert panicked"),
             }
         }
@@ -233,11 +248,28 @@ pub fn inspect_pem(pem: &str) -> Result<InstalledCert, String> {
     parse_leaf(pem).map(|leaf| leaf.facts)
 }
 
-fn parse_leaf(pem: &str) -> Result<ParsedLeaf, String> {
+/// The DER SubjectPublicKeyInfo of the first certificate of a PEM document.
+pub(crate) fn leaf_spki(pem: &str) -> Result<Vec<u8>, String> {
+    with_leaf(pem, |cert| Ok(cert.public_key().raw.to_vec()))
+}
+
+/// Runs `read` on the first certificate of a PEM document.
+fn with_leaf<T>(
+    pem: &str,
+    read: impl FnOnce(&X509Certificate<'_>) -> Result<T, String>,
+) -> Result<T, String> {
     let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
         .map_err(|e| format!("not a PEM certificate: {e}"))?;
     let (_, cert) = X509Certificate::from_der(&block.contents)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    read(&cert)
+}
+
+fn parse_leaf(pem: &str) -> Result<ParsedLeaf, String> {
+    with_leaf(pem, parse_facts)
+}
+
+fn parse_facts(cert: &X509Certificate<'_>) -> Result<ParsedLeaf, String> {
     let time = |t: x509_parser::time::ASN1Time| {
         OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|e| e.to_string())
     };

@@ -86,11 +86,30 @@ pub fn plan(input: &PlanInput<'_>, now: OffsetDateTime) -> Plan {
         },
         Some(reason) => Plan::Renew(reason),
         None => Plan::UpToDate {
-            renew_at: input.ari_renew_at.unwrap_or_else(|| {
-                installed(input).map_or(now, |c| c.not_after - input.renew_threshold)
+            renew_at: installed(input).map_or(now, |c| {
+                renewal_time(c, input.ari_renew_at, input.renew_threshold)
             }),
         },
     }
+}
+
+/// When `installed` is due for renewal: the time picked inside the CA's renewal window when
+/// it publishes one, else `renew_threshold` before notAfter. The one place this is computed.
+#[must_use]
+pub fn renewal_time(
+    installed: &InstalledCert,
+    ari_renew_at: Option<OffsetDateTime>,
+    renew_threshold: Duration,
+) -> OffsetDateTime {
+    ari_renew_at.unwrap_or_else(|| installed.not_after.saturating_sub(renew_threshold))
+}
+
+/// Whether renewing for `reason` means the cert has no valid cert for its spec (nothing
+/// installed, unreadable, revoked, wrong key or names, expired), as opposed to being merely
+/// due: the former is acted on at once, even at start.
+#[must_use]
+pub fn lacks_valid_cert(reason: Reason) -> bool {
+    !matches!(reason, Reason::RenewalDue | Reason::AriWindow)
 }
 
 fn installed<'a>(input: &PlanInput<'a>) -> Option<&'a InstalledCert> {
@@ -144,7 +163,7 @@ fn inside_renewal_window(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<R
         return None;
     }
     installed(input)
-        .filter(|c| c.not_after - input.renew_threshold <= now)
+        .filter(|c| renewal_time(c, None, input.renew_threshold) <= now)
         .map(|_| Reason::RenewalDue)
 }
 

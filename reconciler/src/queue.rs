@@ -1,242 +1,244 @@
-//! The work queue: at most one renewal per cert at a time, at most
-//! `daemon.max_concurrent_renewals` at once (a fair semaphore, so first queued runs first),
-//! and what happens after each renewal: conditions, backoff, alerts, a fresh observation.
+//! The work queue's bookkeeping: which certs are busy (a renewal queued or running, or a
+//! revocation), and the renewal slots — `daemon.max_concurrent_renewals` per CA, fair (first
+//! queued runs first), so a CA that hangs holds only its own certs back. Busy marks and slots
+//! are guards: dropping them, also by a panic or a cancelled task, frees them.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus};
-use rota_api::wire::RenewProgress;
-use rota_api::{AlertEvent, AlertKind};
+use rota_api::CertId;
 
-use crate::backoff;
-use crate::clock::rfc3339;
-use crate::conditions::Update;
-use crate::desired::CertRuntime;
-use crate::reconciler::{Reconciler, lock};
-use crate::renew::{RenewContext, RenewError, renew};
+use crate::locks::lock;
+use crate::progress::{Following, ProgressLog};
 
-/// Tells a client following a forced renewal that its cert left the config before it ran.
-async fn cert_gone(progress: Option<mpsc::Sender<RenewProgress>>) {
-    if let Some(tx) = progress {
-        let error = "the cert was removed from the config before its renewal started".to_owned();
-        let finished = RenewProgress::Finished {
-            status: RenewalStatus::Failed,
-            error: Some(error),
-        };
-        let _ = tx.send(finished).await;
-    }
+/// What keeps a cert busy.
+#[derive(Debug, Clone)]
+enum Activity {
+    /// A renewal, queued or running, and its progress for followers.
+    Renewal(Arc<ProgressLog>),
+    /// A revocation at the CA.
+    Revocation,
 }
 
-/// How long one alert sink may take before it is given up on.
-const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Why a cert could not be marked busy.
+#[derive(Debug)]
+pub(crate) enum Occupied {
+    /// A renewal is queued or running; here is a way to follow it.
+    Renewal(Following),
+    /// A revocation is running.
+    Revocation,
+}
 
-impl Reconciler {
-    /// Queues a renewal unless one of this cert is already running or queued; returns
-    /// whether it was queued.
-    pub(crate) fn enqueue(
-        &self,
-        cert: &Arc<CertRuntime>,
-        trigger: Reason,
-        progress: Option<mpsc::Sender<RenewProgress>>,
-    ) -> bool {
-        if self.shared.shutdown.is_cancelled()
-            || !lock(&self.shared.busy).insert(cert.spec.id.clone())
-        {
-            return false;
-        }
-        let this = self.clone();
-        let id = cert.spec.id.clone();
-        self.shared.tasks.spawn(async move {
-            let permits = Arc::clone(&this.shared.permits);
-            let mut renewed = None;
-            tokio::select! {
-                () = this.shared.shutdown.cancelled() => {}
-                permit = permits.acquire_owned() => {
-                    let Ok(permit) = permit else { return };
-                    // The cert may have changed or gone while it waited: renew what is configured now.
-                    match this.desired().cert(&id).cloned() {
-                        Some(cert) => {
-                            this.run_renewal(&cert, trigger, progress).await;
-                            renewed = Some(cert.generation);
-                        }
-                        None => cert_gone(progress).await,
-                    }
-                    this.release(permit);
-                }
-            }
-            lock(&this.shared.busy).remove(&id);
-            // A spec change that arrived during the renewal was skipped while the cert was
-            // busy; reconcile it now rather than at the next sweep.
-            let current = this.desired().cert(&id).cloned();
-            if let (Some(generation), Some(current)) = (renewed, current)
-                && current.generation != generation
-            {
-                this.reconcile(&current).await;
-            }
-        });
-        true
-    }
+type BusyMap = Arc<Mutex<HashMap<CertId, Activity>>>;
 
-    /// Returns a renewal's slot, or retires it while a lowered limit is still being paid off.
-    fn release(&self, permit: tokio::sync::OwnedSemaphorePermit) {
-        let mut capacity = lock(&self.shared.capacity);
-        if capacity.debt > 0 {
-            capacity.debt -= 1;
-            permit.forget();
+/// Busy marks and per-CA renewal slots.
+#[derive(Debug)]
+pub(crate) struct WorkQueue {
+    busy: BusyMap,
+    pools: Mutex<Pools>,
+}
+
+#[derive(Debug)]
+struct Pools {
+    size: usize,
+    by_ca: HashMap<&'static str, Pool>,
+}
+
+/// One CA's slots.
+#[derive(Debug, Clone)]
+struct Pool {
+    permits: Arc<Semaphore>,
+    capacity: Arc<Mutex<Capacity>>,
+}
+
+/// A pool's size and how many slots a lowered limit still has to retire.
+#[derive(Debug)]
+struct Capacity {
+    size: usize,
+    debt: usize,
+}
+
+impl Pool {
+    fn new(size: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(size)),
+            capacity: Arc::new(Mutex::new(Capacity { size, debt: 0 })),
         }
     }
 
-    /// Applies a new `max_concurrent_renewals`. Slots held by running renewals cannot be taken
-    /// back at once, so a shrink that finds them busy is owed and retired as they are released.
-    pub(crate) fn resize_permits(&self, wanted: usize) {
-        let mut capacity = lock(&self.shared.capacity);
+    /// Slots held by running renewals cannot be taken back at once, so a shrink that finds
+    /// them busy is owed and retired as they are released.
+    fn resize(&self, wanted: usize) {
+        let mut capacity = lock(&self.capacity);
         if wanted >= capacity.size {
             let grow = wanted - capacity.size;
             let repaid = grow.min(capacity.debt);
             capacity.debt -= repaid;
-            self.shared.permits.add_permits(grow - repaid);
+            self.permits.add_permits(grow - repaid);
         } else {
             let shrink = capacity.size - wanted;
-            let retired = self.shared.permits.forget_permits(shrink);
+            let retired = self.permits.forget_permits(shrink);
             capacity.debt += shrink - retired;
         }
         capacity.size = wanted;
     }
+}
 
-    async fn run_renewal(
+/// A cert's busy mark; dropping it frees the cert.
+#[derive(Debug)]
+pub(crate) struct BusyMark {
+    busy: BusyMap,
+    id: CertId,
+}
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        lock(&self.busy).remove(&self.id);
+    }
+}
+
+/// A renewal slot; dropping it returns it (or retires it while a lowered limit is paid off).
+#[derive(Debug)]
+pub(crate) struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    capacity: Arc<Mutex<Capacity>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut capacity = lock(&self.capacity);
+        if capacity.debt > 0 {
+            capacity.debt -= 1;
+            if let Some(permit) = self.permit.take() {
+                permit.forget();
+            }
+        }
+    }
+}
+
+impl WorkQueue {
+    /// A queue with `slots_per_ca` renewal slots for each CA.
+    pub(crate) fn new(slots_per_ca: usize) -> Self {
+        Self {
+            busy: Arc::default(),
+            pools: Mutex::new(Pools {
+                size: slots_per_ca,
+                by_ca: HashMap::new(),
+            }),
+        }
+    }
+
+    /// Marks `id` busy with a renewal, whose progress goes to the log returned, or says what
+    /// keeps it busy already.
+    pub(crate) fn mark_renewal(
         &self,
-        cert: &Arc<CertRuntime>,
-        trigger: Reason,
-        progress: Option<mpsc::Sender<RenewProgress>>,
-    ) {
-        self.set_condition(
-            cert,
-            Update::new(
-                ConditionType::Issuing,
-                ConditionStatus::True,
-                Reason::Renewing,
-                format!("renewal started ({trigger})"),
-            ),
-        )
-        .await;
-        let ctx = RenewContext {
-            store: Arc::clone(&self.shared.store),
-            dns_propagation: self.desired().loaded.config.daemon.dns_propagation.clone(),
-            clock: Arc::clone(&self.shared.clock),
-            progress,
-        };
-        let outcome = renew(&ctx, cert, trigger).await;
-        match &outcome {
-            Ok(_) => self.renewal_succeeded(cert).await,
-            Err(e) => self.renewal_failed(cert, e).await,
-        }
-        self.set_condition(
-            cert,
-            Update::new(
-                ConditionType::Issuing,
-                ConditionStatus::False,
-                Reason::Idle,
-                "no renewal running",
-            ),
-        )
-        .await;
-        // Read back what is installed now, so `Ready` reflects the outcome; a spec that changed
-        // meanwhile is reconciled by the caller instead.
-        if self
-            .desired()
-            .cert(&cert.spec.id)
-            .is_some_and(|c| c.generation == cert.generation)
-        {
-            let (observed, decision) = self.observe_and_plan_one(cert).await;
-            self.record_plan(cert, observed, &decision).await;
-        }
+        id: &CertId,
+    ) -> Result<(BusyMark, Arc<ProgressLog>), Occupied> {
+        let progress = ProgressLog::new();
+        let mark = self.mark(id, Activity::Renewal(Arc::clone(&progress)))?;
+        Ok((mark, progress))
     }
 
-    async fn renewal_succeeded(&self, cert: &CertRuntime) {
-        lock(&self.shared.states)
-            .entry(cert.spec.id.clone())
-            .or_default()
-            .backoff = None;
-        if let Err(e) = self.shared.store.put_backoff(&cert.spec.id, None).await {
-            tracing::error!(cert_id = %cert.spec.id, error = %e, "cannot clear the backoff");
-        }
-        self.set_condition(
-            cert,
-            Update::new(
-                ConditionType::Failing,
-                ConditionStatus::False,
-                Reason::RenewalSucceeded,
-                "the last renewal succeeded",
-            ),
-        )
-        .await;
+    /// Marks `id` busy with a revocation, or says what keeps it busy already.
+    pub(crate) fn mark_revocation(&self, id: &CertId) -> Result<BusyMark, Occupied> {
+        self.mark(id, Activity::Revocation)
     }
 
-    async fn renewal_failed(&self, cert: &CertRuntime, error: &RenewError) {
-        let now = self.shared.clock.now();
-        let next = {
-            let mut states = lock(&self.shared.states);
-            let state = states.entry(cert.spec.id.clone()).or_default();
-            let next = backoff::after_failure(
-                state.backoff.as_ref(),
-                cert.generation,
-                error.retry_after,
-                now,
-                rand::random::<f64>(),
-            );
-            state.backoff = Some(next.clone());
-            next
-        };
-        if let Err(e) = self
-            .shared
-            .store
-            .put_backoff(&cert.spec.id, Some(&next))
-            .await
-        {
-            tracing::error!(cert_id = %cert.spec.id, error = %e, "cannot store the backoff");
-        }
-        let message = format!(
-            "{error}; failure {} in a row, next automatic attempt at {}",
-            next.failures,
-            rfc3339(next.next_attempt_at)
-        );
-        self.set_condition(
-            cert,
-            Update::new(
-                ConditionType::Failing,
-                ConditionStatus::True,
-                Reason::RenewalFailed,
-                message.clone(),
-            ),
-        )
-        .await;
-        let event = AlertEvent {
-            cert_id: cert.spec.id.clone(),
-            kind: AlertKind::RenewalFailed,
-            message,
-            timestamp: now,
-        };
-        self.dispatch_alert(&event).await;
-    }
-
-    /// Sends `event` to every alert sink at once; a sink's failure is logged, never fatal.
-    async fn dispatch_alert(&self, event: &AlertEvent) {
-        let sinks = self.desired().alerts.clone();
-        let mut sends = tokio::task::JoinSet::new();
-        for sink in sinks {
-            let event = event.clone();
-            sends.spawn(async move {
-                let kind = sink.kind();
-                match tokio::time::timeout(ALERT_TIMEOUT, sink.dispatch(&event)).await {
-                    Ok(Ok(())) => tracing::info!(sink = kind, "alert sent"),
-                    Ok(Err(e)) => tracing::error!(sink = kind, error = %e, "alert not delivered"),
-                    Err(_) => tracing::error!(sink = kind, "alert timed out"),
-                }
+    fn mark(&self, id: &CertId, activity: Activity) -> Result<BusyMark, Occupied> {
+        let mut busy = lock(&self.busy);
+        if let Some(existing) = busy.get(id) {
+            return Err(match existing {
+                Activity::Renewal(log) => Occupied::Renewal(log.follow()),
+                Activity::Revocation => Occupied::Revocation,
             });
         }
-        while sends.join_next().await.is_some() {}
+        busy.insert(id.clone(), activity);
+        Ok(BusyMark {
+            busy: Arc::clone(&self.busy),
+            id: id.clone(),
+        })
+    }
+
+    /// Whether `id` is busy.
+    pub(crate) fn is_busy(&self, id: &CertId) -> bool {
+        lock(&self.busy).contains_key(id)
+    }
+
+    /// Waits for a renewal slot of the CA `ca`.
+    pub(crate) async fn slot(&self, ca: &'static str) -> Option<Slot> {
+        let pool = {
+            let mut pools = lock(&self.pools);
+            let size = pools.size;
+            pools
+                .by_ca
+                .entry(ca)
+                .or_insert_with(|| Pool::new(size))
+                .clone()
+        };
+        let permit = Arc::clone(&pool.permits).acquire_owned().await.ok()?;
+        Some(Slot {
+            permit: Some(permit),
+            capacity: pool.capacity,
+        })
+    }
+
+    /// Applies a new per-CA limit to every pool.
+    pub(crate) fn resize(&self, slots_per_ca: usize) {
+        let mut pools = lock(&self.pools);
+        pools.size = slots_per_ca;
+        for pool in pools.by_ca.values() {
+            pool.resize(slots_per_ca);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> CertId {
+        CertId::new(s).unwrap()
+    }
+
+    #[test]
+    fn a_mark_is_exclusive_until_dropped() {
+        let queue = WorkQueue::new(1);
+        let mark = queue.mark_renewal(&id("web")).unwrap();
+        assert!(matches!(
+            queue.mark_revocation(&id("web")),
+            Err(Occupied::Renewal(_))
+        ));
+        drop(mark);
+        let revoking = queue.mark_revocation(&id("web")).unwrap();
+        assert!(matches!(
+            queue.mark_renewal(&id("web")),
+            Err(Occupied::Revocation)
+        ));
+        drop(revoking);
+        assert!(!queue.is_busy(&id("web")));
+    }
+
+    #[tokio::test]
+    async fn each_ca_has_its_own_slots_and_a_shrink_is_paid_off_on_release() {
+        let queue = WorkQueue::new(2);
+        let a1 = queue.slot("acme").await.unwrap();
+        let _a2 = queue.slot("acme").await.unwrap();
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(20), queue.slot("acme"));
+        assert!(waiting.await.is_err(), "a third acme renewal waits");
+        assert!(
+            queue.slot("local").await.is_some(),
+            "another CA does not wait"
+        );
+
+        queue.resize(1);
+        drop(a1);
+        let still = tokio::time::timeout(std::time::Duration::from_millis(20), queue.slot("acme"));
+        assert!(
+            still.await.is_err(),
+            "the released slot was retired, one is still held"
+        );
     }
 }

@@ -1,59 +1,52 @@
-//! The reconciler: holds the desired state, observes what is installed, plans, and hands
-//! renewals to the work queue. Sweeps start one full interval after boot; certs the daemon
-//! has not reconciled in their current form (new, or changed by `apply`/a hot reload) are
-//! reconciled at once.
+//! The reconciler: holds the desired state, observes what is installed, plans, and acts on the
+//! plan — a renewal now, or a look again at the time the plan names (the end of a backoff, the
+//! renewal time, the next renewal-window check). One wake loop sleeps until the earliest such
+//! time; the periodic sweep is only a safety net for changes made outside rota.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
-use tokio::sync::{Semaphore, mpsc};
+use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use rota_api::config::{ConfigErrors, ConfigIssue, LoadedConfig};
-use rota_api::status::{BackoffState, Condition, ConditionStatus, ConditionType, Reason};
-use rota_api::wire::RenewProgress;
+use rota_api::status::{ConditionStatus, ConditionType, Reason};
 use rota_api::{BackendFactory, CertId};
-use rota_store::{AuditStore, StoreError};
+use rota_store::{AuditStore, SpecGeneration, StoreError};
 
-use crate::ari::AriStatus;
 use crate::clock::{Clock, rfc3339};
 use crate::conditions::{self, Update};
-use crate::desired::{CertRuntime, ConfigDiff, Desired};
+use crate::desired::{CertRuntime, ConfigDiff, Desired, DesiredSet};
 use crate::observe::Observer;
-use crate::plan::{Observation, Plan, PlanInput, plan};
+use crate::plan::{Observation, Plan, PlanInput, lacks_valid_cert, plan, renewal_time};
+use crate::progress::Following;
+use crate::queue::{Occupied, WorkQueue};
+use crate::renewal_info::AriFetches;
+use crate::schedule::Schedule;
+use crate::state::{CertState, StateTable};
 
-/// What rotad knows about one cert beyond its spec.
-#[derive(Debug, Clone, Default)]
-pub struct CertState {
-    /// Its conditions.
-    pub conditions: Vec<Condition>,
-    /// Its failure backoff.
-    pub backoff: Option<BackoffState>,
-    /// What the last observation found.
-    pub observed: Option<Observation>,
-    /// The spec generation last reconciled.
-    pub reconciled_generation: Option<u64>,
-    /// The CA's renewal window for the installed cert, when the CA publishes one.
-    pub ari: Option<AriStatus>,
-    /// Serials of this cert revoked through rota: one of them installed means "replace it".
-    pub revoked: BTreeSet<String>,
-}
-
-/// Why a forced renewal could not be queued.
+/// Why a forced renewal could not be queued or followed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RenewRequestError {
     /// No cert has that id.
     #[error("no cert `{0}` in the running config")]
     NotFound(CertId),
-    /// It is already renewing or queued.
-    #[error("a renewal of `{0}` is already running or queued")]
-    Busy(CertId),
+    /// A revocation of it is running.
+    #[error("`{0}` is being revoked; its replacement is queued once the revocation is done")]
+    Revoking(CertId),
     /// The daemon is stopping.
     #[error("rotad is shutting down")]
     ShuttingDown,
+}
+
+/// A forced renewal being followed.
+#[derive(Debug)]
+pub struct RenewTicket {
+    /// Its progress, from its first event.
+    pub following: Following,
+    /// Whether it was already queued or running when asked for (the request joined it).
+    pub attached: bool,
 }
 
 /// Why the reconciler could not start.
@@ -83,25 +76,28 @@ impl Prepared {
     }
 }
 
-/// The renewal concurrency limit and how many slots a lowered limit still has to retire.
-pub(crate) struct Capacity {
-    pub size: usize,
-    pub debt: usize,
-}
-
-pub(crate) struct Shared {
+/// The services every part of the reconciler reaches through traits.
+pub(crate) struct Services {
     pub store: Arc<dyn AuditStore>,
     pub factory: Arc<dyn BackendFactory>,
     pub clock: Arc<dyn Clock>,
-    pub desired: RwLock<Arc<Desired>>,
+}
+
+/// The reconciler's parts, each with its own narrow interface.
+pub(crate) struct Shared {
+    pub services: Services,
+    pub desired: DesiredSet,
+    pub states: StateTable,
+    pub schedule: Schedule,
+    pub queue: WorkQueue,
     pub observer: Arc<Observer>,
-    pub states: Mutex<HashMap<CertId, CertState>>,
-    pub busy: Mutex<std::collections::HashSet<CertId>>,
-    pub permits: Arc<Semaphore>,
-    pub capacity: Mutex<Capacity>,
+    pub ari: AriFetches,
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
-    pub config_errors: Mutex<Vec<ConfigIssue>>,
+    /// When the reconciler started.
+    pub started_at: OffsetDateTime,
+    /// When its first observation of every cert was done.
+    pub observed_at: OnceLock<OffsetDateTime>,
 }
 
 /// The running reconciler; cheap to clone.
@@ -110,13 +106,19 @@ pub struct Reconciler {
     pub(crate) shared: Arc<Shared>,
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+impl std::ops::Deref for Shared {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.services
+    }
 }
 
 impl Reconciler {
     /// Builds the desired state, restores stored state, recovers from an interrupted run,
-    /// reconciles certs that are new or changed, and starts the periodic sweep.
+    /// observes every installed cert and acts on what it finds (see `startup`), then starts
+    /// the wake loop and the periodic sweep. Returns once every cert has been observed, so
+    /// what the API shows is right from its first answer.
     pub async fn start(
         loaded: LoadedConfig,
         store: Arc<dyn AuditStore>,
@@ -124,102 +126,96 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
-        let desired = Desired::build(loaded, factory.as_ref()).map_err(StartError::Config)?;
-        let permits = desired.loaded.config.daemon.max_concurrent_renewals;
+        let known = store.spec_generations().await?;
+        let desired =
+            Desired::build(loaded, factory.as_ref(), &known).map_err(StartError::Config)?;
+        let slots = desired.loaded.config.daemon.max_concurrent_renewals;
+        let (desired, new_generations) = DesiredSet::new(desired, known);
+        let started_at = clock.now();
         let reconciler = Self {
             shared: Arc::new(Shared {
-                store,
-                factory,
-                clock,
-                desired: RwLock::new(Arc::new(desired)),
+                services: Services {
+                    store,
+                    factory,
+                    clock,
+                },
+                desired,
+                states: StateTable::default(),
+                schedule: Schedule::default(),
+                queue: WorkQueue::new(slots),
                 observer: Arc::new(Observer::default()),
-                states: Mutex::new(HashMap::new()),
-                busy: Mutex::new(std::collections::HashSet::new()),
-                permits: Arc::new(Semaphore::new(permits)),
-                capacity: Mutex::new(Capacity {
-                    size: permits,
-                    debt: 0,
-                }),
+                ari: AriFetches::default(),
                 tasks: TaskTracker::new(),
                 shutdown,
-                config_errors: Mutex::new(Vec::new()),
+                started_at,
+                observed_at: OnceLock::new(),
             }),
         };
+        reconciler.store_generations(new_generations).await;
         reconciler.restore_state().await?;
-        reconciler.recover().await?;
-        let pending: Vec<_> = {
-            let states = lock(&reconciler.shared.states);
-            reconciler
-                .desired()
-                .certs
-                .iter()
-                .filter(|c| {
-                    states.get(&c.spec.id).and_then(|s| s.reconciled_generation)
-                        != Some(c.generation)
-                })
-                .cloned()
-                .collect()
-        };
-        reconciler.reconcile_soon(pending);
+        let interrupted = reconciler.recover().await?;
+        reconciler.observe_at_start(&interrupted).await;
+        reconciler.spawn_wake_loop();
         reconciler.spawn_sweeps();
         Ok(reconciler)
-    }
-
-    async fn restore_state(&self) -> Result<(), StoreError> {
-        let store = &self.shared.store;
-        let (conditions, backoffs, generations, revoked) = (
-            store.all_conditions().await?,
-            store.backoffs().await?,
-            store.reconciled_generations().await?,
-            store.revoked_serials().await?,
-        );
-        let mut states = lock(&self.shared.states);
-        for (id, c) in conditions {
-            states.entry(id).or_default().conditions = c;
-        }
-        for (id, b) in backoffs {
-            states.entry(id).or_default().backoff = Some(b);
-        }
-        for (id, g) in generations {
-            states.entry(id).or_default().reconciled_generation = Some(g);
-        }
-        for (id, serials) in revoked {
-            states.entry(id).or_default().revoked = serials;
-        }
-        Ok(())
     }
 
     /// The running desired state.
     #[must_use]
     pub fn desired(&self) -> Arc<Desired> {
-        Arc::clone(
-            &self
-                .shared
-                .desired
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-        )
+        self.shared.desired.current()
     }
 
     /// A snapshot of one cert's state.
     #[must_use]
     pub fn state(&self, id: &CertId) -> CertState {
-        lock(&self.shared.states)
-            .get(id)
-            .cloned()
-            .unwrap_or_default()
+        self.shared.states.snapshot(id)
     }
 
-    /// Whether a renewal of `id` is running or queued.
+    /// Whether a renewal or revocation of `id` is running or queued.
     #[must_use]
     pub fn is_busy(&self, id: &CertId) -> bool {
-        lock(&self.shared.busy).contains(id)
+        self.shared.queue.is_busy(id)
+    }
+
+    /// When rotad will renew `cert`'s installed cert if nothing else happens first: the time
+    /// picked inside the CA's renewal window, else `renew_threshold_days` before notAfter.
+    #[must_use]
+    pub fn renews_at(&self, cert: &CertRuntime) -> Option<OffsetDateTime> {
+        let threshold = self.renew_threshold();
+        self.shared.states.read(&cert.spec.id, |state| {
+            let state = state?;
+            let Some(Observation::Installed(installed)) = &state.observed else {
+                return None;
+            };
+            Some(renewal_time(
+                installed,
+                current_ari_time(state, installed.serial.as_str()),
+                threshold,
+            ))
+        })
+    }
+
+    /// When the reconciler will next look at `id` on its own (renewal time, end of backoff,
+    /// renewal-window check), if it is scheduled.
+    #[must_use]
+    pub fn next_look(&self, id: &CertId) -> Option<OffsetDateTime> {
+        self.shared.schedule.next_for(id)
+    }
+
+    /// When the reconciler started, and when its first observation of every cert finished.
+    #[must_use]
+    pub fn started(&self) -> (OffsetDateTime, Option<OffsetDateTime>) {
+        (
+            self.shared.started_at,
+            self.shared.observed_at.get().copied(),
+        )
     }
 
     /// The errors of the last refused config change (empty once a change is applied).
     #[must_use]
     pub fn config_errors(&self) -> Vec<ConfigIssue> {
-        lock(&self.shared.config_errors).clone()
+        self.shared.desired.refused()
     }
 
     /// Records that a config change was refused, so the API can show why.
@@ -227,12 +223,15 @@ impl Reconciler {
         for issue in &errors.0 {
             tracing::error!(%issue, "config change refused; keeping the running config");
         }
-        lock(&self.shared.config_errors).clone_from(&errors.0);
+        self.shared.desired.refuse(errors);
     }
 
     /// Validates that `loaded`'s backends can be built and computes what it would change.
     pub fn prepare(&self, loaded: LoadedConfig) -> Result<Prepared, ConfigErrors> {
-        let desired = Desired::build(loaded, self.shared.factory.as_ref())?;
+        let desired = self
+            .shared
+            .desired
+            .build(loaded, self.shared.factory.as_ref())?;
         let diff = self.desired().diff(&desired);
         Ok(Prepared { desired, diff })
     }
@@ -242,15 +241,15 @@ impl Reconciler {
         let Prepared { desired, diff } = prepared;
         let previous = self.desired();
         warn_restart_only(&previous.loaded, &desired.loaded);
-        self.resize_permits(desired.loaded.config.daemon.max_concurrent_renewals);
-        let desired = Arc::new(desired);
-        *self
-            .shared
-            .desired
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::clone(&desired);
-        lock(&self.shared.config_errors).clear();
+        self.shared
+            .queue
+            .resize(desired.loaded.config.daemon.max_concurrent_renewals);
+        let new_generations = self.shared.desired.replace(desired);
+        let desired = self.desired();
         self.shared.observer.retain(|id| desired.cert(id).is_some());
+        for id in &diff.removed {
+            self.shared.schedule.clear(id);
+        }
         let touched: Vec<_> = diff
             .added
             .iter()
@@ -263,16 +262,19 @@ impl Reconciler {
             removed = diff.removed.len(),
             "config applied"
         );
-        self.reconcile_soon(touched);
+        let this = self.clone();
+        self.shared.tasks.spawn(async move {
+            this.store_generations(new_generations).await;
+            for cert in touched {
+                this.reconcile(&cert).await;
+            }
+        });
         diff
     }
 
-    /// Forces a renewal of `id`, streaming its progress to `progress`.
-    pub fn renew(
-        &self,
-        id: &CertId,
-        progress: mpsc::Sender<RenewProgress>,
-    ) -> Result<(), RenewRequestError> {
+    /// Forces a renewal of `id`, or joins the one already queued or running; either way the
+    /// ticket follows it from its first event. The renewal does not depend on the follower.
+    pub fn renew(&self, id: &CertId) -> Result<RenewTicket, RenewRequestError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(RenewRequestError::ShuttingDown);
         }
@@ -281,100 +283,140 @@ impl Reconciler {
             .cert(id)
             .cloned()
             .ok_or_else(|| RenewRequestError::NotFound(id.clone()))?;
-        if self.enqueue(&cert, Reason::Forced, Some(progress)) {
-            Ok(())
-        } else {
-            Err(RenewRequestError::Busy(id.clone()))
+        match self.enqueue(&cert, Reason::Forced) {
+            Ok(following) => Ok(RenewTicket {
+                following,
+                attached: false,
+            }),
+            Err(Occupied::Renewal(following)) => Ok(RenewTicket {
+                following,
+                attached: true,
+            }),
+            Err(Occupied::Revocation) => Err(RenewRequestError::Revoking(id.clone())),
         }
     }
 
     /// Observes and plans every cert, without acting: the sweep's read-only half.
     pub async fn observe_and_plan(&self) -> Vec<(Arc<CertRuntime>, Observation, Plan)> {
-        let desired = self.desired();
-        let certs: Vec<_> = {
-            let busy = lock(&self.shared.busy);
-            desired
-                .certs
-                .iter()
-                .filter(|c| !busy.contains(&c.spec.id))
-                .cloned()
-                .collect()
-        };
+        let certs = self.idle_certs();
         let observations = self.shared.observer.observe_many(&certs).await;
-        let observed: Vec<_> = certs.into_iter().zip(observations).collect();
-        self.refresh_ari(&observed).await;
-        let threshold = desired.loaded.config.daemon.renew_threshold_days;
         let now = self.shared.clock.now();
-        let states = lock(&self.shared.states);
-        observed
+        certs
             .into_iter()
+            .zip(observations)
             .map(|(cert, observed)| {
-                let decision =
-                    plan_cert(&cert, &observed, states.get(&cert.spec.id), threshold, now);
+                let decision = self.plan_for(&cert, &observed, now);
                 (cert, observed, decision)
             })
             .collect()
     }
 
-    /// One sweep: observe, plan, record `Ready`, and queue what is due.
+    /// One sweep: observe and plan every cert not busy, record `Ready`, and act on each plan.
+    /// Renewal windows that are due are fetched in the background and never waited for.
     pub async fn sweep(&self) {
-        let planned = self.observe_and_plan().await;
+        let certs = self.idle_certs();
+        let observations = self.shared.observer.observe_many(&certs).await;
+        let now = self.shared.clock.now();
         let mut queued = 0;
-        for (cert, observed, decision) in planned {
-            self.record_plan(&cert, observed, &decision).await;
-            if let Plan::Renew(reason) = decision {
-                queued += usize::from(self.enqueue(&cert, reason, None));
-            }
+        for (cert, observed) in certs.iter().zip(observations) {
+            let fetching = self.refresh_ari(cert, &observed);
+            let decision = self.plan_for(cert, &observed, now);
+            self.record_plan(cert, observed, &decision).await;
+            queued += usize::from(self.act(cert, &decision, fetching));
         }
         tracing::info!(queued, "sweep done");
     }
 
-    /// Reconciles one cert now (observe, plan, act).
+    fn idle_certs(&self) -> Vec<Arc<CertRuntime>> {
+        self.desired()
+            .certs
+            .iter()
+            .filter(|c| !self.is_busy(&c.spec.id))
+            .cloned()
+            .collect()
+    }
+
+    /// Reconciles one cert now: observe, plan, record, act.
     pub(crate) async fn reconcile(&self, cert: &Arc<CertRuntime>) {
         if self.is_busy(&cert.spec.id) {
             return;
         }
-        let (observed, decision) = self.observe_and_plan_one(cert).await;
-        self.record_plan(cert, observed, &decision).await;
-        if let Plan::Renew(reason) = decision {
-            self.enqueue(cert, reason, None);
-        }
-    }
-
-    /// Observes one cert (and its renewal window, if due) and plans it.
-    pub(crate) async fn observe_and_plan_one(
-        &self,
-        cert: &Arc<CertRuntime>,
-    ) -> (Observation, Plan) {
         let observed = self.shared.observer.observe(cert).await;
-        let mut pair = [(Arc::clone(cert), observed)];
-        self.refresh_ari(&pair).await;
-        let observed = std::mem::replace(&mut pair[0].1, Observation::NotInstalled);
-        let threshold = self.desired().loaded.config.daemon.renew_threshold_days;
-        let states = lock(&self.shared.states);
-        let decision = plan_cert(
-            cert,
-            &observed,
-            states.get(&cert.spec.id),
-            threshold,
-            self.shared.clock.now(),
-        );
-        (observed, decision)
+        let fetching = self.refresh_ari(cert, &observed);
+        let decision = self.plan_for(cert, &observed, self.shared.clock.now());
+        self.record_plan(cert, observed, &decision).await;
+        self.act(cert, &decision, fetching);
     }
 
-    fn reconcile_soon(&self, certs: Vec<Arc<CertRuntime>>) {
-        if certs.is_empty() {
-            return;
-        }
-        let this = self.clone();
-        self.shared.tasks.spawn(async move {
-            for cert in certs {
-                this.reconcile(&cert).await;
+    /// Acts on a plan: renew now, or look again when the plan says; returns whether a renewal
+    /// was queued. A cert merely due by the threshold while its renewal window is being
+    /// fetched waits for the fetch, which reconciles it again; one merely due whose renewal a
+    /// restart spread out waits for its turn.
+    pub(crate) fn act(&self, cert: &Arc<CertRuntime>, decision: &Plan, ari_fetching: bool) -> bool {
+        let id = &cert.spec.id;
+        let now = self.shared.clock.now();
+        let deferred = self
+            .shared
+            .schedule
+            .deferred_until(id)
+            .is_some_and(|until| until > now);
+        match decision {
+            Plan::Renew(Reason::RenewalDue) if ari_fetching => false,
+            Plan::Renew(reason) if deferred && !lacks_valid_cert(*reason) => false,
+            Plan::Renew(reason) => self.enqueue(cert, *reason).is_ok(),
+            Plan::BackingOff { until, .. } => {
+                self.shared.schedule.set(id, *until);
+                false
             }
-        });
+            Plan::UpToDate { renew_at } => {
+                let ari_check = self.shared.states.read(id, |s| {
+                    s.and_then(|s| s.ari.as_ref()).map(|a| a.next_check_at)
+                });
+                let at = ari_check.map_or(*renew_at, |check| check.min(*renew_at));
+                self.shared.schedule.set(id, at);
+                false
+            }
+        }
     }
 
-    /// Records the `Ready` condition a plan implies and that this generation was reconciled.
+    /// Plans `cert` with what is known about it at `now`.
+    pub(crate) fn plan_for(
+        &self,
+        cert: &CertRuntime,
+        observed: &Observation,
+        now: OffsetDateTime,
+    ) -> Plan {
+        let threshold = self.renew_threshold();
+        self.shared.states.read(&cert.spec.id, |state| {
+            let installed = match observed {
+                Observation::Installed(c) => Some(c),
+                _ => None,
+            };
+            let ari_renew_at = state
+                .zip(installed)
+                .and_then(|(s, c)| current_ari_time(s, &c.serial));
+            let revoked = state
+                .zip(installed)
+                .is_some_and(|(s, c)| s.revoked.contains(&c.serial));
+            let input = PlanInput {
+                domains: &cert.spec.domains,
+                renew_threshold: threshold,
+                generation: cert.generation,
+                observed,
+                backoff: state.and_then(|s| s.backoff.as_ref()),
+                ari_renew_at,
+                revoked,
+            };
+            plan(&input, now)
+        })
+    }
+
+    fn renew_threshold(&self) -> time::Duration {
+        let days = self.desired().loaded.config.daemon.renew_threshold_days;
+        time::Duration::days(i64::from(days))
+    }
+
+    /// Records the `Ready` condition a plan implies and what was observed.
     pub(crate) async fn record_plan(
         &self,
         cert: &CertRuntime,
@@ -382,69 +424,83 @@ impl Reconciler {
         decision: &Plan,
     ) {
         let update = ready_condition(&observed, decision);
-        let id = &cert.spec.id;
-        let (changed, first_time) = {
-            let mut states = lock(&self.shared.states);
-            let state = states.entry(id.clone()).or_default();
+        let now = self.shared.clock.now();
+        let changed = self.shared.states.update(&cert.spec.id, |state| {
             state.observed = Some(observed);
-            let first_time = state.reconciled_generation != Some(cert.generation);
-            state.reconciled_generation = Some(cert.generation);
-            let changed = conditions::apply(
-                &mut state.conditions,
-                update,
-                cert.generation,
-                self.shared.clock.now(),
-            );
-            (changed.then(|| state.conditions.clone()), first_time)
-        };
-        if let Some(conds) = changed
-            && let Err(e) = self.shared.store.put_conditions(id, &conds).await
-        {
-            tracing::error!(cert_id = %id, error = %e, "cannot store conditions");
-        }
-        if first_time
-            && let Err(e) = self
-                .shared
-                .store
-                .put_reconciled_generation(id, cert.generation)
-                .await
-        {
-            tracing::error!(cert_id = %id, error = %e, "cannot store the reconciled generation");
+            conditions::apply(&mut state.conditions, update, cert.generation, now)
+                .then(|| state.conditions.clone())
+        });
+        if let Some(conds) = changed {
+            self.store_conditions(&cert.spec.id, &conds).await;
         }
     }
 
     /// Updates one condition in memory and in the store.
     pub(crate) async fn set_condition(&self, cert: &CertRuntime, update: Update) {
-        let conds = {
-            let mut states = lock(&self.shared.states);
-            let state = states.entry(cert.spec.id.clone()).or_default();
-            conditions::apply(
-                &mut state.conditions,
-                update,
-                cert.generation,
-                self.shared.clock.now(),
-            )
-            .then(|| state.conditions.clone())
-        };
-        if let Some(conds) = conds
-            && let Err(e) = self
-                .shared
-                .store
-                .put_conditions(&cert.spec.id, &conds)
-                .await
-        {
-            tracing::error!(cert_id = %cert.spec.id, error = %e, "cannot store conditions");
+        let now = self.shared.clock.now();
+        let changed = self.shared.states.update(&cert.spec.id, |state| {
+            conditions::apply(&mut state.conditions, update, cert.generation, now)
+                .then(|| state.conditions.clone())
+        });
+        if let Some(conds) = changed {
+            self.store_conditions(&cert.spec.id, &conds).await;
         }
     }
 
+    async fn store_conditions(&self, id: &CertId, conditions: &[rota_api::status::Condition]) {
+        if let Err(e) = self.shared.store.put_conditions(id, conditions).await {
+            tracing::error!(cert_id = %id, error = %e, "cannot store conditions");
+        }
+    }
+
+    async fn store_generations(&self, generations: Vec<(CertId, SpecGeneration)>) {
+        for (id, generation) in generations {
+            if let Err(e) = self.shared.store.put_spec_generation(&id, generation).await {
+                tracing::error!(cert_id = %id, error = %e, "cannot store the spec generation");
+            }
+        }
+    }
+
+    /// Sleeps until the earliest scheduled look, then reconciles every cert that is due.
+    fn spawn_wake_loop(&self) {
+        let this = self.clone();
+        self.shared.tasks.spawn(async move {
+            let shared = &this.shared;
+            loop {
+                let earliest = shared.schedule.earliest();
+                let wake = async {
+                    match earliest {
+                        Some(at) => shared.clock.sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = shared.shutdown.cancelled() => break,
+                    () = shared.schedule.changed() => continue,
+                    () = wake => {}
+                }
+                let desired = this.desired();
+                for id in shared.schedule.take_due(shared.clock.now()) {
+                    if let Some(cert) = desired.cert(&id) {
+                        this.reconcile(cert).await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The safety net: a full sweep every `check_interval_seconds`, for changes made outside
+    /// rota (a cert file replaced by hand, a key moved).
     fn spawn_sweeps(&self) {
         let this = self.clone();
         self.shared.tasks.spawn(async move {
             loop {
                 let interval = this.desired().loaded.config.daemon.check_interval_seconds;
+                let interval = time::Duration::seconds(i64::try_from(interval).unwrap_or(i64::MAX));
+                let at = this.shared.clock.now().saturating_add(interval);
                 tokio::select! {
                     () = this.shared.shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_secs(interval)) => this.sweep().await,
+                    () = this.shared.clock.sleep_until(at) => this.sweep().await,
                 }
             }
         });
@@ -453,7 +509,7 @@ impl Reconciler {
     /// Stops sweeping and queuing, and waits up to `grace` for running renewals to finish.
     /// Renewals still running after that stay journalled and are closed as interrupted at
     /// the next start.
-    pub async fn shutdown(&self, grace: Duration) -> bool {
+    pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
         tokio::time::timeout(grace, self.shared.tasks.wait())
@@ -462,31 +518,13 @@ impl Reconciler {
     }
 }
 
-fn plan_cert(
-    cert: &CertRuntime,
-    observed: &Observation,
-    state: Option<&CertState>,
-    renew_threshold_days: u32,
-    now: time::OffsetDateTime,
-) -> Plan {
-    let ari_renew_at = match (observed, state.and_then(|s| s.ari.as_ref())) {
-        (Observation::Installed(c), Some(ari)) if ari.serial == c.serial => ari.renew_at,
-        _ => None,
-    };
-    let revoked = match (observed, state) {
-        (Observation::Installed(c), Some(state)) => state.revoked.contains(&c.serial),
-        _ => false,
-    };
-    let input = PlanInput {
-        domains: &cert.spec.domains,
-        renew_threshold: time::Duration::days(i64::from(renew_threshold_days)),
-        generation: cert.generation,
-        observed,
-        backoff: state.and_then(|s| s.backoff.as_ref()),
-        ari_renew_at,
-        revoked,
-    };
-    plan(&input, now)
+/// The time picked inside the CA's window for the installed cert `serial`, if any.
+fn current_ari_time(state: &CertState, serial: &str) -> Option<OffsetDateTime> {
+    state
+        .ari
+        .as_ref()
+        .filter(|a| a.serial == serial)
+        .and_then(|a| a.renew_at)
 }
 
 fn ready_condition(observed: &Observation, decision: &Plan) -> Update {

@@ -1,18 +1,15 @@
 //! The renewer pipeline for one renewal of one cert, top to bottom: key, CSR, order,
 //! challenge check, DCV publish (journalled first), issuance, DCV removal (always), persist,
-//! install. Every step is an audit event, streamed to whoever asked for the renewal.
+//! install — or, when an earlier attempt issued a cert it could not install, key and install
+//! only. Every step is an audit event, handed to whoever follows the renewal.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
-
-use tokio::sync::mpsc;
-use tracing::Instrument;
 
 use rota_api::config::{DcvSpec, DnsPropagation};
 use rota_api::status::{Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
-use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert};
+use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert, OrderHandle};
 use rota_providers::keys::{self, CertKey};
 use rota_store::{AuditStore, IssuedCertRow};
 
@@ -20,23 +17,28 @@ use crate::clock::{Clock, rfc3339};
 use crate::desired::CertRuntime;
 use crate::dns::DnsChecker;
 use crate::observe::inspect_pem;
+use crate::progress::ProgressLog;
 
-/// Why a renewal failed: the step, what went wrong, and any delay the peer asked for.
+/// Why a renewal failed: the step, the kind of failure, what the peer said, and any delay
+/// the peer asked for.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} failed: {message}", step.as_str())]
 pub struct RenewError {
     /// The step that failed.
     pub step: Step,
-    /// What went wrong, in operator terms.
+    /// What kind of failure it was; it becomes the `Failing` condition's reason.
+    pub reason: Reason,
+    /// What went wrong, in operator terms, with the peer's own words.
     pub message: String,
     /// The peer's `Retry-After`, if it sent one.
-    pub retry_after: Option<Duration>,
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl RenewError {
-    pub(crate) fn new(step: Step, message: impl Into<String>) -> Self {
+    pub(crate) fn new(step: Step, reason: Reason, message: impl Into<String>) -> Self {
         Self {
             step,
+            reason,
             message: message.into(),
             retry_after: None,
         }
@@ -45,39 +47,62 @@ impl RenewError {
     pub(crate) fn backend(step: Step, err: &BackendError) -> Self {
         Self {
             step,
+            reason: failure_reason(step, err),
             message: err.to_string(),
             retry_after: err.retry_after(),
         }
     }
 }
 
-/// What the pipeline needs from the daemon.
-pub(crate) struct RenewContext {
+/// The reason a backend failure at `step` gives the `Failing` condition: what the operator
+/// should look at first. An install failure is always `InstallFailed` (the cert exists and
+/// the next attempt only installs it); otherwise what the peer did decides, then the step.
+fn failure_reason(step: Step, err: &BackendError) -> Reason {
+    let dcv_step = matches!(
+        step,
+        Step::CheckChallenges | Step::PublishDcv | Step::CheckPropagation | Step::RemoveDcv
+    );
+    match err {
+        _ if step == Step::Install => Reason::InstallFailed,
+        BackendError::RateLimited { .. } => Reason::RateLimited,
+        BackendError::Timeout { .. } => Reason::Timeout,
+        _ if dcv_step => Reason::DcvFailed,
+        _ if step == Step::LoadKey => Reason::KeyUnreadable,
+        BackendError::Unreachable { .. } => Reason::Unreachable,
+        BackendError::Refused { .. } => Reason::Refused,
+        _ => Reason::Misconfigured,
+    }
+}
+
+/// Records one renewal's (or revocation's) step events in the audit store and hands them to
+/// whoever follows it.
+#[derive(Clone)]
+pub(crate) struct Audit {
     pub store: Arc<dyn AuditStore>,
-    pub dns_propagation: DnsPropagation,
     pub clock: Arc<dyn Clock>,
-    pub progress: Option<mpsc::Sender<RenewProgress>>,
-}
-
-/// Records step events for one renewal and forwards them to the progress stream.
-pub(crate) struct Audit<'a> {
-    pub ctx: &'a RenewContext,
     pub renewal_id: i64,
+    pub progress: Option<Arc<ProgressLog>>,
 }
 
-impl Audit<'_> {
-    async fn record(&self, step: Step, status: StepStatus, message: &str) {
-        let at = self.ctx.clock.now();
+impl Audit {
+    pub(crate) async fn record(&self, step: Step, status: StepStatus, message: &str) {
+        let at = self.clock.now();
         match self
-            .ctx
             .store
             .record_step(self.renewal_id, step, status, message, at)
             .await
         {
-            Ok(event) => self.ctx.send(RenewProgress::Step(event)).await,
+            Ok(event) => self.publish(RenewProgress::Step(event)),
             Err(e) => {
                 tracing::error!(error = %e, step = step.as_str(), "cannot record a step event");
             }
+        }
+    }
+
+    /// Hands `event` to the followers, if anyone may follow.
+    pub(crate) fn publish(&self, event: RenewProgress) {
+        if let Some(progress) = &self.progress {
+            progress.push(event);
         }
     }
 
@@ -91,14 +116,8 @@ impl Audit<'_> {
             Err(e) => (RenewalStatus::Failed, Some(e.to_string())),
         };
         let closed = self
-            .ctx
             .store
-            .close_renewal(
-                self.renewal_id,
-                status,
-                error.as_deref(),
-                self.ctx.clock.now(),
-            )
+            .close_renewal(self.renewal_id, status, error.as_deref(), self.clock.now())
             .await;
         if let Err(e) = closed {
             tracing::error!(renewal_id = self.renewal_id, error = %e, "cannot close the audit row");
@@ -130,62 +149,33 @@ impl Audit<'_> {
     }
 }
 
-impl RenewContext {
-    async fn send(&self, item: RenewProgress) {
-        if let Some(tx) = &self.progress {
-            // The client may have gone away; the renewal goes on regardless.
-            let _ = tx.send(item).await;
-        }
-    }
-}
-
-/// Runs one renewal of `cert` and closes its audit row; returns how it ended.
-pub(crate) async fn renew(
-    ctx: &RenewContext,
-    cert: &Arc<CertRuntime>,
-    trigger: Reason,
+/// Runs the pipeline of one renewal of `cert`. With `issued` (a cert an earlier attempt of
+/// this spec issued but could not install), it installs that one instead of ordering anew,
+/// provided it still belongs to the key.
+pub(crate) async fn run_pipeline(
+    audit: Audit,
+    dns_propagation: DnsPropagation,
+    cert: Arc<CertRuntime>,
+    issued: Option<IssuedCertRow>,
 ) -> Result<IssuedCert, RenewError> {
-    let opened = ctx
-        .store
-        .open_renewal(&cert.spec.id, trigger, ctx.clock.now())
-        .await;
-    let record = opened
-        .map_err(|e| RenewError::new(Step::LoadKey, format!("cannot open the audit row: {e}")))?;
-    let span = tracing::info_span!("renewal", cert_id = %cert.spec.id, renewal_id = record.id);
-    async {
-        tracing::info!(trigger = trigger.as_str(), "renewal started");
-        ctx.send(RenewProgress::Started {
-            renewal_id: record.id,
-        })
-        .await;
-        let audit = Audit {
-            ctx,
-            renewal_id: record.id,
-        };
-        let result = run_pipeline(&audit, cert).await;
-        let (status, error) = audit.close(&result).await;
-        tracing::info!(status = status.as_str(), "renewal finished");
-        ctx.send(RenewProgress::Finished { status, error }).await;
-        result
-    }
-    .instrument(span)
-    .await
-}
-
-async fn run_pipeline(
-    audit: &Audit<'_>,
-    cert: &Arc<CertRuntime>,
-) -> Result<IssuedCert, RenewError> {
+    let audit = &audit;
     let spec = &cert.spec;
     let key_path = spec.key_path.display().to_string();
     let key = audit
-        .step(Step::LoadKey, &format!("key at {key_path}"), load_key(cert))
+        .step(
+            Step::LoadKey,
+            &format!("key at {key_path}"),
+            load_key(&cert),
+        )
         .await?;
+    if let Some(row) = issued.filter(|row| key_signed(&key, row)) {
+        return install_issued(audit, &cert, &key, row).await;
+    }
     let csr = audit
         .step(Step::GenerateCsr, "CSR for the spec's domains", async {
-            let csr = key
-                .csr_pem(&spec.domains)
-                .map_err(|e| RenewError::new(Step::GenerateCsr, e.to_string()))?;
+            let csr = key.csr_pem(&spec.domains).map_err(|e| {
+                RenewError::new(Step::GenerateCsr, Reason::KeyUnreadable, e.to_string())
+            })?;
             let names: Vec<_> = spec.domains.iter().map(ToString::to_string).collect();
             Ok((csr, format!("CSR with SANs {}", names.join(", "))))
         })
@@ -197,21 +187,18 @@ async fn run_pipeline(
         .as_ref()
         .map(|d| d.supported_kinds().to_vec())
         .unwrap_or_default();
-    let challenges = audit
+    let order = audit
         .step(
             Step::SubmitOrder,
             &format!("submitting to the {} CA", cert.ca.kind()),
             async {
-                let challenges = cert
+                let order = cert
                     .ca
                     .submit(&spec.domains, &csr, &kinds, replacing.as_deref())
                     .await
                     .map_err(|e| RenewError::backend(Step::SubmitOrder, &e))?;
-                let n = challenges.len();
-                Ok((
-                    challenges,
-                    format!("order accepted, {n} challenge(s) to answer"),
-                ))
+                let n = order.challenges.len();
+                Ok((order, format!("order accepted, {n} challenge(s) to answer")))
             },
         )
         .await?;
@@ -219,24 +206,76 @@ async fn run_pipeline(
         .step(
             Step::CheckChallenges,
             "checking the DCV solver can answer every challenge",
-            async { check_challenges(cert, &challenges) },
+            async { check_challenges(&cert, &order.challenges) },
         )
         .await?;
-    let issued = validate_and_issue(audit, cert, dcv, &challenges).await?;
+    let issued = validate_and_issue(
+        audit,
+        &dns_propagation,
+        &cert,
+        dcv,
+        &order.challenges,
+        &order.handle,
+    )
+    .await?;
     let row = audit
         .step(
             Step::PersistCert,
             "recording the issued cert",
-            persist(audit, cert, &issued),
+            persist(audit, &cert, &issued),
         )
         .await?;
+    install(audit, &cert, &key, &issued, &row).await?;
+    Ok(issued)
+}
+
+/// Whether `row`'s cert was signed for `key` (a key moved aside since gets a new order).
+fn key_signed(key: &CertKey, row: &IssuedCertRow) -> bool {
+    crate::observe::leaf_spki(&row.cert_pem).is_ok_and(|spki| spki == key.public_key_der())
+}
+
+/// Installs the cert an earlier attempt issued and could not install, without a new order.
+async fn install_issued(
+    audit: &Audit,
+    cert: &CertRuntime,
+    key: &CertKey,
+    row: IssuedCertRow,
+) -> Result<IssuedCert, RenewError> {
+    tracing::info!(serial = %row.serial, renewal_id = row.renewal_id, "installing the cert already issued; no new order");
+    let issued = IssuedCert {
+        cert_pem: row.cert_pem.clone(),
+        chain_pem: row.chain_pem.clone(),
+    };
+    install(audit, cert, key, &issued, &row).await?;
+    Ok(issued)
+}
+
+async fn install(
+    audit: &Audit,
+    cert: &CertRuntime,
+    key: &CertKey,
+    issued: &IssuedCert,
+    row: &IssuedCertRow,
+) -> Result<(), RenewError> {
+    let reused = if row.renewal_id == audit.renewal_id {
+        String::new()
+    } else {
+        format!(
+            " (issued by renewal {}, whose install failed; no new order)",
+            row.renewal_id
+        )
+    };
     audit
         .step(
             Step::Install,
-            &format!("installing via {}", cert.install.kind()),
+            &format!(
+                "installing serial {} via {}{reused}",
+                row.serial,
+                cert.install.kind()
+            ),
             async {
                 cert.install
-                    .install(&issued, key.pem(), &spec.domains)
+                    .install(issued, key.pem(), &cert.spec.domains)
                     .await
                     .map_err(|e| RenewError::backend(Step::Install, &e))?;
                 Ok((
@@ -249,16 +288,21 @@ async fn run_pipeline(
                 ))
             },
         )
-        .await?;
-    Ok(issued)
+        .await
 }
 
 async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
     let path = cert.spec.key_path.clone();
     let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path))
         .await
-        .map_err(|e| RenewError::new(Step::LoadKey, format!("key loading panicked: {e}")))?
-        .map_err(|e| RenewError::new(Step::LoadKey, e.to_string()))?;
+        .map_err(|e| {
+            RenewError::new(
+                Step::LoadKey,
+                Reason::Panicked,
+                format!("key loading panicked: {e}"),
+            )
+        })?
+        .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
     let message = if loaded.generated {
         "generated a new ECDSA P-256 key (it is reused on every renewal)"
     } else {
@@ -280,6 +324,7 @@ fn check_challenges(
     let Some(dcv) = &cert.dcv else {
         return Err(RenewError::new(
             Step::CheckChallenges,
+            Reason::Misconfigured,
             format!(
                 "the CA asked for {} challenge(s) but the cert has no `dcv:` block",
                 challenges.len()
@@ -289,6 +334,7 @@ fn check_challenges(
     if let Some(c) = challenges.iter().find(|c| !dcv.supports(c)) {
         return Err(RenewError::new(
             Step::CheckChallenges,
+            Reason::DcvFailed,
             format!(
                 "the {} solver cannot answer a {:?} challenge ({})",
                 dcv.kind(),
@@ -308,19 +354,22 @@ fn check_challenges(
 }
 
 /// Publishes every challenge (journalled first), waits until DNS-01 records are visible,
-/// waits for issuance, and then removes every journalled challenge whatever happened, so a
-/// failed run leaves no stray records.
+/// waits for issuance of the order `handle` names, and then removes every journalled
+/// challenge whatever happened, so a failed run leaves no stray records. (A renewal cut off
+/// by its deadline or a panic does not get here: its journal entries are removed for it.)
 async fn validate_and_issue(
-    audit: &Audit<'_>,
+    audit: &Audit,
+    dns_propagation: &DnsPropagation,
     cert: &CertRuntime,
     dcv: Option<Arc<dyn DcvBackend>>,
     challenges: &[DcvChallenge],
+    handle: &OrderHandle,
 ) -> Result<IssuedCert, RenewError> {
     let mut journalled = Vec::with_capacity(challenges.len());
     let dns = challenges
         .iter()
         .any(|c| c.kind() == ChallengeKind::Dns01)
-        .then(|| DnsChecker::new(&audit.ctx.dns_propagation));
+        .then(|| DnsChecker::new(dns_propagation));
     let mut outcome = Ok(());
     if let (Some(dcv), Some(spec)) = (&dcv, &cert.spec.dcv) {
         outcome = publish_all(
@@ -346,7 +395,7 @@ async fn validate_and_issue(
                     async {
                         let issued = cert
                             .ca
-                            .await_issuance(&cert.spec.domains)
+                            .await_issuance(handle)
                             .await
                             .map_err(|e| RenewError::backend(Step::AwaitIssuance, &e))?;
                         Ok((issued, "the CA signed the certificate".to_owned()))
@@ -365,7 +414,7 @@ async fn validate_and_issue(
 /// Journals then publishes each challenge, DNS-01 records at the end of any CNAME chain;
 /// stops at the first failure. What was journalled is in `journalled` either way.
 async fn publish_all(
-    audit: &Audit<'_>,
+    audit: &Audit,
     cert: &CertRuntime,
     dcv: &dyn DcvBackend,
     spec: &DcvSpec,
@@ -383,10 +432,9 @@ async fn publish_all(
                     ttl,
                 },
             ) => {
-                let target = dns
-                    .resolve_target(record_name)
-                    .await
-                    .map_err(|e| RenewError::new(Step::PublishDcv, e.to_string()))?;
+                let target = dns.resolve_target(record_name).await.map_err(|e| {
+                    RenewError::new(Step::PublishDcv, Reason::DcvFailed, e.to_string())
+                })?;
                 let delegated =
                     (target != *record_name).then(|| format!(" (CNAME from {record_name})"));
                 let challenge = DcvChallenge::Dns01 {
@@ -398,15 +446,15 @@ async fn publish_all(
             }
             _ => (asked.clone(), None),
         };
-        let at = audit.ctx.clock.now();
+        let at = audit.clock.now();
         let id = audit
-            .ctx
             .store
             .journal_dcv(audit.renewal_id, &cert.spec.id, spec, &challenge, at)
             .await
             .map_err(|e| {
                 RenewError::new(
                     Step::PublishDcv,
+                    Reason::StoreFailed,
                     format!("cannot journal the DCV record, not publishing it: {e}"),
                 )
             })?;
@@ -426,7 +474,7 @@ async fn publish_all(
 
 /// Waits until every nameserver that must answer serves each published DNS-01 record.
 async fn await_propagation(
-    audit: &Audit<'_>,
+    audit: &Audit,
     dns: &DnsChecker,
     journalled: &[(i64, DcvChallenge)],
 ) -> Result<(), RenewError> {
@@ -444,10 +492,16 @@ async fn await_propagation(
                 Step::CheckPropagation,
                 &format!("waiting for TXT {record_name} on every nameserver"),
                 async {
-                    let report = dns
-                        .wait_for_txt(record_name, record_value)
-                        .await
-                        .map_err(|e| RenewError::new(Step::CheckPropagation, e.to_string()))?;
+                    let report =
+                        dns.wait_for_txt(record_name, record_value)
+                            .await
+                            .map_err(|e| {
+                                RenewError::new(
+                                    Step::CheckPropagation,
+                                    Reason::DcvFailed,
+                                    e.to_string(),
+                                )
+                            })?;
                     let message = format!(
                         "TXT {record_name} answered by {} after {} round(s) ({:.1}s)",
                         report.servers.join(", "),
@@ -463,7 +517,7 @@ async fn await_propagation(
 }
 
 async fn remove_challenges(
-    audit: &Audit<'_>,
+    audit: &Audit,
     dcv: &dyn DcvBackend,
     journalled: &[(i64, DcvChallenge)],
 ) {
@@ -478,7 +532,7 @@ async fn remove_challenges(
             .await;
         // A record that could not be removed stays journalled and is retried at the next start.
         if removed.is_ok()
-            && let Err(e) = audit.ctx.store.clear_dcv(*journal_id).await
+            && let Err(e) = audit.store.clear_dcv(*journal_id).await
         {
             tracing::error!(error = %e, "cannot clear a DCV journal entry");
         }
@@ -486,13 +540,14 @@ async fn remove_challenges(
 }
 
 async fn persist(
-    audit: &Audit<'_>,
+    audit: &Audit,
     cert: &CertRuntime,
     issued: &IssuedCert,
 ) -> Result<(IssuedCertRow, String), RenewError> {
     let facts = inspect_pem(&issued.cert_pem).map_err(|e| {
         RenewError::new(
             Step::PersistCert,
+            Reason::Refused,
             format!("the CA returned an unreadable certificate: {e}"),
         )
     })?;
@@ -503,14 +558,13 @@ async fn persist(
         chain_pem: issued.chain_pem.clone(),
         serial: facts.serial,
         not_after: facts.not_after,
-        issued_at: audit.ctx.clock.now(),
+        issued_at: audit.clock.now(),
     };
     audit
-        .ctx
         .store
         .record_issued_cert(&row)
         .await
-        .map_err(|e| RenewError::new(Step::PersistCert, e.to_string()))?;
+        .map_err(|e| RenewError::new(Step::PersistCert, Reason::StoreFailed, e.to_string()))?;
     let message = format!("recorded serial {}", row.serial);
     Ok((row, message))
 }

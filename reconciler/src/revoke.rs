@@ -1,18 +1,20 @@
 //! Revocation on an operator's request: the installed cert is revoked at its CA as an audited
 //! operation, a key reported compromised is moved aside so the replacement gets a fresh one,
 //! and a replacement is queued at once (a revoked cert is useless to the service using it).
+//! It runs as a tracked task: a client that goes away does not stop it half-way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rota_api::config::DnsPropagation;
 use rota_api::status::{Reason, Step};
 use rota_api::wire::RevokeResponse;
 use rota_api::{CertId, RevocationReason};
 
+use crate::desired::CertRuntime;
 use crate::observe::inspect_pem;
-use crate::reconciler::{Reconciler, lock};
-use crate::renew::{Audit, RenewContext, RenewError};
+use crate::queue::Occupied;
+use crate::reconciler::Reconciler;
+use crate::renew::{Audit, RenewError};
 
 /// Why a revocation could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -21,8 +23,8 @@ pub enum RevokeError {
     /// No cert has that id.
     #[error("no cert `{0}` in the running config")]
     NotFound(CertId),
-    /// A renewal of it is running.
-    #[error("a renewal of `{0}` is running; revoke once it is done")]
+    /// A renewal or another revocation of it is running.
+    #[error("a renewal or revocation of `{0}` is running; revoke once it is done")]
     Busy(CertId),
     /// Nothing is installed to revoke.
     #[error("`{0}` has no installed certificate to revoke")]
@@ -44,19 +46,32 @@ impl Reconciler {
             .cert(id)
             .cloned()
             .ok_or_else(|| RevokeError::NotFound(id.clone()))?;
-        if !lock(&self.shared.busy).insert(id.clone()) {
-            return Err(RevokeError::Busy(id.clone()));
-        }
-        let outcome = self.revoke_installed(&cert, reason).await;
-        lock(&self.shared.busy).remove(id);
-        let mut response = outcome?;
-        response.replacement_queued = self.enqueue(&cert, Reason::Revoked, None);
-        Ok(response)
+        let mark = match self.shared.queue.mark_revocation(id) {
+            Ok(mark) => mark,
+            Err(Occupied::Renewal(_) | Occupied::Revocation) => {
+                return Err(RevokeError::Busy(id.clone()));
+            }
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        self.shared.tasks.spawn(async move {
+            let revoked = this.revoke_installed(&cert, reason).await;
+            drop(mark);
+            let revoked = revoked.map(|mut response| {
+                response.replacement_queued = this.enqueue(&cert, Reason::Revoked).is_ok();
+                response
+            });
+            // The client may be gone; the revocation is done and recorded either way.
+            let _ = done.send(revoked);
+        });
+        outcome
+            .await
+            .map_err(|_| RevokeError::Failed("the revocation task ended early".to_owned()))?
     }
 
     async fn revoke_installed(
         &self,
-        cert: &Arc<crate::desired::CertRuntime>,
+        cert: &Arc<CertRuntime>,
         reason: RevocationReason,
     ) -> Result<RevokeResponse, RevokeError> {
         let id = &cert.spec.id;
@@ -67,20 +82,17 @@ impl Reconciler {
             .map_err(|e| RevokeError::Failed(e.to_string()))?
             .ok_or_else(|| RevokeError::NothingInstalled(id.clone()))?;
         let serial = inspect_pem(&pem).map_err(RevokeError::Failed)?.serial;
-        let ctx = RenewContext {
-            store: Arc::clone(&self.shared.store),
-            dns_propagation: DnsPropagation::default(),
-            clock: Arc::clone(&self.shared.clock),
-            progress: None,
-        };
-        let record = ctx
+        let record = self
+            .shared
             .store
-            .open_renewal(id, Reason::Revoked, ctx.clock.now())
+            .open_renewal(id, Reason::Revoked, self.shared.clock.now())
             .await
             .map_err(|e| RevokeError::Failed(e.to_string()))?;
         let audit = Audit {
-            ctx: &ctx,
+            store: Arc::clone(&self.shared.store),
+            clock: Arc::clone(&self.shared.clock),
             renewal_id: record.id,
+            progress: None,
         };
         let what = format!(
             "revoking serial {serial} at the {} CA ({})",
@@ -95,7 +107,8 @@ impl Reconciler {
                     .map_err(|e| RenewError::backend(Step::Revoke, &e))?;
                 let unrecorded = self.remember_revoked(id, &serial, reason).await;
                 let retired = if reason == RevocationReason::KeyCompromise {
-                    Some(retire_key(&cert.spec.key_path, ctx.clock.now().unix_timestamp()).await?)
+                    let now = self.shared.clock.now().unix_timestamp();
+                    Some(retire_key(&cert.spec.key_path, now).await?)
                 } else {
                     None
                 };
@@ -134,11 +147,9 @@ impl Reconciler {
         serial: &str,
         reason: RevocationReason,
     ) -> Option<String> {
-        lock(&self.shared.states)
-            .entry(id.clone())
-            .or_default()
-            .revoked
-            .insert(serial.to_owned());
+        self.shared.states.update(id, |state| {
+            state.revoked.insert(serial.to_owned());
+        });
         let now = self.shared.clock.now();
         let recorded = self
             .shared
@@ -163,10 +174,17 @@ async fn retire_key(key_path: &Path, now: i64) -> Result<PathBuf, RenewError> {
     let (from, to) = (key_path.to_owned(), retired.clone());
     tokio::task::spawn_blocking(move || std::fs::rename(from, to))
         .await
-        .map_err(|e| RenewError::new(Step::Revoke, format!("moving the key panicked: {e}")))?
         .map_err(|e| {
             RenewError::new(
                 Step::Revoke,
+                Reason::Panicked,
+                format!("moving the key panicked: {e}"),
+            )
+        })?
+        .map_err(|e| {
+            RenewError::new(
+                Step::Revoke,
+                Reason::KeyUnreadable,
                 format!("the cert is revoked, but moving the compromised key {} aside failed: {e}; move it yourself before the next renewal", key_path.display()),
             )
         })?;

@@ -11,9 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
 
 use rota_api::CertId;
 use rota_api::wire::{
@@ -164,10 +164,9 @@ async fn renew(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let (tx, rx) = mpsc::channel::<RenewProgress>(64);
-    state.reconciler.renew(&id, tx).map_err(|e| match e {
+    let ticket = state.reconciler.renew(&id).map_err(|e| match e {
         RenewRequestError::NotFound(_) => ApiError::not_found(&id),
-        RenewRequestError::Busy(_) => {
+        RenewRequestError::Revoking(_) => {
             ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
         }
         _ => ApiError::new(
@@ -176,12 +175,19 @@ async fn renew(
             e.to_string(),
         ),
     })?;
-    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-        let item = rx.recv().await?;
-        let mut line = serde_json::to_string(&item).unwrap_or_default();
-        line.push('\n');
-        Some((Ok::<_, Infallible>(line), rx))
+    // A client joining a renewal already queued or running is told so first.
+    let attached = ticket.attached.then_some(RenewProgress::Attached);
+    let followed = futures_util::stream::unfold(ticket.following, |mut following| async move {
+        let item = following.next().await?;
+        Some((item, following))
     });
+    let lines = futures_util::stream::iter(attached)
+        .chain(followed)
+        .map(|item| {
+            let mut line = serde_json::to_string(&item).unwrap_or_default();
+            line.push('\n');
+            Ok::<_, Infallible>(line)
+        });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),

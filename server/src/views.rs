@@ -20,6 +20,7 @@ pub(crate) async fn status(state: &AppState) -> Result<StatusResponse, StoreErro
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config_path: desired.loaded.path.display().to_string(),
         started_at: state.started_at,
+        observed_at: state.reconciler.started().1,
         config_errors: state.reconciler.config_errors(),
         certs: summaries(state).await?,
     })
@@ -92,12 +93,6 @@ pub(crate) async fn detail(
         .ari
         .as_ref()
         .filter(|a| installed.as_ref().is_some_and(|c| c.serial == a.serial));
-    let threshold = i64::from(desired.loaded.config.daemon.renew_threshold_days);
-    let renews_at = current_ari.and_then(|a| a.renew_at).or_else(|| {
-        installed
-            .as_ref()
-            .map(|c| c.not_after - time::Duration::days(threshold))
-    });
     Ok(Some(CertDetail {
         summary: summary(state, cert, &cert_state, &last),
         key_path: cert.spec.key_path.display().to_string(),
@@ -109,7 +104,7 @@ pub(crate) async fn detail(
             .clone()
             .filter(|b| b.generation == cert.generation),
         renewal_window: current_ari.and_then(|a| a.window.clone()),
-        renews_at,
+        renews_at: state.reconciler.renews_at(cert),
         renewals,
     }))
 }

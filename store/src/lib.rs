@@ -38,6 +38,16 @@ pub struct IssuedCertRow {
     pub issued_at: OffsetDateTime,
 }
 
+/// Which spec a cert's generation number stands for: it goes up by one whenever the hash of
+/// the cert's spec changes, so `generation` reads like Kubernetes' `metadata.generation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpecGeneration {
+    /// The hash of the spec (non-negative, to fit SQLite's INTEGER).
+    pub spec_hash: u64,
+    /// How many distinct specs the cert has had, this one included.
+    pub generation: u64,
+}
+
 /// A DCV response that was (or was about to be) published and not yet confirmed removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DcvJournalEntry {
@@ -189,15 +199,15 @@ pub trait AuditStore: Send + Sync {
     /// Every cert's backoff.
     async fn backoffs(&self) -> Result<HashMap<CertId, BackoffState>, StoreError>;
 
-    /// Remembers that `generation` of a cert's spec has been reconciled.
-    async fn put_reconciled_generation(
+    /// Sets a cert's spec hash and the generation it was given.
+    async fn put_spec_generation(
         &self,
         cert_id: &CertId,
-        generation: u64,
+        generation: SpecGeneration,
     ) -> Result<(), StoreError>;
 
-    /// The last reconciled generation of every cert.
-    async fn reconciled_generations(&self) -> Result<HashMap<CertId, u64>, StoreError>;
+    /// Every cert's spec hash and generation.
+    async fn spec_generations(&self) -> Result<HashMap<CertId, SpecGeneration>, StoreError>;
 
     /// Remembers that the cert's `serial` was revoked through rota (idempotent).
     async fn record_revocation(

@@ -27,7 +27,7 @@ use rota_api::status::{
 };
 use rota_api::{CertId, RevocationReason};
 
-use crate::{AuditStore, DcvJournalEntry, IssuedCertRow, StoreError};
+use crate::{AuditStore, DcvJournalEntry, IssuedCertRow, SpecGeneration, StoreError};
 use codec::Context as _;
 
 /// How long a statement waits for another process's lock (an operator's `sqlite3` shell, a
@@ -230,19 +230,18 @@ impl AuditStore for SqliteStore {
         self.run(|conn| cert_state::backoffs(conn)).await
     }
 
-    async fn put_reconciled_generation(
+    async fn put_spec_generation(
         &self,
         cert_id: &CertId,
-        generation: u64,
+        generation: SpecGeneration,
     ) -> Result<(), StoreError> {
         let cert_id = cert_id.clone();
-        self.run(move |conn| cert_state::put_reconciled_generation(conn, &cert_id, generation))
+        self.run(move |conn| cert_state::put_spec_generation(conn, &cert_id, generation))
             .await
     }
 
-    async fn reconciled_generations(&self) -> Result<HashMap<CertId, u64>, StoreError> {
-        self.run(|conn| cert_state::reconciled_generations(conn))
-            .await
+    async fn spec_generations(&self) -> Result<HashMap<CertId, SpecGeneration>, StoreError> {
+        self.run(|conn| cert_state::spec_generations(conn)).await
     }
 
     async fn record_revocation(

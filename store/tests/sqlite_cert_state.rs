@@ -6,7 +6,7 @@ use rota_api::DcvChallenge;
 use rota_api::RevocationReason;
 use rota_api::config::{CloudflareDcv, DcvSpec, WebrootDcv};
 use rota_api::status::{BackoffState, Condition, ConditionStatus, ConditionType, Reason};
-use rota_store::{AuditStore, IssuedCertRow, StoreError};
+use rota_store::{AuditStore, IssuedCertRow, SpecGeneration, StoreError};
 use support::{Scratch, at, cert};
 
 #[tokio::test]
@@ -201,28 +201,34 @@ async fn backoff_is_set_replaced_and_cleared() {
 }
 
 #[tokio::test]
-async fn reconciled_generations_are_kept_per_cert() {
+async fn spec_generations_are_kept_per_cert() {
     let scratch = Scratch::new();
     let store = scratch.store();
+    let generation = |spec_hash, generation| SpecGeneration {
+        spec_hash,
+        generation,
+    };
     store
-        .put_reconciled_generation(&cert("web"), 1)
+        .put_spec_generation(&cert("web"), generation(7, 1))
         .await
         .unwrap();
     store
-        .put_reconciled_generation(&cert("web"), (1 << 63) - 1)
+        .put_spec_generation(&cert("web"), generation((1 << 63) - 1, 2))
         .await
         .unwrap();
     store
-        .put_reconciled_generation(&cert("api"), 0)
+        .put_spec_generation(&cert("api"), generation(0, 1))
         .await
         .unwrap();
-    let all = scratch.store().reconciled_generations().await.unwrap();
+    let all = scratch.store().spec_generations().await.unwrap();
     assert_eq!(
         (all.len(), all[&cert("web")], all[&cert("api")]),
-        (2, (1 << 63) - 1, 0)
+        (2, generation((1 << 63) - 1, 2), generation(0, 1))
     );
 
-    let too_big = store.put_reconciled_generation(&cert("web"), 1 << 63).await;
+    let too_big = store
+        .put_spec_generation(&cert("web"), generation(1 << 63, 3))
+        .await;
     assert!(
         matches!(too_big, Err(StoreError::Sqlite { .. })),
         "refused, not wrapped: {too_big:?}"

@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use rota_api::DcvChallenge;
 use rota_api::config::{CloudflareDcv, DcvSpec};
 use rota_api::status::{BackoffState, Reason, RenewalStatus, Step, StepStatus};
-use rota_store::{AuditStore, SqliteStore, StoreError};
+use rota_store::{AuditStore, SpecGeneration, SqliteStore, StoreError};
 use support::{Scratch, at, cert};
 
 fn mode(path: &std::path::Path) -> u32 {
@@ -87,7 +87,7 @@ fn migrations_run_once_and_record_the_version() {
     assert!(version >= 1, "user_version is set: {version}");
     let tables = "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
                   AND name IN ('renewals', 'renewal_steps', 'issued_certs', 'conditions', \
-                  'backoffs', 'reconciled_generations', 'dcv_journal')";
+                  'backoffs', 'spec_generations', 'dcv_journal')";
     assert_eq!(scratch.count(tables), 7);
 
     drop(scratch.store());
@@ -151,7 +151,11 @@ async fn everything_survives_close_and_reopen() {
         generation: 42,
     };
     store.put_backoff(&web, Some(&backoff)).await.unwrap();
-    store.put_reconciled_generation(&web, 42).await.unwrap();
+    let generation = SpecGeneration {
+        spec_hash: 42,
+        generation: 3,
+    };
+    store.put_spec_generation(&web, generation).await.unwrap();
     drop(store);
 
     let reopened = scratch.store();
@@ -166,7 +170,7 @@ async fn everything_survives_close_and_reopen() {
         "exact to the nanosecond"
     );
     assert_eq!(reopened.backoffs().await.unwrap()[&web], backoff);
-    assert_eq!(reopened.reconciled_generations().await.unwrap()[&web], 42);
+    assert_eq!(reopened.spec_generations().await.unwrap()[&web], generation);
     assert_eq!(
         reopened.last_renewal_statuses().await.unwrap()[&web],
         RenewalStatus::Running

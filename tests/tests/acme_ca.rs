@@ -70,11 +70,11 @@ impl Acme {
         replacing: Option<&str>,
     ) -> Result<IssuedCert, BackendError> {
         let csr = key.csr_pem(domains).expect("csr");
-        let challenges = ca
+        let order = ca
             .submit(domains, &csr, &[ChallengeKind::Dns01], replacing)
             .await?;
-        let published = self.publish(&challenges, None);
-        let issued = ca.await_issuance(domains).await;
+        let published = self.publish(&order.challenges, None);
+        let issued = ca.await_issuance(&order.handle).await;
         for name in published {
             self.dns.clear_txt(&name);
         }
@@ -194,12 +194,16 @@ async fn an_order_whose_authorizations_are_reused_needs_no_challenge() {
     let names = domains(&["a.test"]);
     acme.issue(&*ca, &key, &names, None).await.expect("first");
     let csr = key.csr_pem(&names).expect("csr");
-    let challenges = ca
+    let order = ca
         .submit(&names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .expect("submitted");
-    assert_eq!(challenges, [], "pebble reused the valid authorization");
-    let issued = ca.await_issuance(&names).await.expect("issued");
+    assert_eq!(
+        order.challenges,
+        [],
+        "pebble reused the valid authorization"
+    );
+    let issued = ca.await_issuance(&order.handle).await.expect("issued");
     acme.verify(&issued);
 }
 
@@ -211,7 +215,7 @@ async fn a_wildcard_and_its_base_name_share_one_txt_record_name() {
     let key = acme.key("wild");
     let names = domains(&["*.w.test", "w.test"]);
     let csr = key.csr_pem(&names).expect("csr");
-    let challenges = ca
+    let first = ca
         .submit(
             &names,
             &csr,
@@ -222,22 +226,23 @@ async fn a_wildcard_and_its_base_name_share_one_txt_record_name() {
         .expect("submitted");
     // HTTP-01 cannot prove a wildcard, so the walk falls through to DNS-01 for it; the base
     // name gets the solver's first choice.
-    let mut kinds: Vec<_> = challenges.iter().map(DcvChallenge::kind).collect();
+    let mut kinds: Vec<_> = first.challenges.iter().map(DcvChallenge::kind).collect();
     kinds.sort_by_key(|k| format!("{k:?}"));
     assert_eq!(
         kinds,
         [ChallengeKind::Dns01, ChallengeKind::Http01],
-        "{challenges:?}"
+        "{first:?}"
     );
 
-    // A new submit for the same names replaces the order nobody collected.
-    let challenges = ca
+    // A second order for the same names, collected by its own handle; the first is left.
+    let order = ca
         .submit(&names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .expect("submitted");
-    let names_published = acme.publish(&challenges, None);
+    assert_ne!(order.handle.locator, first.handle.locator, "two orders");
+    let names_published = acme.publish(&order.challenges, None);
     assert_eq!(names_published, ["_acme-challenge.w.test"; 2]);
-    let issued = ca.await_issuance(&names).await.expect("issued");
+    let issued = ca.await_issuance(&order.handle).await.expect("issued");
     acme.verify(&issued);
     let text = openssl(&[
         "x509",
@@ -260,7 +265,7 @@ async fn a_txt_record_delegated_by_cname_is_followed_by_the_ca() {
     let ca = backend(&Providers::new(), &config);
     let names = domains(&["c.test"]);
     let csr = acme.key("web").csr_pem(&names).expect("csr");
-    let challenges = ca
+    let order = ca
         .submit(&names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .expect("submitted");
@@ -270,9 +275,9 @@ async fn a_txt_record_delegated_by_cname_is_followed_by_the_ca() {
             record_value,
             ..
         },
-    ] = &challenges[..]
+    ] = &order.challenges[..]
     else {
-        panic!("one DNS-01 challenge: {challenges:?}");
+        panic!("one DNS-01 challenge: {order:?}");
     };
     // The CA asks for the record at the domain; the zone delegates it elsewhere.
     assert_eq!(record_name, "_acme-challenge.c.test");
@@ -280,7 +285,7 @@ async fn a_txt_record_delegated_by_cname_is_followed_by_the_ca() {
         .set_cname(record_name, "_acme-challenge.delegated.test");
     acme.dns
         .set_txt("_acme-challenge.delegated.test", record_value);
-    acme.verify(&ca.await_issuance(&names).await.expect("issued"));
+    acme.verify(&ca.await_issuance(&order.handle).await.expect("issued"));
 }
 
 #[tokio::test]
@@ -391,12 +396,12 @@ async fn a_wrong_txt_value_is_refused_with_pebbles_problem_and_the_name() {
     let ca = backend(&Providers::new(), &config);
     let names = domains(&["a.test"]);
     let csr = acme.key("web").csr_pem(&names).expect("csr");
-    let challenges = ca
+    let order = ca
         .submit(&names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .expect("submitted");
-    acme.publish(&challenges, Some("not-the-key-authorization"));
-    let err = ca.await_issuance(&names).await.unwrap_err();
+    acme.publish(&order.challenges, Some("not-the-key-authorization"));
+    let err = ca.await_issuance(&order.handle).await.unwrap_err();
     assert_eq!(err.reason(), "Refused", "{err}");
     let message = err.to_string();
     assert!(

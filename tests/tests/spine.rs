@@ -242,31 +242,44 @@ fn kill_during_a_renewal_leaves_an_interrupted_row_and_no_open_one() {
         with_stuck.replace("{dir}", &rotad.dir.path().display().to_string()),
     )
     .unwrap();
-    wait_for("the stuck renewal to start", ISSUE_TIMEOUT, || {
-        let log = rotad.rota(&["log", "stuck"]);
-        String::from_utf8_lossy(&log.stdout)
-            .contains("load_key")
-            .then_some(())
+    let first = wait_for("the stuck renewal to start", ISSUE_TIMEOUT, || {
+        let db = rusqlite::Connection::open(rotad.path("rota.db")).ok()?;
+        db.query_row(
+            "SELECT id FROM renewals WHERE cert_id = 'stuck' AND status = 'running'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .ok()
     });
     rotad.kill9();
     rotad.restart();
 
-    let log = rotad.rota_ok(&["log", "stuck"]);
+    let log = rotad.rota_ok(&["log", "stuck", "--renewal", &first.to_string()]);
     assert!(
         log.contains("interrupted"),
         "the renewal row is closed as interrupted:\n{log}"
     );
-    let db = rusqlite::Connection::open(rotad.path("rota.db")).unwrap();
-    let running: i64 = db
-        .query_row(
-            "SELECT count(*) FROM renewals WHERE status = 'running'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // The cert never got one, so its issuance is resumed at once (and blocks on the FIFO
+    // again): one open row, the new one, and none left over from before the kill.
+    let running = wait_for("the issuance to resume", ISSUE_TIMEOUT, || {
+        let db = rusqlite::Connection::open(rotad.path("rota.db")).ok()?;
+        let ids: Vec<i64> = db
+            .prepare("SELECT id FROM renewals WHERE status = 'running'")
+            .ok()?
+            .query_map([], |r| r.get(0))
+            .ok()?
+            .collect::<Result<_, _>>()
+            .ok()?;
+        (!ids.is_empty()).then_some(ids)
+    });
     // The local CA asks for no DCV, so the journal replay after a kill is asserted where a
     // solver publishes: reconciler/tests/reconcile/crash_recovery.rs.
-    assert_eq!(running, 0, "no renewal row is left open");
+    assert_eq!(
+        running.len(),
+        1,
+        "only the resumed renewal is open: {running:?}"
+    );
+    assert!(running[0] > first, "{running:?} vs {first}");
     assert_eq!(
         rotad
             .rota_ok(&["get", "certs", "-o", "json"])

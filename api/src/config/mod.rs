@@ -97,11 +97,11 @@ impl Config {
 /// A stable hash of a cert's spec: it changes exactly when the spec does, across restarts and
 /// builds (FNV-1a over the spec's JSON form, which has a fixed field order).
 #[must_use]
-pub fn cert_generation(cert: &CertSpec) -> u64 {
+pub fn spec_hash(cert: &CertSpec) -> u64 {
     let json = serde_json::to_vec(cert).unwrap_or_default();
     let hash = json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
     });
-    // Generations are stored as SQLite INTEGER (i64); keep them positive.
+    // Hashes are stored as SQLite INTEGER (i64); keep them positive.
     hash >> 1
 }

@@ -131,8 +131,11 @@ pub struct DaemonConfig {
     pub check_interval_seconds: u64,
     /// Renew when the installed cert expires in fewer than this many days.
     pub renew_threshold_days: u32,
-    /// How many renewals may run at once across all certs.
+    /// How many renewals may run at once against any one CA (so a CA that hangs never holds
+    /// up the certs of another).
     pub max_concurrent_renewals: usize,
+    /// A renewal still running after this many seconds is failed, its DCV answers removed.
+    pub renewal_timeout_seconds: u64,
     /// Bearer token required on the TCP API; mandatory when `listen_addr` is not loopback.
     pub api_token_file: Option<SecretSource>,
     /// How DNS-01 records are checked before the CA is asked to validate them.
@@ -170,6 +173,7 @@ impl Default for DaemonConfig {
             check_interval_seconds: 3600,
             renew_threshold_days: 30,
             max_concurrent_renewals: 4,
+            renewal_timeout_seconds: 900,
             api_token_file: None,
             dns_propagation: DnsPropagation::default(),
         }

@@ -84,7 +84,12 @@ fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
         (
             "daemon.max_concurrent_renewals",
             daemon.max_concurrent_renewals as u64,
-            "how many renewals may run at once; 4 is the default",
+            "how many renewals may run at once against one CA; 4 is the default",
+        ),
+        (
+            "daemon.renewal_timeout_seconds",
+            daemon.renewal_timeout_seconds,
+            "a renewal is failed after this many seconds; 900 (15 minutes) is the default",
         ),
     ] {
         at_least(1, value, path, hint, found);

@@ -1,7 +1,9 @@
 //! `ca: { kind: acme }`: any RFC 8555 directory (Let's Encrypt, ZeroSSL with EAB, BuyPass,
 //! step-ca, pebble) through instant-acme. `submit` places the order and returns the
-//! challenges the DCV solver can answer; `await_issuance` has them validated and finalizes
-//! with rota's own CSR, so the per-cert key never changes; renewal windows come from ARI
+//! challenges the DCV solver can answer, with a handle holding the order URL, the challenges
+//! chosen and the CSR; `await_issuance` reopens the order from that handle (one POST-as-GET,
+//! RFC 8555 §7.4), has the challenges validated and finalizes with rota's own CSR, so the
+//! per-cert key never changes and no order lives only in this process's memory; renewal windows come from ARI
 //! (RFC 9773) when the directory offers it. One [`AcmeCa`] serves one cert; the account it
 //! orders with is a [`SharedAccount`] shared by every cert of the same `acme:` block.
 //!
@@ -16,45 +18,33 @@ mod pem;
 mod problem;
 mod transport;
 
-use super::pending::PendingOrders;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use rota_api::{
-    BackendError, CaBackend, ChallengeKind, DcvChallenge, DomainName, IssuedCert, RenewalWindow,
-    RevocationReason,
+    BackendError, CaBackend, ChallengeKind, DomainName, IssuedCert, OrderHandle, PlacedOrder,
+    RenewalWindow, RevocationReason,
 };
 use time::OffsetDateTime;
 
 pub(crate) use account::SharedAccount;
-use order::PendingOrder;
+use order::{ChosenChallenge, PendingOrder};
 use problem::{backend_error, retry_bad_nonce};
 use transport::observed;
 
 /// The config `kind` of this CA.
 const KIND: &str = "acme";
 
-/// An order placed but never collected (its renewal failed before issuance) is dropped
-/// after this long; the CA expires it on its side.
-const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
-
-/// One cert's view of an ACME CA: the shared account, the profile to order, and the orders
-/// in flight between `submit` and `await_issuance`.
+/// One cert's view of an ACME CA: the shared account and the profile to order.
 pub(crate) struct AcmeCa {
     account: Arc<SharedAccount>,
     profile: Option<String>,
-    pending: PendingOrders<PendingOrder>,
 }
 
 impl AcmeCa {
     /// Orders through `account`, asking for `profile` (the cert's, else the account's).
     pub(crate) fn new(account: Arc<SharedAccount>, profile: Option<String>) -> Self {
-        Self {
-            account,
-            profile,
-            pending: PendingOrders::new(ABANDONED_AFTER),
-        }
+        Self { account, profile }
     }
 }
 
@@ -70,8 +60,9 @@ impl CaBackend for AcmeCa {
         csr_pem: &str,
         preferred_kinds: &[ChallengeKind],
         replacing: Option<&str>,
-    ) -> Result<Vec<DcvChallenge>, BackendError> {
-        let csr_der = pem::csr_der(csr_pem)?;
+    ) -> Result<PlacedOrder, BackendError> {
+        // Checked now, so a CSR the CA could never finalize fails the order, not the issuance.
+        pem::csr_der(csr_pem)?;
         let account = self.account.get().await?;
         if let Some(profile) = &self.profile {
             let offered: Vec<&str> = account.profiles().map(|p| p.name).collect();
@@ -88,27 +79,45 @@ impl CaBackend for AcmeCa {
                 challenges = challenges.len(),
                 "ACME order placed"
             );
-            self.pending.insert(
-                domains,
-                PendingOrder {
-                    order: placed,
-                    chosen,
-                    csr_der,
+            let details = serde_json::to_value(&chosen)
+                .map_err(|e| BackendError::invalid(KIND, format!("cannot keep the order: {e}")))?;
+            Ok(PlacedOrder {
+                challenges,
+                handle: OrderHandle {
+                    locator: Some(placed.url().to_owned()),
+                    csr_pem: csr_pem.to_owned(),
+                    details,
                 },
-            );
-            Ok(challenges)
+            })
         })
         .await
     }
 
-    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
-        let pending = self.pending.take(domains).ok_or_else(|| {
+    async fn await_issuance(&self, handle: &OrderHandle) -> Result<IssuedCert, BackendError> {
+        let url = handle.locator.clone().ok_or_else(|| {
             BackendError::invalid(
                 KIND,
-                "no order was submitted for these domains (submit comes before issuance)",
+                "the order handle has no order URL (not an ACME order)",
             )
         })?;
-        observed(issue::issue(pending)).await
+        let chosen: Vec<ChosenChallenge> =
+            serde_json::from_value(handle.details.clone()).map_err(|e| {
+                BackendError::invalid(KIND, format!("the order handle's challenges: {e}"))
+            })?;
+        let csr_der = pem::csr_der(&handle.csr_pem)?;
+        let account = self.account.get().await?;
+        observed(async {
+            let mut order = retry_bad_nonce!(account.order(url.clone()))
+                .map_err(|e| backend_error("reopening the order", e))?;
+            order::fetch_authorizations(&mut order).await?;
+            issue::issue(PendingOrder {
+                order,
+                chosen,
+                csr_der,
+            })
+            .await
+        })
+        .await
     }
 
     fn offers_renewal_info(&self) -> bool {

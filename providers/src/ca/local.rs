@@ -1,15 +1,14 @@
 //! `ca: { kind: local }`: the CA rotad embeds, so the quickstart runs offline and LAN-only
 //! services get certs. It runs the same pipeline as any CA: `submit` checks the CSR and asks
-//! for no challenge, `await_issuance` signs it with the root from [`root`]. One [`LocalCa`]
-//! serves every cert using the same directory, so concurrent renewals share one root.
+//! for no challenge and hands the CSR back in the order handle, `await_issuance` checks the
+//! handle's CSR again and signs it with the root from [`root`]. One [`LocalCa`] serves every
+//! cert using the same directory, so concurrent renewals share one root.
 
 mod root;
 
-use super::pending::PendingOrders;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use rand::RngCore;
@@ -17,7 +16,9 @@ use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
     SanType, SerialNumber, SubjectPublicKeyInfo,
 };
-use rota_api::{BackendError, CaBackend, ChallengeKind, DcvChallenge, DomainName, IssuedCert};
+use rota_api::{
+    BackendError, CaBackend, ChallengeKind, DomainName, IssuedCert, OrderHandle, PlacedOrder,
+};
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use x509_parser::certification_request::X509CertificationRequest;
@@ -29,16 +30,11 @@ use root::{CLOCK_SKEW, Root};
 /// The config `kind` of this CA.
 const KIND: &str = "local";
 
-/// After this long, a submitted CSR nobody collected belongs to an abandoned renewal.
-const ABANDONED_AFTER: Duration = Duration::from_secs(600);
-
 /// The CA of one directory, shared by every cert that issues from it.
 pub(crate) struct LocalCa {
     directory: PathBuf,
     /// Loaded (or created) once, on first use; the cell makes creation race-free in-process.
     root: OnceCell<Root>,
-    /// Public keys of the CSRs submitted and not yet signed.
-    pending: PendingOrders<SubjectPublicKeyInfo>,
 }
 
 /// A cert's view of a [`LocalCa`]: the shared CA plus this config's leaf validity.
@@ -53,7 +49,6 @@ impl LocalCa {
         Self {
             directory: directory.to_owned(),
             root: OnceCell::new(),
-            pending: PendingOrders::new(ABANDONED_AFTER),
         }
     }
 
@@ -96,36 +91,49 @@ impl CaBackend for LocalCaBackend {
         csr_pem: &str,
         _preferred_kinds: &[ChallengeKind],
         _replacing: Option<&str>,
-    ) -> Result<Vec<DcvChallenge>, BackendError> {
-        let public_key = check_csr(domains, csr_pem)?;
+    ) -> Result<PlacedOrder, BackendError> {
+        let (_, requested) = parse_csr(csr_pem)?;
+        let requested: BTreeSet<String> = requested.into_iter().collect();
+        let expected: BTreeSet<String> = domains.iter().map(|d| d.as_str().to_owned()).collect();
+        if requested != expected {
+            let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
+            return Err(BackendError::invalid(
+                KIND,
+                format!(
+                    "the CSR's SANs [{}] are not the cert's domains [{}]",
+                    list(&requested),
+                    list(&expected)
+                ),
+            ));
+        }
         // Loading the root now makes a broken CA directory fail the order, not the signing.
         self.ca.root().await?;
-        // `await_issuance` only names domains, so two keys in flight could be mixed up.
-        let kept = self
-            .ca
-            .pending
-            .insert_unless(domains, public_key.clone(), |live| *live != public_key);
-        if !kept {
-            return Err(BackendError::Refused {
-                backend: KIND,
-                detail: "another cert with the same domains but a different key is being \
-                         issued right now; retry once it is done"
-                    .into(),
-            });
-        }
         // The operator controls this CA: there is no domain control to prove.
-        Ok(Vec::new())
+        Ok(PlacedOrder {
+            challenges: Vec::new(),
+            handle: OrderHandle {
+                locator: None,
+                csr_pem: csr_pem.to_owned(),
+                details: serde_json::Value::Null,
+            },
+        })
     }
 
-    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
-        let public_key = self.ca.pending.take(domains).ok_or_else(|| {
-            BackendError::invalid(
-                KIND,
-                "no CSR was submitted for these domains (submit comes before issuance)",
-            )
-        })?;
+    async fn await_issuance(&self, handle: &OrderHandle) -> Result<IssuedCert, BackendError> {
+        // The handle is plain data that may have been kept anywhere: check its CSR again.
+        let (public_key, requested) = parse_csr(&handle.csr_pem)?;
+        let domains = requested
+            .iter()
+            .map(|name| DomainName::new(name.as_str()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                BackendError::invalid(
+                    KIND,
+                    format!("the CSR asks for a name that is not a domain: {e}"),
+                )
+            })?;
         let root = self.ca.root().await?;
-        let cert_pem = sign_leaf(root, &public_key, domains, self.validity_days)?;
+        let cert_pem = sign_leaf(root, &public_key, &domains, self.validity_days)?;
         Ok(IssuedCert {
             cert_pem,
             chain_pem: root.cert_pem.clone(),
@@ -133,9 +141,9 @@ impl CaBackend for LocalCaBackend {
     }
 }
 
-/// Parses `csr_pem`, verifies its self-signature and that its SANs are exactly `domains`, and
-/// returns the public key to certify.
-fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyInfo, BackendError> {
+/// Parses `csr_pem` and verifies its self-signature; returns the public key to certify and the
+/// DNS names it asks for (lower-cased, in the CSR's order, without repeats).
+fn parse_csr(csr_pem: &str) -> Result<(SubjectPublicKeyInfo, Vec<String>), BackendError> {
     let (_, block) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
         .map_err(|e| BackendError::invalid(KIND, format!("the CSR is not PEM: {e}")))?;
     let (_, csr) = X509CertificationRequest::from_der(&block.contents).map_err(|e| {
@@ -144,7 +152,7 @@ fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyIn
     csr.verify_signature().map_err(|e| {
         BackendError::invalid(KIND, format!("the CSR's signature does not verify: {e}"))
     })?;
-    let mut requested = BTreeSet::new();
+    let mut requested = Vec::new();
     let sans = csr
         .requested_extensions()
         .into_iter()
@@ -155,30 +163,25 @@ fn check_csr(domains: &[DomainName], csr_pem: &str) -> Result<SubjectPublicKeyIn
         });
     for name in sans.flat_map(|san| san.general_names.iter()) {
         match name {
-            GeneralName::DNSName(dns) => requested.insert(dns.to_ascii_lowercase()),
+            GeneralName::DNSName(dns) => {
+                let dns = dns.to_ascii_lowercase();
+                if !requested.contains(&dns) {
+                    requested.push(dns);
+                }
+            }
             other => {
                 return Err(BackendError::invalid(
                     KIND,
                     format!("the CSR asks for a non-DNS name: {other}"),
                 ));
             }
-        };
+        }
     }
-    let expected: BTreeSet<String> = domains.iter().map(|d| d.as_str().to_owned()).collect();
-    if requested != expected {
-        let list = |set: &BTreeSet<String>| set.iter().cloned().collect::<Vec<_>>().join(", ");
-        return Err(BackendError::invalid(
-            KIND,
-            format!(
-                "the CSR's SANs [{}] are not the cert's domains [{}]",
-                list(&requested),
-                list(&expected)
-            ),
-        ));
-    }
-    SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw).map_err(|e| {
-        BackendError::invalid(KIND, format!("the CSR's key type is not supported: {e}"))
-    })
+    let public_key = SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
+        .map_err(|e| {
+            BackendError::invalid(KIND, format!("the CSR's key type is not supported: {e}"))
+        })?;
+    Ok((public_key, requested))
 }
 
 /// Signs a leaf for `domains` over the CSR's key, valid `validity_days` but never past the root.

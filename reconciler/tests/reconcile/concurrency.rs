@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
-
 use rota_api::status::RenewalStatus;
-use rota_reconciler::{Reconciler, RenewRequestError};
+use rota_reconciler::Reconciler;
 
 use crate::support::fakes::IssuanceGate;
 use crate::support::{World, eventually, id};
@@ -59,11 +57,13 @@ async fn at_most_max_concurrent_renewals_wait_on_the_ca_at_once() {
     })
     .await;
     settle_at(&gate, 2).await;
-    let (progress, _) = mpsc::channel(1);
-    match reconciler.renew(&id("c6"), progress) {
-        Err(RenewRequestError::Busy(busy)) => assert_eq!(busy, id("c6")),
-        other => panic!("a second renewal of a queued cert: {other:?}"),
-    }
+    let ticket = reconciler
+        .renew(&id("c6"))
+        .expect("a forced renewal of a queued cert");
+    assert!(
+        ticket.attached,
+        "it joins the queued renewal instead of a second one"
+    );
 
     gate.open(CERTS.len());
     all_succeed(&world, &reconciler).await;

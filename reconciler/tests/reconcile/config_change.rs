@@ -1,8 +1,6 @@
 //! `apply` and hot reloads: a changed spec is reconciled at once, and the backoff earned by
 //! the previous spec does not hold the new one back.
 
-use tokio::sync::mpsc;
-
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus};
 
 use crate::support::fakes::refused;
@@ -19,8 +17,7 @@ async fn a_changed_domain_list_renews_at_once_despite_the_old_backoff() {
         .fakes
         .ca
         .on_issue(|_, _| Box::pin(async { Err(refused("the CA is in maintenance")) }));
-    let (progress, _) = mpsc::channel(1);
-    reconciler.renew(&id("web"), progress).unwrap();
+    reconciler.renew(&id("web")).unwrap();
     let rows = world.renewals_done(&reconciler, "web", 2).await;
     assert_eq!(rows[0].status, RenewalStatus::Failed);
     let old = reconciler.state(&id("web")).backoff.unwrap();

@@ -51,7 +51,9 @@ async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
     let failing = condition(&reconciler, "web", ConditionType::Failing);
     assert_eq!(
         (failing.status, failing.reason),
-        (ConditionStatus::True, Reason::RenewalFailed)
+        (ConditionStatus::True, Reason::Refused),
+        "the CA said no: {}",
+        failing.message
     );
 
     let backoff = world.store.backoffs().await.unwrap().remove(&id("web"));
@@ -76,13 +78,16 @@ async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
     assert!(alerts[0].message.contains("CAA forbids issuance"));
 
     world.sweep_skips(&reconciler, "web").await;
-    world.clock.advance(delay + time::Duration::seconds(1));
-    reconciler.sweep().await;
+    world.clock.advance(delay - time::Duration::seconds(1));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(world.fakes.ca.submits(), 1, "not before the backoff ends");
+    // The sweep runs hourly; the retry must not wait for it.
+    world.clock.advance(time::Duration::seconds(2));
     let rows = world.renewals_done(&reconciler, "web", 2).await;
     assert_eq!(
         world.fakes.ca.submits(),
         2,
-        "the sweep after the backoff queues it"
+        "the end of the backoff queues it, without a sweep"
     );
     assert_eq!(rows[0].status, RenewalStatus::Failed);
     let again = reconciler.state(&id("web")).backoff.unwrap();

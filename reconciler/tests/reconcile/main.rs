@@ -8,5 +8,8 @@ mod concurrency;
 mod config_change;
 mod crash_recovery;
 mod failures;
+mod isolation;
+mod renewal_window;
+mod restart;
 mod revocation;
 mod success;

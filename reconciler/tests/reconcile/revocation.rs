@@ -43,7 +43,7 @@ async fn a_revoked_cert_is_replaced_after_a_failed_replacement_and_a_restart() {
         .state(&id("web"))
         .backoff
         .expect("the failure backs off");
-    drop(first);
+    first.shutdown(std::time::Duration::from_secs(5)).await;
 
     let restarted = world.restart(&[ChallengeKind::Http01]);
     let second = restarted.start(config).await;

@@ -1,19 +1,19 @@
 //! A renewal that succeeds: progress streamed step by step, backoff cleared, `Ready` again.
 
-use tokio::sync::mpsc;
-
 use rota_api::ChallengeKind;
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
 
-use crate::support::fakes::http01;
+use rota_reconciler::Following;
+
+use crate::support::fakes::{http01, refused};
 use crate::support::{World, condition, id};
 
 /// Every progress item of one renewal, until the stream closes.
-async fn collect(mut progress: mpsc::Receiver<RenewProgress>) -> Vec<RenewProgress> {
+async fn collect(mut progress: Following) -> Vec<RenewProgress> {
     let mut items = Vec::new();
     let all = async {
-        while let Some(item) = progress.recv().await {
+        while let Some(item) = progress.next().await {
             items.push(item);
         }
     };
@@ -27,17 +27,20 @@ async fn collect(mut progress: mpsc::Receiver<RenewProgress>) -> Vec<RenewProgre
 async fn a_forced_renewal_streams_every_step_and_clears_the_backoff() {
     let world = World::new(&[ChallengeKind::Http01]);
     world.fakes.ca.ask_for(vec![http01("a.test")]);
-    world.fakes.fail_installs(true);
+    world
+        .fakes
+        .ca
+        .on_issue(|_, _| Box::pin(async { Err(refused("the CA is in maintenance")) }));
     let reconciler = world.start(world.config(4, &[("web", &["a.test"])])).await;
     let rows = world.renewals_done(&reconciler, "web", 1).await;
     let error = rows[0].error.as_deref().unwrap_or_default();
-    assert!(error.starts_with("install failed"), "{error}");
+    assert!(error.starts_with("await_issuance failed"), "{error}");
     assert!(reconciler.state(&id("web")).backoff.is_some());
 
-    world.fakes.fail_installs(false);
-    let (tx, rx) = mpsc::channel(4);
-    reconciler.renew(&id("web"), tx).unwrap();
-    let items = collect(rx).await;
+    world.fakes.ca.sign();
+    let ticket = reconciler.renew(&id("web")).unwrap();
+    assert!(!ticket.attached, "nothing was running");
+    let items = collect(ticket.following).await;
 
     let Some(RenewProgress::Started { renewal_id }) = items.first() else {
         panic!("starts with Started: {items:?}");

@@ -1,5 +1,5 @@
 //! Per-cert state the reconciler reloads at start: issued certs (no private keys), conditions,
-//! failure backoff, the last reconciled spec generation and the serials rota revoked.
+//! failure backoff, each cert's spec generation and the serials rota revoked.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,7 +12,7 @@ use rota_api::{CertId, RevocationReason};
 use super::codec::{
     Context as _, corrupt, decode_cert_id, decode_int, decode_time, encode_time, unencodable,
 };
-use crate::{IssuedCertRow, StoreError};
+use crate::{IssuedCertRow, SpecGeneration, StoreError};
 
 /// Inserts an issued cert.
 pub(super) fn record_issued_cert(conn: &Connection, row: &IssuedCertRow) -> Result<(), StoreError> {
@@ -164,40 +164,45 @@ pub(super) fn backoffs(conn: &Connection) -> Result<HashMap<CertId, BackoffState
     Ok(all)
 }
 
-/// Records the cert's last reconciled generation (which must be below 2^63).
-pub(super) fn put_reconciled_generation(
+/// Sets the cert's spec hash and generation.
+pub(super) fn put_spec_generation(
     conn: &Connection,
     cert_id: &CertId,
-    generation: u64,
+    generation: SpecGeneration,
 ) -> Result<(), StoreError> {
     conn.prepare_cached(
-        "INSERT INTO reconciled_generations (cert_id, generation) VALUES (?1, ?2) \
-         ON CONFLICT (cert_id) DO UPDATE SET generation = excluded.generation",
+        "INSERT INTO spec_generations (cert_id, spec_hash, generation) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (cert_id) DO UPDATE SET spec_hash = excluded.spec_hash, \
+         generation = excluded.generation",
     )
-    .and_then(|mut stmt| stmt.execute(params![cert_id.as_str(), generation]))
-    .context("writing a reconciled generation")?;
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            cert_id.as_str(),
+            generation.spec_hash,
+            generation.generation
+        ])
+    })
+    .context("writing a spec generation")?;
     Ok(())
 }
 
-/// Every cert's last reconciled generation.
-pub(super) fn reconciled_generations(
+/// Every cert's spec hash and generation.
+pub(super) fn spec_generations(
     conn: &Connection,
-) -> Result<HashMap<CertId, u64>, StoreError> {
-    const CONTEXT: &str = "reading reconciled generations";
+) -> Result<HashMap<CertId, SpecGeneration>, StoreError> {
+    const CONTEXT: &str = "reading spec generations";
     let mut stmt = conn
-        .prepare_cached("SELECT cert_id, generation FROM reconciled_generations")
+        .prepare_cached("SELECT cert_id, spec_hash, generation FROM spec_generations")
         .context(CONTEXT)?;
     let mut rows = stmt.query([]).context(CONTEXT)?;
     let mut all = HashMap::new();
     while let Some(row) = rows.next().context(CONTEXT)? {
         let cert_id: String = row.get(0).context(CONTEXT)?;
-        all.insert(
-            decode_cert_id(&cert_id)?,
-            decode_int(
-                row.get(1).context(CONTEXT)?,
-                "reconciled_generations.generation",
-            )?,
-        );
+        let generation = SpecGeneration {
+            spec_hash: decode_int(row.get(1).context(CONTEXT)?, "spec_generations.spec_hash")?,
+            generation: decode_int(row.get(2).context(CONTEXT)?, "spec_generations.generation")?,
+        };
+        all.insert(decode_cert_id(&cert_id)?, generation);
     }
     Ok(all)
 }

@@ -90,6 +90,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (cert_id, serial)
     ) STRICT, WITHOUT ROWID;
     ",
+    // Version 3. A cert's generation counts its spec changes (1, 2, 3 …) as Kubernetes does;
+    // the spec hash says whether the spec changed. Which generation was reconciled is no
+    // longer kept: rotad observes every cert when it starts.
+    "
+    CREATE TABLE spec_generations (
+        cert_id    TEXT PRIMARY KEY,
+        spec_hash  INTEGER NOT NULL,
+        generation INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    DROP TABLE reconciled_generations;
+    ",
 ];
 
 /// Brings the schema up to date, refusing a database written by a newer rota.

@@ -11,7 +11,7 @@ use rota_api::{BackendError, IssuedCert};
 use tokio::time::Instant;
 
 use super::KIND;
-use super::order::{ChosenChallenge, PendingOrder};
+use super::order::{ChosenChallenge, PendingOrder, acme_type};
 use super::pem::split_chain;
 use super::problem::{backend_error, describe, retry_bad_nonce};
 use super::transport::last_response;
@@ -87,7 +87,7 @@ async fn mark_ready(order: &mut Order, chosen: &[ChosenChallenge]) -> Result<(),
         let identifier = &choice.identifier;
         let mut challenge =
             authz
-                .challenge(choice.kind.clone())
+                .challenge(acme_type(choice.kind))
                 .ok_or_else(|| BackendError::Refused {
                     backend: KIND,
                     detail: format!("the CA withdrew the challenge for {identifier}"),

@@ -1,6 +1,7 @@
 //! Placing an order (`submit`): the identifiers, the checked profile, `replaces` for ARI, and
 //! for each authorization not yet valid the challenge picked by walking the DCV solver's
-//! kinds in order. What `await_issuance` needs later is kept in a [`PendingOrder`].
+//! kinds in order. What `await_issuance` needs later travels in the order handle, and is
+//! turned back into a [`PendingOrder`] there.
 
 use instant_acme::{
     Account, AuthorizationHandle, AuthorizationStatus, CertificateIdentifier, ChallengeType,
@@ -24,12 +25,13 @@ pub(crate) struct PendingOrder {
     pub csr_der: Vec<u8>,
 }
 
-/// The challenge picked for one authorization.
+/// The challenge picked for one authorization; kept in the order handle's details.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ChosenChallenge {
     /// The authorization it belongs to.
     pub authz_url: String,
-    /// Its ACME type.
-    pub kind: ChallengeType,
+    /// Its kind.
+    pub kind: ChallengeKind,
     /// The name it proves (`*.example.com` for a wildcard), for messages.
     pub identifier: String,
 }
@@ -100,13 +102,9 @@ async fn new_order(
     retry_bad_nonce!(account.new_order(&request))
 }
 
-/// The responses rota must publish for `order`, and which challenges to mark ready after.
-pub(crate) async fn challenges(
-    order: &mut Order,
-    preferred: &[ChallengeKind],
-) -> Result<(Vec<DcvChallenge>, Vec<ChosenChallenge>), BackendError> {
-    // Fetch every authorization first: a fetch that fails on a bad nonce is retried, and the
-    // ones already fetched stay cached in the order.
+/// Fetches every authorization of `order` so later walks find them cached: a fetch that
+/// fails on a bad nonce is retried, and the ones already fetched stay cached in the order.
+pub(crate) async fn fetch_authorizations(order: &mut Order) -> Result<(), BackendError> {
     retry_bad_nonce!(async {
         let mut authorizations = order.authorizations();
         while let Some(fetched) = authorizations.next().await {
@@ -114,7 +112,15 @@ pub(crate) async fn challenges(
         }
         Ok(())
     })
-    .map_err(|e| backend_error("fetching the order's authorizations", e))?;
+    .map_err(|e| backend_error("fetching the order's authorizations", e))
+}
+
+/// The responses rota must publish for `order`, and which challenges to mark ready after.
+pub(crate) async fn challenges(
+    order: &mut Order,
+    preferred: &[ChallengeKind],
+) -> Result<(Vec<DcvChallenge>, Vec<ChosenChallenge>), BackendError> {
+    fetch_authorizations(order).await?;
 
     let mut responses = Vec::new();
     let mut chosen = Vec::new();
@@ -180,7 +186,7 @@ fn respond(
     };
     let choice = ChosenChallenge {
         authz_url,
-        kind: acme_type(kind),
+        kind,
         identifier,
     };
     Ok((response, choice))
@@ -214,7 +220,7 @@ pub(crate) fn pick_kind(
     ))
 }
 
-fn acme_type(kind: ChallengeKind) -> ChallengeType {
+pub(crate) fn acme_type(kind: ChallengeKind) -> ChallengeType {
     match kind {
         ChallengeKind::Dns01 => ChallengeType::Dns01,
         ChallengeKind::Http01 => ChallengeType::Http01,

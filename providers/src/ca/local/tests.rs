@@ -25,12 +25,12 @@ fn backend(dir: &Path, validity_days: u32) -> LocalCaBackend {
 
 async fn issue(ca: &LocalCaBackend, key: &CertKey, names: &[DomainName]) -> IssuedCert {
     let csr = key.csr_pem(names).unwrap();
-    let challenges = ca
+    let order = ca
         .submit(names, &csr, &[ChallengeKind::Dns01], None)
         .await
         .unwrap();
-    assert!(challenges.is_empty(), "the local CA asks for no DCV");
-    ca.await_issuance(names).await.unwrap()
+    assert!(order.challenges.is_empty(), "the local CA asks for no DCV");
+    ca.await_issuance(&order.handle).await.unwrap()
 }
 
 /// What `openssl verify` says about `leaf_pem` against the CA file, stdout and stderr.
@@ -244,31 +244,31 @@ async fn refuses_garbage_and_a_broken_signature() {
 }
 
 #[tokio::test]
-async fn await_without_submit_is_refused() {
+async fn a_handle_is_checked_again_before_signing() {
     let dir = tempfile::tempdir().unwrap();
     let ca = backend(dir.path(), 30);
-    let err = ca.await_issuance(&domains(&["a.test"])).await.unwrap_err();
+    let names = domains(&["a.test"]);
+    let csr = key(dir.path(), "k").csr_pem(&names).unwrap();
+    let order = ca.submit(&names, &csr, &[], None).await.unwrap();
+    let forged = OrderHandle {
+        csr_pem: "not a csr".to_owned(),
+        ..order.handle.clone()
+    };
+    let err = ca.await_issuance(&forged).await.unwrap_err();
     assert!(matches!(err, BackendError::Invalid { .. }), "{err}");
-    // A CSR is signed once: a second await has nothing left to sign.
-    let names = domains(&["a.test"]);
-    issue(&ca, &key(dir.path(), "k"), &names).await;
-    assert!(ca.await_issuance(&names).await.is_err());
-}
-
-#[tokio::test]
-async fn another_key_for_the_same_domains_waits_its_turn() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = backend(dir.path(), 30);
-    let names = domains(&["a.test"]);
-    let first = key(dir.path(), "one").csr_pem(&names).unwrap();
-    let second = key(dir.path(), "two").csr_pem(&names).unwrap();
-    ca.submit(&names, &first, &[], None).await.unwrap();
-    // The same key resubmitting (a retried renewal) is fine.
-    ca.submit(&names, &first, &[], None).await.unwrap();
-    let err = ca.submit(&names, &second, &[], None).await.unwrap_err();
-    assert!(matches!(err, BackendError::Refused { .. }), "{err}");
-    ca.await_issuance(&names).await.unwrap();
-    ca.submit(&names, &second, &[], None).await.unwrap();
+    // The handle is all the CA needs: two keys for the same names never get mixed up.
+    let other = key(dir.path(), "other");
+    let second = ca
+        .submit(&names, &other.csr_pem(&names).unwrap(), &[], None)
+        .await
+        .unwrap();
+    let first = key(dir.path(), "k");
+    for (handle, owner) in [(&second.handle, &other), (&order.handle, &first)] {
+        let issued = ca.await_issuance(handle).await.unwrap();
+        let der = der_of(&issued.cert_pem);
+        let (_, leaf) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(leaf.public_key().raw, owner.public_key_der().as_slice());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -354,7 +354,7 @@ async fn a_zero_validity_is_refused() {
     let ca = backend(dir.path(), 0);
     let names = domains(&["a.test"]);
     let csr = key(dir.path(), "k").csr_pem(&names).unwrap();
-    ca.submit(&names, &csr, &[], None).await.unwrap();
-    let err = ca.await_issuance(&names).await.unwrap_err();
+    let order = ca.submit(&names, &csr, &[], None).await.unwrap();
+    let err = ca.await_issuance(&order.handle).await.unwrap_err();
     assert!(err.to_string().contains("validity_days"), "{err}");
 }

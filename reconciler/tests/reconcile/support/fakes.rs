@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
-use rota_api::config::{AlertSpec, CertSpec, Config, DcvSpec};
+use rota_api::config::{AlertSpec, CaSpec, CertSpec, Config, DcvSpec, LocalCa};
 use rota_api::{
     AlertBackend, AlertEvent, BackendError, BackendFactory, CaBackend, CertId, ChallengeKind,
-    DcvBackend, DcvChallenge, DomainName, InstallBackend, IssuedCert, RevocationReason,
-    SecretString,
+    DcvBackend, DcvChallenge, DomainName, InstallBackend, IssuedCert, OrderHandle, PlacedOrder,
+    RenewalWindow, RevocationReason, SecretString,
 };
 use rota_providers::Providers;
 
@@ -26,8 +26,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// What `submit` answers: the challenges to satisfy, or a refusal.
 type SubmitFn = dyn Fn() -> Result<Vec<DcvChallenge>, BackendError> + Send + Sync;
 
-/// What `await_issuance` does, given the local CA that really signs and the order's domains.
-type IssueFn = dyn Fn(Arc<dyn CaBackend>, Vec<DomainName>) -> BoxFuture<Result<IssuedCert, BackendError>>
+/// What `await_issuance` does, given the local CA that really signs and the order's handle.
+type IssueFn = dyn Fn(Arc<dyn CaBackend>, OrderHandle) -> BoxFuture<Result<IssuedCert, BackendError>>
     + Send
     + Sync;
 
@@ -55,9 +55,9 @@ pub fn http01(domain: &str) -> DcvChallenge {
 /// Issuance that signs with the local CA straight away.
 fn sign_at_once(
     signer: Arc<dyn CaBackend>,
-    domains: Vec<DomainName>,
+    handle: OrderHandle,
 ) -> BoxFuture<Result<IssuedCert, BackendError>> {
-    Box::pin(async move { signer.await_issuance(&domains).await })
+    Box::pin(async move { signer.await_issuance(&handle).await })
 }
 
 /// The script every fake CA follows, shared by all certs: what orders answer, what issuance
@@ -67,6 +67,7 @@ pub struct CaScript {
     issue: Mutex<Arc<IssueFn>>,
     submits: AtomicUsize,
     revoked: Mutex<Vec<(String, RevocationReason)>>,
+    window: Mutex<Option<RenewalWindow>>,
 }
 
 impl Default for CaScript {
@@ -77,6 +78,7 @@ impl Default for CaScript {
             issue: Mutex::new(Arc::new(sign_at_once)),
             submits: AtomicUsize::new(0),
             revoked: Mutex::new(Vec::new()),
+            window: Mutex::new(None),
         }
     }
 }
@@ -99,10 +101,7 @@ impl CaScript {
     /// given, fail, or never return).
     pub fn on_issue(
         &self,
-        issue: impl Fn(
-            Arc<dyn CaBackend>,
-            Vec<DomainName>,
-        ) -> BoxFuture<Result<IssuedCert, BackendError>>
+        issue: impl Fn(Arc<dyn CaBackend>, OrderHandle) -> BoxFuture<Result<IssuedCert, BackendError>>
         + Send
         + Sync
         + 'static,
@@ -119,14 +118,20 @@ impl CaScript {
     pub fn hold_issuance(&self) -> Arc<IssuanceGate> {
         let gate = Arc::new(IssuanceGate::default());
         let held = Arc::clone(&gate);
-        self.on_issue(move |signer, domains| {
+        self.on_issue(move |signer, handle| {
             let gate = Arc::clone(&held);
             Box::pin(async move {
                 gate.pass().await;
-                signer.await_issuance(&domains).await
+                signer.await_issuance(&handle).await
             })
         });
         gate
+    }
+
+    /// From now on the CA publishes `window` (ARI) for every cert it is asked about (`None`:
+    /// for none).
+    pub fn publish_window(&self, window: Option<RenewalWindow>) {
+        *guard(&self.window) = window;
     }
 
     /// How many orders were submitted so far.
@@ -185,8 +190,10 @@ impl IssuanceGate {
     }
 }
 
-/// One cert's CA: follows the shared [`CaScript`], signing through the real local CA.
+/// One cert's CA: follows the shared [`CaScript`] of its kind, signing through the real
+/// local CA.
 struct FakeCa {
+    kind: &'static str,
     script: Arc<CaScript>,
     signer: Arc<dyn CaBackend>,
 }
@@ -194,7 +201,7 @@ struct FakeCa {
 #[async_trait]
 impl CaBackend for FakeCa {
     fn kind(&self) -> &'static str {
-        "fake-ca"
+        self.kind
     }
 
     async fn submit(
@@ -203,25 +210,37 @@ impl CaBackend for FakeCa {
         csr_pem: &str,
         preferred_kinds: &[ChallengeKind],
         replacing: Option<&str>,
-    ) -> Result<Vec<DcvChallenge>, BackendError> {
+    ) -> Result<PlacedOrder, BackendError> {
         self.script.submits.fetch_add(1, Ordering::SeqCst);
         let answer = Arc::clone(&*guard(&self.script.submit));
         let challenges = answer()?;
-        // The local CA keeps the CSR until `await_issuance` signs it.
-        self.signer
+        // The local CA checks the CSR and hands back the handle it signs from.
+        let order = self
+            .signer
             .submit(domains, csr_pem, preferred_kinds, replacing)
             .await?;
-        Ok(challenges)
+        Ok(PlacedOrder {
+            challenges,
+            handle: order.handle,
+        })
     }
 
-    async fn await_issuance(&self, domains: &[DomainName]) -> Result<IssuedCert, BackendError> {
+    async fn await_issuance(&self, handle: &OrderHandle) -> Result<IssuedCert, BackendError> {
         let issue = Arc::clone(&*guard(&self.script.issue));
-        issue(Arc::clone(&self.signer), domains.to_vec()).await
+        issue(Arc::clone(&self.signer), handle.clone()).await
     }
 
     async fn revoke(&self, cert_pem: &str, reason: RevocationReason) -> Result<(), BackendError> {
         guard(&self.script.revoked).push((cert_pem.to_owned(), reason));
         Ok(())
+    }
+
+    fn offers_renewal_info(&self) -> bool {
+        true
+    }
+
+    async fn renewal_window(&self, _cert_pem: &str) -> Result<Option<RenewalWindow>, BackendError> {
+        Ok(guard(&self.script.window).clone())
     }
 }
 
@@ -350,8 +369,11 @@ impl AlertBackend for FakeAlerts {
 /// every `dcv:` block is [`Self::dcv`], every alert sink is [`Self::alerts`].
 pub struct FakeFactory {
     providers: Providers,
-    /// What every CA does.
+    /// What every CA of certs with `ca: { kind: local }` does.
     pub ca: Arc<CaScript>,
+    /// What every CA of certs with `ca: { kind: acme }` does; a CA of its own, with its own
+    /// renewal slots.
+    pub acme: Arc<CaScript>,
     /// The one DCV solver.
     pub dcv: Arc<FakeDcv>,
     /// The one alert sink.
@@ -365,6 +387,7 @@ impl FakeFactory {
         Self {
             providers: Providers::new(),
             ca: Arc::new(CaScript::default()),
+            acme: Arc::new(CaScript::default()),
             dcv: Arc::new(FakeDcv::new(kinds)),
             alerts: Arc::new(FakeAlerts::default()),
             install_failing: Arc::new(AtomicBool::new(false)),
@@ -379,9 +402,19 @@ impl FakeFactory {
 
 impl BackendFactory for FakeFactory {
     fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError> {
+        let (kind, script) = match cert.ca {
+            CaSpec::Acme(_) => ("fake-acme", &self.acme),
+            _ => ("fake-local", &self.ca),
+        };
+        // Whatever the CA, the local CA signs, so what gets installed is a real cert.
+        let local = CertSpec {
+            ca: CaSpec::Local(LocalCa {}),
+            ..cert.clone()
+        };
         Ok(Arc::new(FakeCa {
-            script: Arc::clone(&self.ca),
-            signer: self.providers.ca(config, cert)?,
+            kind,
+            script: Arc::clone(script),
+            signer: self.providers.ca(config, &local)?,
         }))
     }
 

@@ -92,19 +92,35 @@ impl World {
     }
 
     /// A valid config with `certs` (id, domains), each with a `dcv:` block, its own key and
-    /// install directory, and one alert sink.
+    /// install directory, and one alert sink. Certs whose id starts with `acme-` use
+    /// `ca: { kind: acme }` (faked by [`FakeFactory::acme`]), the others the local CA.
     pub fn config(&self, max_concurrent: usize, certs: &[(&str, &[&str])]) -> LoadedConfig {
+        self.config_with(
+            &format!("  max_concurrent_renewals: {max_concurrent}\n"),
+            certs,
+        )
+    }
+
+    /// As [`World::config`], with `daemon_lines` (indented YAML) in the `daemon:` block.
+    pub fn config_with(&self, daemon_lines: &str, certs: &[(&str, &[&str])]) -> LoadedConfig {
         let d = self.dir.path().display();
         let mut text = format!(
-            "daemon:\n  database_path: {d}/rota.db\n  max_concurrent_renewals: {max_concurrent}\n\
-             local_ca: {{ directory: {d}/ca }}\ncerts:\n"
+            "daemon:\n  database_path: {d}/rota.db\n{daemon_lines}\
+             local_ca: {{ directory: {d}/ca }}\n\
+             acme: {{ directory_url: 'https://acme.test/directory', \
+             account_credentials_file: {d}/acme.json }}\ncerts:\n"
         );
         for (cert, domains) in certs {
             let domains = domains.join(", ");
+            let ca = if cert.starts_with("acme-") {
+                "acme"
+            } else {
+                "local"
+            };
             let _ = write!(
                 text,
                 "  - id: {cert}\n    domains: [{domains}]\n    key_path: {d}/{cert}.key\n    \
-                 ca: {{ kind: local }}\n    dcv: {{ kind: webroot, directory: {d}/www }}\n    \
+                 ca: {{ kind: {ca} }}\n    dcv: {{ kind: webroot, directory: {d}/www }}\n    \
                  install: {{ kind: filesystem, directory: {d}/{cert} }}\n"
             );
         }
@@ -118,6 +134,11 @@ impl World {
             timeout_seconds: 10,
         }));
         loaded
+    }
+
+    /// A file in this world's scratch directory.
+    pub fn file(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
     }
 
     /// Starts a reconciler on this world's store, fakes and clock.
