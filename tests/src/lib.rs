@@ -3,6 +3,7 @@
 //! `openssl`; the peers the ACME tests run against live in their own modules.
 
 pub mod acme_double;
+pub mod acme_peers;
 pub mod nginx;
 pub mod pebble;
 

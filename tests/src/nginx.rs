@@ -72,6 +72,19 @@ impl Nginx {
         self.port
     }
 
+    /// Stops (`true`) or resumes (`false`) nginx, master and worker, with SIGSTOP/SIGCONT: while
+    /// it is stopped a client's request (pebble validating HTTP-01) hangs, then completes.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let master = self.child.id().to_string();
+        let workers = Command::new("pkill").args([signal, "-P", &master]).status();
+        let master = Command::new("kill").args([signal, &master]).status();
+        assert!(
+            workers.is_ok_and(|s| s.success()) && master.is_ok_and(|s| s.success()),
+            "cannot send {signal} to nginx"
+        );
+    }
+
     /// Every request it served so far, one line each: `METHOD PATH STATUS`.
     #[must_use]
     pub fn access_log(&self) -> String {

@@ -124,6 +124,7 @@ pub struct PebbleOptions {
     always_valid: bool,
     authz_reuse_percent: u8,
     eab_keys: Vec<(String, String)>,
+    validation_sleep_seconds: Option<u32>,
 }
 
 impl PebbleOptions {
@@ -152,6 +153,14 @@ impl PebbleOptions {
     #[must_use]
     pub fn always_valid(mut self) -> Self {
         self.always_valid = true;
+        self
+    }
+
+    /// Sleep a random time of up to `seconds` before each validation, as pebble does by
+    /// default (with 15), so challenge answers stay published for a while.
+    #[must_use]
+    pub fn validation_sleep(mut self, seconds: u32) -> Self {
+        self.validation_sleep_seconds = Some(seconds);
         self
     }
 
@@ -276,9 +285,11 @@ fn pebble_command(options: &PebbleOptions, config: &Path) -> Command {
     if let Some(dns) = options.dns_server {
         command.arg("-dnsserver").arg(dns.to_string());
     }
-    command
-        .env("PEBBLE_VA_NOSLEEP", "1")
-        .env("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string());
+    match options.validation_sleep_seconds {
+        Some(seconds) => command.env("PEBBLE_VA_SLEEPTIME", seconds.to_string()),
+        None => command.env("PEBBLE_VA_NOSLEEP", "1"),
+    };
+    command.env("PEBBLE_AUTHZREUSE", options.authz_reuse_percent.to_string());
     if let Some(percent) = options.nonce_reject_percent {
         command.env("PEBBLE_WFE_NONCEREJECT", percent.to_string());
     }

@@ -9,11 +9,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use rota_e2e::nginx::Nginx;
-use rota_e2e::pebble::{ChallTestSrv, Pebble, PebbleOptions};
-use rota_e2e::{
-    Rotad, assert_chain_verifies, cert_pubkey, key_pubkey, openssl, serial_hex, serial_of, wait_for,
-};
+use rota_e2e::acme_peers::AcmePeers as Peers;
+use rota_e2e::pebble::PebbleOptions;
+use rota_e2e::{Rotad, cert_pubkey, key_pubkey, openssl, serial_hex, serial_of, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,59 +19,6 @@ const WAIT: Duration = Duration::from_secs(30);
 const EAB_KID: &str = "kid-1";
 const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
 const OTHER_KEY: &str = "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH";
-
-/// pebble, its DNS and an nginx whose root is `served`, with pebble's HTTP-01 port on nginx.
-struct Peers {
-    pebble: Pebble,
-    nginx: Nginx,
-    served: tempfile::TempDir,
-    _dns: ChallTestSrv,
-}
-
-impl Peers {
-    fn start(options: PebbleOptions) -> Self {
-        let served = tempfile::tempdir().expect("webroot");
-        let nginx = Nginx::start(served.path());
-        let dns = ChallTestSrv::start();
-        let pebble = Pebble::start(&options.dns(&dns).http_port(nginx.port()));
-        Self {
-            pebble,
-            nginx,
-            served,
-            _dns: dns,
-        }
-    }
-
-    /// A config with one cert `web` on pebble, answering HTTP-01 in `webroot`.
-    fn config(&self, webroot: &Path, acme_extra: &str) -> String {
-        format!(
-            "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  \
-             socket_path: {{dir}}/rota.sock\n  check_interval_seconds: 3600\n\
-             acme:\n  directory_url: {url}\n  contact_email: ops@rota.test\n  \
-             account_credentials_file: {{dir}}/acme/account.json\n  ca_bundle_file: {bundle}\n\
-             {acme_extra}certs:\n  - id: web\n    domains: [web.rota.test]\n    \
-             key_path: {{dir}}/keys/web.key\n    ca: {{ kind: acme }}\n    \
-             dcv: {{ kind: webroot, directory: {webroot} }}\n    \
-             install: {{ kind: filesystem, directory: {{dir}}/installed/web }}\n",
-            url = self.pebble.directory_url(),
-            bundle = self.pebble.ca_bundle_path().display(),
-            webroot = webroot.display(),
-        )
-    }
-
-    /// rotad issuing through the webroot nginx serves.
-    fn rotad(&self) -> Rotad {
-        Rotad::start(&self.config(self.served.path(), ""))
-    }
-
-    /// Checks the installed chain with `openssl verify` under pebble's issuing root.
-    fn verify_chain(&self, rotad: &Rotad) {
-        assert_chain_verifies(
-            &self.pebble.issuer_roots_path(),
-            &rotad.path("installed/web"),
-        );
-    }
-}
 
 fn wait_installed(rotad: &Rotad) -> String {
     let cert = rotad.path("installed/web/cert.pem");

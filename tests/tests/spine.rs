@@ -290,6 +290,40 @@ fn kill_during_a_renewal_leaves_an_interrupted_row_and_no_open_one() {
 }
 
 #[test]
+fn after_a_restart_the_first_answer_already_shows_every_installed_cert() {
+    let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut rotad = Rotad::start(&config(&ids));
+    for id in &ids {
+        wait_installed(&rotad, id);
+    }
+    assert!(rotad.stop().success());
+    rotad.restart();
+
+    // `restart` returns as soon as the socket answers: these are the first answers.
+    let table = rotad.rota_ok(&["get", "certs"]);
+    for id in &ids {
+        let row = table
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(*id))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{table}"));
+        let columns: Vec<&str> = row.split_whitespace().collect();
+        assert!(
+            columns[4].ends_with('d') && columns[3] == "UpToDate",
+            "{id} shows its expiry and is Ready: {row}"
+        );
+    }
+    let describe = rotad.rota_ok(&["describe", "cert", "c7"]);
+    let serial = rota_e2e::serial_hex(&rotad.path("installed/c7/cert.pem"));
+    assert!(
+        !describe.contains("Installed certificate:  <none>") && describe.contains(&serial),
+        "describe shows the installed cert (serial {serial}):\n{describe}"
+    );
+    let status = rotad.rota_ok(&["status"]);
+    assert!(status.contains("all observed in"), "{status}");
+}
+
+#[test]
 fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut rotad = Rotad::start(&config(&["calm"]));
     wait_installed(&rotad, "calm");
