@@ -172,11 +172,20 @@ impl Rotad {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `rota get certs -o json`, parsed.
+    /// `rota get certs -o json`, parsed: a `CertificateList` whose `items` are the certs.
     #[must_use]
     pub fn certs_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.rota_ok(&["get", "certs", "-o", "json"])).expect("json")
     }
+}
+
+/// The condition of type `type_` in a cert object's `status.conditions`, or `null`.
+#[must_use]
+pub fn condition<'a>(cert: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    cert["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 impl Drop for Rotad {
