@@ -81,7 +81,7 @@ fn as_written_failed(err: &AsWrittenError) -> ApiError {
 
 /// The object for a cert whose describe view is `detail` and whose entry in `rota.yaml` is
 /// `spec`.
-fn certificate(detail: CertDetail, spec: serde_json::Value) -> Certificate {
+fn certificate(detail: CertDetail, spec: serde_yaml::Value) -> Certificate {
     let latest = detail.renewals.first();
     let installed = detail.installed.as_ref();
     let status = CertificateStatus {
@@ -214,8 +214,8 @@ mod tests {
     #[test]
     fn the_status_names_what_describe_computed_in_cert_managers_words() {
         let spec = serde_json::json!({ "id": "web", "domains": ["example.com"] });
-        let object =
-            serde_json::to_value(certificate(failing_detail(), spec.clone())).expect("serializes");
+        let written = serde_json::from_value(spec.clone()).expect("a YAML value");
+        let object = serde_json::to_value(certificate(failing_detail(), written)).expect("JSON");
         assert_eq!(object["apiVersion"], "rota.dev/v1");
         assert_eq!(object["kind"], "Certificate");
         assert_eq!(
@@ -258,7 +258,7 @@ mod tests {
         let mut detail = failing_detail();
         detail.backoff = None;
         detail.renewals[0].status = RenewalStatus::Succeeded;
-        let status = certificate(detail, serde_json::Value::Null).status;
+        let status = certificate(detail, serde_yaml::Value::Null).status;
         assert_eq!(status.last_failure_time, None);
         assert_eq!(status.failed_issuance_attempts, None);
         assert_eq!(status.next_attempt_at, None);

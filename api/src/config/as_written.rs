@@ -2,7 +2,9 @@
 //! `spec`. They are read again from the file's text rather than serialized from the typed
 //! tree, because the typed tree holds what `${VAR}` expanded to and DESIGN decision 2 says no
 //! resolved value is ever echoed; `*_file` paths and `env:VAR` references are not secrets and
-//! stay as typed. Merge keys (`<<`) are applied, as the loader applies them.
+//! stay as typed. Merge keys (`<<`) are applied, as the loader applies them. The entries stay
+//! YAML values, whose mappings keep the order the keys were written in (an entry with a `<<`
+//! merge aside: serde_yaml moves its keys when it applies the merge).
 
 use serde_yaml::Value;
 
@@ -26,25 +28,16 @@ pub enum AsWrittenError {
         /// Certs in the typed config.
         loaded: usize,
     },
-    /// A cert's entry holds YAML that has no JSON form (a non-string key).
-    #[error("certs[{row}] cannot be shown as JSON: {source}")]
-    Json {
-        /// Its position under `certs:`.
-        row: usize,
-        /// What serde_json said.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl LoadedConfig {
     /// Every cert's entry as written, in the order of `self.config.certs`.
-    pub fn certs_as_written(&self) -> Result<Vec<serde_json::Value>, AsWrittenError> {
+    pub fn certs_as_written(&self) -> Result<Vec<Value>, AsWrittenError> {
         let mut root: Value = serde_yaml::from_str(&self.text)?;
         root.apply_merge()?;
-        let written = match root.get("certs") {
-            Some(Value::Sequence(items)) => items.as_slice(),
-            _ => &[],
+        let written = match root.get_mut("certs").map(std::mem::take) {
+            Some(Value::Sequence(items)) => items,
+            _ => Vec::new(),
         };
         // A loaded config is valid, so every entry became a cert, in order.
         if written.len() != self.config.certs.len() {
@@ -53,13 +46,7 @@ impl LoadedConfig {
                 loaded: self.config.certs.len(),
             });
         }
-        written
-            .iter()
-            .enumerate()
-            .map(|(row, entry)| {
-                serde_json::to_value(entry).map_err(|source| AsWrittenError::Json { row, source })
-            })
-            .collect()
+        Ok(written)
     }
 }
 
@@ -100,10 +87,15 @@ certs:
             Some("owned by hunter2"),
             "the typed tree holds the expanded value"
         );
+        let written = loaded.certs_as_written().expect("shown as written");
+        let entry = written[0].as_mapping().expect("a mapping");
+        let keys: Vec<&str> = entry.keys().filter_map(serde_yaml::Value::as_str).collect();
+        let typed_order = ["id", "description", "domains", "key_path", "ca", "install"];
+        assert_eq!(keys, typed_order, "keys keep their written order");
         let install = serde_json::json!({ "kind": "filesystem", "directory": "${CERT_ROOT}/web" });
         assert_eq!(
-            loaded.certs_as_written().expect("shown as written"),
-            [
+            serde_json::to_value(&written).expect("JSON"),
+            serde_json::json!([
                 serde_json::json!({
                     "id": "web",
                     "description": "owned by ${TEAM}",
@@ -119,7 +111,7 @@ certs:
                     "ca": { "kind": "local" },
                     "install": install,
                 }),
-            ]
+            ])
         );
     }
 }

@@ -29,8 +29,9 @@ pub struct Certificate {
     pub kind: String,
     /// Name and generation.
     pub metadata: ObjectMeta,
-    /// The cert's entry of `rota.yaml` as written: `${VAR}` unexpanded, paths as typed.
-    pub spec: serde_json::Value,
+    /// The cert's entry of `rota.yaml` as written: `${VAR}` unexpanded, paths as typed. A YAML
+    /// value, so its keys keep the order they were written in, in JSON as in YAML.
+    pub spec: serde_yaml::Value,
     /// What rotad observed and decided.
     pub status: CertificateStatus,
 }
