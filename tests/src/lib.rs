@@ -11,16 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The directory holding the workspace's built binaries (`target/<profile>/`).
+/// The directory holding the workspace's built binaries (`target/<profile>/`), or
+/// `$ROTA_BIN_DIR`: a copy taken right after the build, for a target directory that other
+/// checkouts build into too and may overwrite mid-run.
 #[must_use]
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // Test executables live in target/<profile>/deps/.
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_owned();
+    let dir = std::env::var_os("ROTA_BIN_DIR").map_or_else(
+        || {
+            let exe = std::env::current_exe().expect("test executable path");
+            // Test executables live in target/<profile>/deps/.
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_owned()
+        },
+        PathBuf::from,
+    );
     for bin in ["rota", "rotad"] {
         assert!(
             dir.join(bin).exists(),
