@@ -17,28 +17,33 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The API token rotad reads from a file; it must never appear in any output.
 const TOKEN: &str = "kubectl-output-token-5c0ffee";
 
-/// A config with certs `web` and `api`; `web`'s description names `${PATH}`, which rotad
-/// expands and must not echo. `token_file` holds [`TOKEN`].
-fn config(token_file: &str) -> String {
+/// A config with certs `web` and `api`, and `extra` cert blocks after them; `web`'s
+/// description names `${PATH}`, which rotad expands and must not echo. `token_file` holds
+/// [`TOKEN`].
+fn config(token_file: &str, extra: &str) -> String {
     format!(
-        "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {{dir}}/rota.sock\n  check_interval_seconds: 3600\n  api_token_file: {token_file}\n\nlocal_ca:\n  directory: {{dir}}/ca\n\ncerts:\n{}{}",
-        cert_block("web", "    description: served from ${PATH}\n"),
-        cert_block("api", ""),
+        "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {{dir}}/rota.sock\n  check_interval_seconds: 3600\n  api_token_file: {token_file}\n\nlocal_ca:\n  directory: {{dir}}/ca\n\ncerts:\n{}{}{extra}",
+        cert_block(
+            "web",
+            "    description: served from ${PATH}\n",
+            "{dir}/installed/web"
+        ),
+        cert_block("api", "", "{dir}/installed/api"),
     )
 }
 
-fn cert_block(id: &str, extra: &str) -> String {
+fn cert_block(id: &str, extra: &str, install_dir: &str) -> String {
     format!(
-        "  - id: {id}\n{extra}    domains: [{id}.home.arpa]\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install:\n      kind: filesystem\n      directory: {{dir}}/installed/{id}\n"
+        "  - id: {id}\n{extra}    domains: [{id}.home.arpa]\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install:\n      kind: filesystem\n      directory: {install_dir}\n"
     )
 }
 
-/// rotad on [`config`], with its token file in a directory of its own.
-fn start() -> (Rotad, tempfile::TempDir) {
+/// rotad on [`config`] with `extra` certs, its token file in a directory of its own.
+fn start(extra: &str) -> (Rotad, tempfile::TempDir) {
     let secrets = tempfile::tempdir().expect("temp dir");
     let token_file = secrets.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).expect("write the token");
-    let rotad = Rotad::start(&config(&token_file.display().to_string()));
+    let rotad = Rotad::start(&config(&token_file.display().to_string(), extra));
     (rotad, secrets)
 }
 
@@ -91,9 +96,15 @@ fn openssl_not_after(rotad: &Rotad, id: &str) -> String {
 
 #[test]
 fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
-    let (rotad, _secrets) = start();
+    // A directory below a file cannot be created, whoever runs the test: every install fails.
+    let (rotad, _secrets) = start(&cert_block("broken", "", "{dir}/rota.yaml/broken"));
     let web = ready_object(&rotad, "web");
     ready_object(&rotad, "api");
+    let broken = wait_for("broken to fail", SETTLE_TIMEOUT, || {
+        let text = rotad.rota_ok(&["get", "cert", "broken", "-o", "json"]);
+        let object: Value = serde_json::from_str(&text).ok()?;
+        (condition(&object, "Failing")["status"] == "True").then_some(object)
+    });
     let schema = schema();
 
     let list = rotad.certs_json();
@@ -106,7 +117,11 @@ fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
         .iter()
         .map(|item| item["metadata"]["name"].as_str())
         .collect();
-    assert_eq!(names, [Some("web"), Some("api")], "config order");
+    assert_eq!(
+        names,
+        [Some("web"), Some("api"), Some("broken")],
+        "config order"
+    );
     assert_eq!(list["items"][0], web, "the list holds the same object");
 
     assert_eq!(web["apiVersion"], "rota.dev/v1");
@@ -120,14 +135,29 @@ fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
         status["notAfter"].as_str(),
         Some(openssl_not_after(&rotad, "web").as_str())
     );
+    let renewal_time = status["renewalTime"].as_str().expect("renewalTime");
     assert!(
-        status["renewalTime"].as_str() < status["notAfter"].as_str()
-            && status["renewalTime"].is_string(),
+        Some(renewal_time) < status["notAfter"].as_str(),
         "renews before it expires: {status:#}"
     );
     assert_eq!(status["lastRenewal"]["status"], "succeeded");
     assert_eq!(status["lastRenewal"]["reason"], "NotInstalled");
     assert!(status.get("lastFailureTime").is_none(), "{status:#}");
+
+    let failing = &broken["status"];
+    assert_eq!(failing["failedIssuanceAttempts"], 1, "{failing:#}");
+    let (failed_at, next_attempt) = (
+        failing["lastFailureTime"]
+            .as_str()
+            .expect("lastFailureTime"),
+        failing["nextAttemptAt"].as_str().expect("nextAttemptAt"),
+    );
+    assert!(
+        next_attempt > failed_at,
+        "backs off after the failure: {failing:#}"
+    );
+    assert_eq!(failing["lastRenewal"]["status"], "failed");
+    assert!(failing.get("notAfter").is_none(), "nothing is installed");
 
     let spec = &web["spec"];
     assert_eq!(spec["description"], "served from ${PATH}", "as written");
@@ -150,7 +180,7 @@ fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
 
 #[test]
 fn yaml_output_is_the_json_output() {
-    let (rotad, _secrets) = start();
+    let (rotad, _secrets) = start("");
     ready_object(&rotad, "web");
     for args in [
         ["get", "certs"].as_slice(),
@@ -196,7 +226,7 @@ fn not_after_cell(row: &str) -> &str {
 
 #[test]
 fn watch_prints_a_row_when_a_renewal_replaces_the_cert() {
-    let (rotad, _secrets) = start();
+    let (rotad, _secrets) = start("");
     ready_object(&rotad, "web");
     ready_object(&rotad, "api");
     let issued = Instant::now();
