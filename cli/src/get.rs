@@ -219,6 +219,7 @@ impl WatchView<Certificate> for ObjectView {
 #[cfg(test)]
 mod tests {
     use rota_api::status::Reason;
+    use serde::Deserialize;
 
     use super::*;
     use crate::certs_view::tests::web;
@@ -282,5 +283,28 @@ mod tests {
             "{first}{later}"
         );
         assert!(later.ends_with('\n'), "{later:?}");
+    }
+
+    #[test]
+    fn watched_yaml_objects_are_separate_documents() {
+        let object: Certificate = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rota.dev/v1",
+            "kind": "Certificate",
+            "metadata": { "name": "web", "generation": 1 },
+            "spec": { "id": "web" },
+            "status": { "conditions": [] },
+        }))
+        .expect("an object");
+        let mut view = ObjectView {
+            format: DataFormat::Yaml,
+        };
+        let text = view
+            .first(&[object.clone(), object.clone()])
+            .expect("renders");
+        let documents: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&text)
+            .map(|document| serde_json::Value::deserialize(document).expect("a YAML document"))
+            .collect();
+        let expected = serde_json::to_value(&object).expect("JSON");
+        assert_eq!(documents, [expected.clone(), expected]);
     }
 }

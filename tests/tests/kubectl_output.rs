@@ -179,7 +179,7 @@ fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
 }
 
 #[test]
-fn yaml_output_is_the_json_output() {
+fn yaml_output_is_the_json_output_and_one_cert_is_one_row() {
     let (rotad, _secrets) = start("");
     ready_object(&rotad, "web");
     for args in [
@@ -191,6 +191,12 @@ fn yaml_output_is_the_json_output() {
         let yaml: Value = serde_yaml::from_str(&output("yaml")).expect("YAML");
         assert_eq!(yaml, json, "rota {args:?}");
     }
+    let table = rotad.rota_ok(&["get", "cert", "web"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows.len() == 2 && rows[0].starts_with("ID ") && rows[1].starts_with("web "),
+        "one cert's table is its header and its row:\n{table}"
+    );
     let missing = rotad.rota(&["get", "cert", "nope", "-o", "json"]);
     assert_eq!(
         missing.status.code(),
