@@ -115,7 +115,7 @@ async fn follow<T: Watched, V: WatchView<T>>(
 }
 
 /// Writes `text`; `Ok(false)` once the reader has gone (`rota get certs -w | head`), so a
-/// watch stops instead of polling for nobody.
+/// watch ends at the next row it would print rather than polling on for nobody.
 fn print(text: &str) -> Result<bool, CliError> {
     match write_stdout(text) {
         Ok(()) => Ok(true),
