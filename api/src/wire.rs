@@ -1,6 +1,8 @@
 //! What rotad and its clients exchange over HTTP (TCP or the UNIX socket). Every response
 //! carries [`PROTOCOL_HEADER`]; a client that sees another version stops instead of misparsing.
 
+pub mod certificate;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

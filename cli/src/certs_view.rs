@@ -64,6 +64,16 @@ pub(crate) fn refused_config_warning(issues: &[ConfigIssue]) -> Option<String> {
 
 /// `rota get certs`, optionally with the backend and notAfter columns of `-o wide`.
 pub(crate) fn certs_table(certs: &[CertSummary], wide: bool, now: OffsetDateTime) -> String {
+    let (headers, rows) = certs_grid(certs, wide, now);
+    table::render("", &headers, &rows)
+}
+
+/// The headers and cells of [`certs_table`], for a watch that prints rows one at a time.
+pub(crate) fn certs_grid(
+    certs: &[CertSummary],
+    wide: bool,
+    now: OffsetDateTime,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let mut headers = vec![
         "ID",
         "DOMAINS",
@@ -97,7 +107,7 @@ pub(crate) fn certs_table(certs: &[CertSummary], wide: bool, now: OffsetDateTime
             row
         })
         .collect();
-    table::render("", &headers, &rows)
+    (headers, rows)
 }
 
 /// `True`, `False` or `Unknown`, as in the API.

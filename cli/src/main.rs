@@ -16,6 +16,7 @@ mod certs_view;
 mod client;
 mod describe_view;
 mod exit;
+mod get;
 mod human_time;
 mod log_view;
 mod ndjson;
@@ -29,9 +30,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use rota_api::CertId;
 use rota_api::RevocationReason;
-use rota_api::wire::{
-    CertDetail, CertSummary, RenewalLog, RevokeRequest, RevokeResponse, StatusResponse,
-};
+use rota_api::wire::{CertDetail, RenewalLog, RevokeRequest, RevokeResponse, StatusResponse};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -82,7 +81,7 @@ enum Command {
         #[arg(short, long, value_enum)]
         output: Option<DataFormat>,
     },
-    /// List resources.
+    /// List resources, or show one, as tables or whole objects; `-w` follows changes.
     Get {
         #[command(subcommand)]
         resource: GetResource,
@@ -148,12 +147,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum GetResource {
-    /// The certs rotad keeps fresh.
+    /// The certs rotad keeps fresh (`rota get cert ID` for one).
     #[command(visible_alias = "cert")]
     Certs {
-        /// `wide` adds the backends and notAfter; `json` and `yaml` print the raw list.
+        /// Show this cert only.
+        #[arg(value_parser = parse_cert_id)]
+        id: Option<CertId>,
+        /// `wide` adds the backends and notAfter; `json` and `yaml` print whole objects shaped
+        /// like cert-manager's Certificate (metadata, spec, status.conditions[]).
         #[arg(short, long, value_enum)]
         output: Option<ListFormat>,
+        /// After the first answer, print a row (or object) each time a cert changes, until
+        /// interrupted.
+        #[arg(short, long)]
+        watch: bool,
     },
 }
 
@@ -241,16 +248,8 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
     match command {
         Command::Status { output } => status(daemon, output, now).await,
         Command::Get {
-            resource: GetResource::Certs { output },
-        } => {
-            let certs: Vec<CertSummary> = daemon.get("/api/certs").await?;
-            emit(&match output {
-                None => certs_view::certs_table(&certs, false, now),
-                Some(ListFormat::Wide) => certs_view::certs_table(&certs, true, now),
-                Some(ListFormat::Json) => serialize(DataFormat::Json, &certs)?,
-                Some(ListFormat::Yaml) => serialize(DataFormat::Yaml, &certs)?,
-            })
-        }
+            resource: GetResource::Certs { id, output, watch },
+        } => get::certs(daemon, id.as_ref(), output, watch).await,
         Command::Describe {
             resource: DescribeResource::Cert { id, output },
         } => {
@@ -329,16 +328,20 @@ fn serialize<T: Serialize>(format: DataFormat, value: &T) -> Result<String, CliE
 
 /// Writes `text` to stdout; a reader that went away (`rota get certs | head -1`) is no error.
 pub(crate) fn emit(text: &str) -> Result<(), CliError> {
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match write_stdout(text) {
         Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
             Err(CliError::failed(format!("cannot write to stdout: {e}")))
         }
         _ => Ok(()),
     }
+}
+
+/// Writes `text` to stdout and flushes it, so a watcher's reader sees each line at once.
+pub(crate) fn write_stdout(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
 }
 
 #[cfg(test)]

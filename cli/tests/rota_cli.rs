@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -213,21 +214,94 @@ fn step(seq: u32, step: &str, status: &str, message: &str) -> String {
     )
 }
 
+fn not_found() -> Answer {
+    Answer::Whole {
+        status: StatusCode::NOT_FOUND,
+        protocol: "2",
+        body: String::new(),
+    }
+}
+
 #[test]
-fn get_certs_json_prints_the_list() {
-    let fake = FakeRotad::start(|method, path| match (method, path) {
-        (&Method::GET, "/api/certs") => ok_json(serde_json::to_string(&certs()).expect("json")),
-        _ => Answer::Whole {
-            status: StatusCode::NOT_FOUND,
-            protocol: "2",
-            body: String::new(),
-        },
+fn get_certs_json_prints_the_object_list() {
+    let list = serde_json::json!({
+        "apiVersion": "rota.dev/v1",
+        "kind": "CertificateList",
+        "items": [{
+            "apiVersion": "rota.dev/v1",
+            "kind": "Certificate",
+            "metadata": { "name": "web", "generation": 2 },
+            "spec": { "id": "web", "domains": ["example.com"] },
+            "status": { "conditions": [], "notAfter": "2025-05-01T12:00:00Z" },
+        }],
+    });
+    let answer = list.to_string();
+    let fake = FakeRotad::start(move |method, path| match (method, path) {
+        (&Method::GET, "/api/certificates") => ok_json(answer.clone()),
+        _ => not_found(),
     });
     let output = fake.rota(&["get", "certs", "-o", "json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
-    let printed: Vec<CertSummary> = serde_json::from_slice(&output.stdout).expect("JSON list");
-    assert_eq!(printed.len(), 1);
-    assert_eq!(printed[0].id.as_str(), "web");
+    let printed: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(printed, list, "the objects are printed whole");
+}
+
+#[test]
+fn get_certs_watch_prints_a_row_when_a_cert_changes() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&polls);
+    let fake = FakeRotad::start(move |method, path| {
+        assert_eq!((method, path), (&Method::GET, "/api/certs"));
+        let mut certs = certs();
+        // From the third poll on, the cert is renewing.
+        if counted.fetch_add(1, Ordering::SeqCst) >= 2 {
+            certs[0].issuing = true;
+            certs[0].ready_reason = Reason::Renewing;
+        }
+        ok_json(serde_json::to_string(&certs).expect("json"))
+    });
+    let mut child = rota(&fake.socket)
+        .args(["get", "certs", "-w"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rota");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines_tx.send(line).ok();
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from the watcher")
+    };
+    let (header, first, changed) = (next(), next(), next());
+    assert!(header.starts_with("ID "), "{header}");
+    assert!(
+        first.starts_with("web ") && first.contains("NotInstalled") && first.ends_with("failed"),
+        "{first}"
+    );
+    assert!(
+        changed.starts_with("web ") && changed.contains("Renewing") && changed.ends_with("running"),
+        "{changed}"
+    );
+    assert!(
+        polls.load(Ordering::SeqCst) >= 3,
+        "the change came from polling"
+    );
+    assert!(
+        lines.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "an unchanged cert prints no further row"
+    );
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "it watches until stopped"
+    );
+    child.kill().expect("stop the watcher");
+    child.wait().expect("reap the watcher");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The JSON API. Routes mirror the CLI: status, certs, one cert, its log, a forced renewal
-//! streamed as NDJSON, and config apply.
+//! streamed as NDJSON, config apply, and the certs as whole objects (`objects`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use rota_api::wire::{
 use rota_reconciler::{Reconciler, RenewRequestError, RevokeError};
 use rota_store::{AuditStore, StoreError};
 
-use crate::{apply, views};
+use crate::{apply, objects, views};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -46,6 +46,8 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/certs/{id}/renew", post(renew))
         .route("/api/certs/{id}/revoke", post(revoke))
         .route("/api/config", post(apply::apply))
+        .route("/api/certificates", get(objects::list))
+        .route("/api/certificates/{id}", get(objects::one))
         .with_state(state)
 }
 
@@ -66,7 +68,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(id: &CertId) -> Self {
+    pub(crate) fn not_found(id: &CertId) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -74,7 +76,7 @@ impl ApiError {
         )
     }
 
-    fn store(e: &StoreError) -> Self {
+    pub(crate) fn store(e: &StoreError) -> Self {
         tracing::error!(error = %e, "audit store failed while answering the API");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -95,7 +97,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn parse_id(raw: &str) -> Result<CertId, ApiError> {
+pub(crate) fn parse_id(raw: &str) -> Result<CertId, ApiError> {
     CertId::new(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))
 }
 

@@ -5,6 +5,7 @@ mod api;
 mod apply;
 mod daemon;
 mod guard;
+mod objects;
 mod views;
 
 pub use daemon::{DaemonOptions, run};

@@ -12,16 +12,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The directory holding the workspace's built binaries (`target/<profile>/`).
+/// The directory holding the workspace's built binaries (`target/<profile>/`), or
+/// `$ROTA_BIN_DIR`: a copy taken right after the build, for a target directory that other
+/// checkouts build into too and may overwrite mid-run.
 #[must_use]
 pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // Test executables live in target/<profile>/deps/.
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_owned();
+    let dir = std::env::var_os("ROTA_BIN_DIR").map_or_else(
+        || {
+            let exe = std::env::current_exe().expect("test executable path");
+            // Test executables live in target/<profile>/deps/.
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_owned()
+        },
+        PathBuf::from,
+    );
     for bin in ["rota", "rotad"] {
         assert!(
             dir.join(bin).exists(),
@@ -173,11 +179,20 @@ impl Rotad {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `rota get certs -o json`, parsed.
+    /// `rota get certs -o json`, parsed: a `CertificateList` whose `items` are the certs.
     #[must_use]
     pub fn certs_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.rota_ok(&["get", "certs", "-o", "json"])).expect("json")
     }
+}
+
+/// The condition of type `type_` in a cert object's `status.conditions`, or `null`.
+#[must_use]
+pub fn condition<'a>(cert: &'a serde_json::Value, type_: &str) -> &'a serde_json::Value {
+    cert["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 impl Drop for Rotad {

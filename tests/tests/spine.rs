@@ -5,7 +5,8 @@ use std::fs;
 use std::time::Duration;
 
 use rota_e2e::{
-    Rotad, assert_chain_verifies, cert_pubkey, key_pubkey, mode_of, openssl, serial_of, wait_for,
+    Rotad, assert_chain_verifies, cert_pubkey, condition, key_pubkey, mode_of, openssl, serial_of,
+    wait_for,
 };
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -104,9 +105,10 @@ fn quickstart_issues_installs_and_renews_with_the_same_key() {
     );
 
     let certs = rotad.certs_json();
-    assert_eq!(certs[0]["id"], "web");
-    assert_eq!(certs[0]["ready"], "True", "{certs}");
-    assert_eq!(certs[0]["last_renewal_status"], "succeeded");
+    let web = &certs["items"][0];
+    assert_eq!(web["metadata"]["name"], "web");
+    assert_eq!(condition(web, "Ready")["status"], "True", "{certs}");
+    assert_eq!(web["status"]["lastRenewal"]["status"], "succeeded");
 }
 
 #[test]
@@ -281,11 +283,8 @@ fn kill_during_a_renewal_leaves_an_interrupted_row_and_no_open_one() {
     );
     assert!(running[0] > first, "{running:?} vs {first}");
     assert_eq!(
-        rotad
-            .rota_ok(&["get", "certs", "-o", "json"])
-            .matches("\"id\"")
-            .count(),
-        2
+        rotad.certs_json()["items"].as_array().map(Vec::len),
+        Some(2)
     );
 }
 

@@ -1,6 +1,7 @@
 //! `rota.yaml`: the typed schema, and loading it into a [`LoadedConfig`] or a list of every
 //! problem found, each located by file, line, column and field path.
 
+mod as_written;
 mod availability;
 mod blocks;
 mod diagnose;
@@ -16,6 +17,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use as_written::AsWrittenError;
 pub use error::{ConfigErrors, ConfigIssue};
 pub use load::{load_file, load_str, load_str_with_env};
 pub(crate) use relative_paths::join_clean;
