@@ -1,6 +1,7 @@
 //! `rota.yaml`: the typed schema, and loading it into a [`LoadedConfig`] or a list of every
 //! problem found, each located by file, line, column and field path.
 
+mod access;
 mod availability;
 mod blocks;
 mod diagnose;
@@ -10,6 +11,7 @@ mod interpolate;
 mod load;
 mod locate;
 mod relative_paths;
+mod restart_only;
 mod schema;
 mod secrets;
 mod validate;
@@ -19,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigErrors, ConfigIssue};
 pub use load::{load_file, load_str, load_str_with_env};
 pub(crate) use relative_paths::join_clean;
+pub use restart_only::restart_only_changes;
 pub use schema::*;
 
 use crate::names::CertId;
