@@ -19,6 +19,12 @@ pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> Strin
         coarse(now - status.started_at),
         if n == 1 { "" } else { "s" },
     );
+    if !status.restart_required.is_empty() {
+        out.push_str(&format!(
+            "restart required: {} (changed in the config file; rotad keeps the running values until it restarts)\n",
+            status.restart_required.join(", ")
+        ));
+    }
     let rows: Vec<Vec<String>> = status
         .certs
         .iter()
@@ -196,6 +202,7 @@ nas   nas.lan                       False   NotInstalled   -         running
             config_path: "/etc/rota/rota.yaml".into(),
             started_at: NOW - Duration::hours(5),
             config_errors: vec![],
+            restart_required: vec![],
             certs: vec![web(), nas()],
         };
         assert_eq!(
@@ -206,6 +213,17 @@ CERT   DOMAINS                       EXPIRES   READY          LAST RENEWAL
 web    example.com,www.example.com   61d       UpToDate       succeeded
 nas    nas.lan                       -         NotInstalled   running
 "
+        );
+        let pending = StatusResponse {
+            restart_required: vec!["daemon.listen_addr".into(), "daemon.tls".into()],
+            ..status
+        };
+        assert!(
+            status_text(&pending, NOW).lines().nth(1).is_some_and(
+                |l| l.starts_with("restart required: daemon.listen_addr, daemon.tls (")
+            ),
+            "{}",
+            status_text(&pending, NOW)
         );
     }
 

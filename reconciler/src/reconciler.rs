@@ -73,6 +73,8 @@ pub struct Prepared {
     pub(crate) desired: Desired,
     /// What committing it changes.
     pub diff: ConfigDiff,
+    /// Restart-only settings the file changes but that stay as they are until a restart.
+    pub(crate) restart_required: Vec<&'static str>,
 }
 
 impl Prepared {
@@ -102,6 +104,7 @@ pub(crate) struct Shared {
     pub tasks: TaskTracker,
     pub shutdown: CancellationToken,
     pub config_errors: Mutex<Vec<ConfigIssue>>,
+    pub restart_required: Mutex<Vec<&'static str>>,
 }
 
 /// The running reconciler; cheap to clone.
@@ -143,6 +146,7 @@ impl Reconciler {
                 tasks: TaskTracker::new(),
                 shutdown,
                 config_errors: Mutex::new(Vec::new()),
+                restart_required: Mutex::new(Vec::new()),
             }),
         };
         reconciler.restore_state().await?;
@@ -222,6 +226,13 @@ impl Reconciler {
         lock(&self.shared.config_errors).clone()
     }
 
+    /// Restart-only settings that the config file changes but that rotad keeps at their
+    /// running values until it restarts.
+    #[must_use]
+    pub fn restart_required(&self) -> Vec<&'static str> {
+        lock(&self.shared.restart_required).clone()
+    }
+
     /// Records that a config change was refused, so the API can show why.
     pub fn config_refused(&self, errors: &ConfigErrors) {
         for issue in &errors.0 {
@@ -234,14 +245,27 @@ impl Reconciler {
     pub fn prepare(&self, loaded: LoadedConfig) -> Result<Prepared, ConfigErrors> {
         let desired = Desired::build(loaded, self.shared.factory.as_ref())?;
         let diff = self.desired().diff(&desired);
-        Ok(Prepared { desired, diff })
+        Ok(Prepared {
+            desired,
+            diff,
+            restart_required: Vec::new(),
+        })
     }
 
     /// Makes a prepared config the running one and reconciles what it adds or changes at once.
     pub fn commit(&self, prepared: Prepared) -> ConfigDiff {
-        let Prepared { desired, diff } = prepared;
-        let previous = self.desired();
-        warn_restart_only(&previous.loaded, &desired.loaded);
+        let Prepared {
+            desired,
+            diff,
+            restart_required,
+        } = prepared;
+        for field in &restart_required {
+            tracing::warn!(
+                field,
+                "this setting changed in the file but takes effect only when rotad restarts"
+            );
+        }
+        *lock(&self.shared.restart_required) = restart_required;
         self.resize_permits(desired.loaded.config.daemon.max_concurrent_renewals);
         let desired = Arc::new(desired);
         *self
@@ -517,25 +541,5 @@ fn ready_condition(observed: &Observation, decision: &Plan) -> Update {
                 rfc3339(*until)
             ),
         ),
-    }
-}
-
-fn warn_restart_only(old: &LoadedConfig, new: &LoadedConfig) {
-    let (a, b) = (&old.config.daemon, &new.config.daemon);
-    let mut needs_restart = Vec::new();
-    if a.listen_addr != b.listen_addr {
-        needs_restart.push("daemon.listen_addr");
-    }
-    if a.socket_path != b.socket_path {
-        needs_restart.push("daemon.socket_path");
-    }
-    if a.database_path != b.database_path || old.config.audit != new.config.audit {
-        needs_restart.push("the audit store");
-    }
-    for field in needs_restart {
-        tracing::warn!(
-            field,
-            "this setting changed but takes effect only when rotad restarts"
-        );
     }
 }

@@ -95,12 +95,24 @@ impl Reconciler {
         let owned = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || load_str(&owned, text)).await;
         match loaded {
-            Ok(Ok(loaded)) => match self.prepare(loaded) {
-                Ok(prepared) => {
-                    self.commit(prepared);
+            Ok(Ok(mut loaded)) => {
+                let running = self.desired();
+                let prepared =
+                    loaded
+                        .keep_restart_only(&running.loaded.config)
+                        .and_then(|restart_required| {
+                            self.prepare(loaded).map(|mut prepared| {
+                                prepared.restart_required = restart_required;
+                                prepared
+                            })
+                        });
+                match prepared {
+                    Ok(prepared) => {
+                        self.commit(prepared);
+                    }
+                    Err(errors) => self.config_refused(&errors),
                 }
-                Err(errors) => self.config_refused(&errors),
-            },
+            }
             Ok(Err(errors)) => self.config_refused(&errors),
             Err(e) => tracing::error!(error = %e, "loading the config panicked"),
         }

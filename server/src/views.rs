@@ -21,6 +21,12 @@ pub(crate) async fn status(state: &AppState) -> Result<StatusResponse, StoreErro
         config_path: desired.loaded.path.display().to_string(),
         started_at: state.started_at,
         config_errors: state.reconciler.config_errors(),
+        restart_required: state
+            .reconciler
+            .restart_required()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         certs: summaries(state).await?,
     })
 }
