@@ -5,6 +5,9 @@ mod api;
 mod apply;
 mod daemon;
 mod guard;
+mod listener;
+mod socket;
+mod tls;
 mod views;
 
 pub use daemon::{DaemonOptions, run};
