@@ -13,18 +13,13 @@ use crate::table;
 pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> String {
     let n = status.certs.len();
     let mut out = format!(
-        "rotad {}   config {}   up {}   {n} cert{}\n",
+        "rotad {}   config {}   up {}   {n} cert{}\n{}",
         status.version,
         status.config_path,
         coarse(now - status.started_at),
         if n == 1 { "" } else { "s" },
+        restart_required(&status.restart_required),
     );
-    if !status.restart_required.is_empty() {
-        out.push_str(&format!(
-            "restart required: {} (changed in the config file; rotad keeps the running values until it restarts)\n",
-            status.restart_required.join(", ")
-        ));
-    }
     let rows: Vec<Vec<String>> = status
         .certs
         .iter()
@@ -44,6 +39,17 @@ pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> Strin
         &rows,
     ));
     out
+}
+
+/// The line saying which settings wait for a restart, or nothing.
+fn restart_required(fields: &[String]) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(
+        "restart required: {} (changed in the config file; rotad keeps the running values until it restarts)\n",
+        fields.join(", ")
+    )
 }
 
 /// The warning `rota status` puts on stderr when rotad refused the last config change.

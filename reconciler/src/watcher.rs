@@ -1,7 +1,8 @@
 //! Hot reload: watches the config file's directory (so editors that replace the file by
 //! rename are followed), waits for writes to settle, and applies the new text if it is valid.
 //! An invalid change is logged with every error, surfaced to the API, and the running config
-//! is kept.
+//! is kept. Settings read only at start (listener, socket, state paths) keep their running
+//! values; the ones the file changes are reported as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

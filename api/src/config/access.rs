@@ -9,7 +9,7 @@ use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::{child, item};
 use super::relative_paths::join_clean;
-use super::schema::{CertSpec, DaemonConfig, DcvSpec, InstallSpec};
+use super::schema::{CertSpec, Config, DaemonConfig, DcvSpec, InstallSpec, Tagged};
 use crate::names::DomainName;
 
 /// Every problem with the access settings of `parsed`.
@@ -22,7 +22,7 @@ pub(crate) fn check_access(parsed: &Parsed) -> Vec<Problem> {
     check_allowed_hosts(daemon, &mut found);
     check_socket_group(daemon, &mut found);
     if parsed.usable("certs") {
-        check_tls(parsed, &mut found);
+        found.extend(tls_problem(&parsed.config));
         found.extend(paths_outside(&daemon.allowed_paths, parsed.certs()));
     }
     found
@@ -68,38 +68,36 @@ fn check_socket_group(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
 }
 
 /// The TLS cert must be one rota manages and installs as PEM files rotad can read back.
-fn check_tls(parsed: &Parsed, found: &mut Vec<Problem>) {
-    let Some(tls) = &parsed.config.daemon.tls else {
-        return;
-    };
+pub(crate) fn tls_problem(config: &Config) -> Option<Problem> {
+    let tls = config.daemon.tls.as_ref()?;
     let path = "daemon.tls.cert_id";
-    let Some(cert) = parsed.config.certs.iter().find(|c| c.id == tls.cert_id) else {
-        let ids: Vec<&str> = parsed.config.certs.iter().map(|c| c.id.as_str()).collect();
-        found.push(
+    let Some(cert) = config.certs.iter().find(|c| c.id == tls.cert_id) else {
+        let ids: Vec<&str> = config.certs.iter().map(|c| c.id.as_str()).collect();
+        let configured = if ids.is_empty() {
+            "none".to_owned()
+        } else {
+            ids.join(", ")
+        };
+        return Some(
             Problem::value(path, format!("no cert `{}` in `certs:`", tls.cert_id)).hint(format!(
-                "name the id of a cert rota manages (configured: {})",
-                if ids.is_empty() {
-                    "none".to_owned()
-                } else {
-                    ids.join(", ")
-                }
+                "name the id of a cert rota manages (configured: {configured}); the TCP listener serves it until rotad restarts, so keep it while `daemon.tls` is in force"
             )),
         );
-        return;
     };
-    if cert.install.pem_directory().is_none() {
-        found.push(
-            Problem::value(
-                path,
-                format!(
-                    "cert `{}` is installed by `{}`, which writes no `fullchain.pem` and `privkey.pem` for rotad to serve",
-                    cert.id,
-                    super::schema::Tagged::kind(&cert.install)
-                ),
-            )
-            .hint("pick a cert installed with `install: { kind: filesystem }` or `nginx`"),
-        );
+    if cert.install.pem_directory().is_some() {
+        return None;
     }
+    Some(
+        Problem::value(
+            path,
+            format!(
+                "cert `{}` is installed by `{}`, which writes no `fullchain.pem` and `privkey.pem` for rotad to serve",
+                cert.id,
+                cert.install.kind()
+            ),
+        )
+        .hint("pick a cert installed with `install: { kind: filesystem }` or `nginx`"),
+    )
 }
 
 /// A problem for every path a cert writes that is not under one of `allowed` (an empty list
@@ -151,4 +149,42 @@ fn written_paths(cert: &CertSpec) -> Vec<(&'static str, &Path)> {
     };
     paths.extend(install.map(|dir| ("install.directory", dir.as_path())));
     paths
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::schema::{CaSpec, FilesystemInstall, LocalCa};
+    use crate::names::CertId;
+
+    #[test]
+    fn allowed_paths_compare_whole_components_after_dot_dot() {
+        let cert = |key: &str| CertSpec {
+            id: CertId::new("a").unwrap(),
+            description: None,
+            domains: vec![DomainName::new("a.test").unwrap()],
+            key_path: PathBuf::from(key),
+            ca: CaSpec::Local(LocalCa {}),
+            dcv: None,
+            install: InstallSpec::Filesystem(FilesystemInstall {
+                directory: PathBuf::from("/srv/rota/a"),
+            }),
+        };
+        let allowed = [PathBuf::from("/srv/rota")];
+        for (key, inside, why) in [
+            ("/srv/rota/keys/a.key", true, "below the allowed directory"),
+            ("/srv/rota2/a.key", false, "a sibling that shares a prefix"),
+            ("/srv/rota/../../etc/a.key", false, "`..` climbs out"),
+            ("/srv/./rota/a.key", true, "`.` is dropped"),
+        ] {
+            let spec = cert(key);
+            let found = paths_outside(&allowed, std::iter::once(("certs[0]".to_owned(), &spec)));
+            assert_eq!(found.is_empty(), inside, "{key}: {why}: {found:?}");
+        }
+        let spec = cert("/anywhere/a.key");
+        assert!(
+            paths_outside(&[], std::iter::once(("certs[0]".to_owned(), &spec))).is_empty(),
+            "no list allows every path"
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! database, the socket or the CA, widen the path allow-list, or weaken a bound listener.
 
 use super::LoadedConfig;
-use super::access::paths_outside;
+use super::access::{paths_outside, tls_problem};
 use super::error::{ConfigErrors, ConfigIssue};
 use super::field_path::item;
 use super::schema::Config;
@@ -61,7 +61,8 @@ impl LoadedConfig {
 
     /// For a hand edit of the file: keeps the `running` values of the restart-only settings
     /// and returns the ones the file changes (in force after a restart). Refused when a cert
-    /// path lies outside the `daemon.allowed_paths` in force.
+    /// path lies outside the `daemon.allowed_paths` in force, or the cert the TLS listener
+    /// serves is gone.
     pub fn keep_restart_only(
         &mut self,
         running: &Config,
@@ -74,13 +75,14 @@ impl LoadedConfig {
             .iter()
             .enumerate()
             .map(|(row, cert)| (item("certs", row), cert));
-        let outside = paths_outside(&self.config.daemon.allowed_paths, certs);
-        if outside.is_empty() {
+        let mut found = paths_outside(&self.config.daemon.allowed_paths, certs);
+        found.extend(tls_problem(&self.config));
+        if found.is_empty() {
             Ok(changed)
         } else {
             let file = self.path.display().to_string();
             Err(ConfigErrors(
-                outside
+                found
                     .into_iter()
                     .map(|p| self.positions.place(&file, p))
                     .collect(),
@@ -138,6 +140,15 @@ mod tests {
         assert_eq!(errors.0.len(), 1, "{errors}");
         assert_eq!(errors.0[0].path, "certs[0].key_path");
         assert_eq!(errors.0[0].line, 4, "located at the cert: {errors}");
+    }
+
+    #[test]
+    fn a_hand_edit_cannot_drop_the_cert_the_tls_listener_serves() {
+        let running = load("  tls: { cert_id: a }\n", "/keys");
+        let mut edited = load("  check_interval_seconds: 60\n", "/keys");
+        edited.config.certs[0].id = crate::names::CertId::new("b").unwrap();
+        let errors = edited.keep_restart_only(&running.config).unwrap_err();
+        assert_eq!(errors.0[0].path, "daemon.tls.cert_id", "{errors}");
     }
 
     #[test]
