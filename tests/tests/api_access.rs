@@ -227,6 +227,29 @@ fn with_a_token_mutations_need_the_right_bearer() {
 }
 
 #[test]
+fn on_a_listener_other_hosts_can_reach_reads_need_the_token_too() {
+    let (_token_dir, token_path) = token_file();
+    let rotad = Rotad::start(
+        &config(&format!("  api_token_file: {token_path}\n")).replace("127.0.0.1:0", "0.0.0.0:0"),
+    );
+    // Only ever called through loopback; the wildcard bind is what makes the rule apply.
+    let port = rotad.tcp_addr().port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    for path in READS {
+        let open = *path == "/healthz";
+        let anonymous = tcp(addr, "GET", path, &[]);
+        assert_eq!(
+            anonymous.status,
+            if open { 200 } else { 401 },
+            "{path}: {anonymous:?}"
+        );
+        let with_token = tcp(addr, "GET", path, &["-H", &bearer]);
+        assert_eq!(with_token.status, 200, "{path}: {with_token:?}");
+    }
+}
+
+#[test]
 fn a_hot_reload_never_weakens_the_bound_listener() {
     let (_token_dir, token_path) = token_file();
     let rotad = Rotad::start(&config(&format!("  api_token_file: {token_path}\n")));
