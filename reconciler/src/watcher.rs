@@ -10,9 +10,9 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use rota_api::config::load_str;
+use rota_api::config::{ConfigErrors, LoadedConfig, load_str};
 
-use crate::reconciler::Reconciler;
+use crate::reconciler::{Prepared, Reconciler};
 
 /// Writes closer together than this count as one change.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -96,26 +96,23 @@ impl Reconciler {
         let owned = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || load_str(&owned, text)).await;
         match loaded {
-            Ok(Ok(mut loaded)) => {
-                let running = self.desired();
-                let prepared =
-                    loaded
-                        .keep_restart_only(&running.loaded.config)
-                        .and_then(|restart_required| {
-                            self.prepare(loaded).map(|mut prepared| {
-                                prepared.restart_required = restart_required;
-                                prepared
-                            })
-                        });
-                match prepared {
-                    Ok(prepared) => {
-                        self.commit(prepared);
-                    }
-                    Err(errors) => self.config_refused(&errors),
+            Ok(Ok(loaded)) => match self.prepare_hand_edit(loaded) {
+                Ok(prepared) => {
+                    self.commit(prepared);
                 }
-            }
+                Err(errors) => self.config_refused(&errors),
+            },
             Ok(Err(errors)) => self.config_refused(&errors),
             Err(e) => tracing::error!(error = %e, "loading the config panicked"),
         }
+    }
+
+    /// A hand edit keeps the running values of the restart-only settings and remembers the
+    /// ones it changes, for `rota status`.
+    fn prepare_hand_edit(&self, mut loaded: LoadedConfig) -> Result<Prepared, ConfigErrors> {
+        let restart_required = loaded.keep_restart_only(&self.desired().loaded.config)?;
+        let mut prepared = self.prepare(loaded)?;
+        prepared.restart_required = restart_required;
+        Ok(prepared)
     }
 }

@@ -19,7 +19,7 @@ use rota_store::{AuditStore, SqliteStore};
 use crate::api::{AppState, routes};
 use crate::guard::{protocol_header, tcp_guard};
 use crate::listener::ApiListener;
-use crate::socket::{bind_socket, socket_gid};
+use crate::socket::{bind_socket, remove_socket, socket_gid};
 
 /// How long in-flight renewals get to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -102,7 +102,7 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;
-    remove_own_socket(&daemon.socket_path);
+    remove_socket(&daemon.socket_path);
     tracing::info!("rotad stopped");
     Ok(())
 }
@@ -122,15 +122,6 @@ async fn serve(
         if let Err(e) = result {
             tracing::error!(error = %e, "API server failed");
         }
-    }
-}
-
-/// Removes the socket at `path` at exit if it still is a socket (lstat), never what replaced it.
-fn remove_own_socket(path: &std::path::Path) {
-    use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
-    if is_socket {
-        let _ = std::fs::remove_file(path);
     }
 }
 

@@ -93,6 +93,15 @@ pub(crate) async fn bind_socket(path: &Path, gid: Option<u32>) -> anyhow::Result
     Ok(listener)
 }
 
+/// Removes the socket at `path` at exit if it still is a socket (lstat), never what may have
+/// replaced it.
+pub(crate) fn remove_socket(path: &Path) {
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Refuses a socket directory other users may write to without the sticky bit: they could
 /// swap the socket for a link between its creation and its chmod.
 fn refuse_shared_directory(dir: &Path) -> anyhow::Result<()> {
