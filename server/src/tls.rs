@@ -227,3 +227,64 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed cert and its key, as PEM.
+    fn issued() -> (String, String) {
+        let made = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        (made.cert.pem(), made.signing_key.serialize_pem())
+    }
+
+    fn served_leaf(served: &ServedCert) -> Option<Vec<u8>> {
+        served
+            .current()
+            .map(|key| key.end_entity_cert().unwrap().as_ref().to_vec())
+    }
+
+    fn der(pem: &str) -> Vec<u8> {
+        CertificateDer::from_pem_slice(pem.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    }
+
+    /// Writes like the installer does: a new file renamed over the old one.
+    fn install(dir: &std::path::Path, name: &str, pem: &str) {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, pem).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
+
+    #[test]
+    fn nothing_is_served_before_the_install_and_a_renewal_is_picked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let served = ServedCert::new(CertId::new("web").unwrap(), dir.path().to_owned());
+        assert!(
+            served.current().is_none(),
+            "no cert yet: handshakes refused"
+        );
+
+        let (first, first_key) = issued();
+        install(dir.path(), "privkey.pem", &first_key);
+        install(dir.path(), "fullchain.pem", &first);
+        assert_eq!(served_leaf(&served), Some(der(&first)));
+
+        // A new key's chain lands before its key: the old pair stays in service.
+        let (second, second_key) = issued();
+        install(dir.path(), "fullchain.pem", &second);
+        assert_eq!(
+            served_leaf(&served),
+            Some(der(&first)),
+            "mismatched pair not served"
+        );
+        install(dir.path(), "privkey.pem", &second_key);
+        assert_eq!(
+            served_leaf(&served),
+            Some(der(&second)),
+            "the new pair once complete"
+        );
+    }
+}
