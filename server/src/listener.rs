@@ -103,14 +103,25 @@ impl ApiListener {
             .with_context(|| format!("binding daemon.listen_addr {addr}"))?;
         let bound = tcp.local_addr().unwrap_or(addr);
         let security = Arc::new(ListenerSecurity::capture(&config.daemon, bound));
-        let served = config.daemon.tls.as_ref().and_then(|tls| {
-            let cert = config.certs.iter().find(|c| c.id == tls.cert_id)?;
-            let dir = cert.install.pem_directory()?;
-            Some(ServedCert::new(tls.cert_id.clone(), dir.to_owned()))
-        });
-        let listener = match served {
-            Some(served) => Self::Tls(TlsListener::start(tcp, served)?),
+        let listener = match &config.daemon.tls {
             None => Self::Plain(tcp),
+            // Validation guarantees the cert; should it be missing, refuse to start rather
+            // than serve in clear text what was meant to be encrypted.
+            Some(tls) => {
+                let dir = config
+                    .certs
+                    .iter()
+                    .find(|c| c.id == tls.cert_id)
+                    .and_then(|c| c.install.pem_directory())
+                    .with_context(|| {
+                        format!(
+                            "daemon.tls.cert_id `{}` names no cert installed as PEM files",
+                            tls.cert_id
+                        )
+                    })?;
+                let served = ServedCert::new(tls.cert_id.clone(), dir.to_owned());
+                Self::Tls(TlsListener::start(tcp, served)?)
+            }
         };
         Ok((listener, security))
     }

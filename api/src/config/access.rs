@@ -10,7 +10,7 @@ use super::error::Problem;
 use super::field_path::{child, item};
 use super::relative_paths::join_clean;
 use super::schema::{CertSpec, Config, DaemonConfig, DcvSpec, InstallSpec, Tagged};
-use crate::names::DomainName;
+use crate::names::{CertId, DomainName};
 
 /// Every problem with the access settings of `parsed`.
 pub(crate) fn check_access(parsed: &Parsed) -> Vec<Problem> {
@@ -100,6 +100,35 @@ pub(crate) fn tls_problem(config: &Config) -> Option<Problem> {
     )
 }
 
+/// The TLS listener reads its cert from the install directory it was bound with, so that
+/// directory cannot move until rotad restarts (the listener would go on serving the old,
+/// expiring cert).
+pub(crate) fn tls_directory_moved(running: &Config, next: &Config) -> Option<Problem> {
+    let tls = running.daemon.tls.as_ref()?;
+    let (_, served) = served_directory(running, &tls.cert_id)?;
+    let (row, moved) = served_directory(next, &tls.cert_id)?;
+    if served == moved {
+        return None;
+    }
+    Some(
+        Problem::value(
+            child(&item("certs", row), "install.directory"),
+            format!(
+                "the TCP listener serves cert `{}` from {} until rotad restarts, so its install directory cannot move before then",
+                tls.cert_id,
+                served.display()
+            ),
+        )
+        .hint("keep the directory for now, or edit the file and restart rotad: the new directory is used from the start"),
+    )
+}
+
+/// The row of cert `id` and the directory its PEM files are installed in.
+fn served_directory<'a>(config: &'a Config, id: &CertId) -> Option<(usize, &'a Path)> {
+    let row = config.certs.iter().position(|c| &c.id == id)?;
+    Some((row, config.certs[row].install.pem_directory()?))
+}
+
 /// A problem for every path a cert writes that is not under one of `allowed` (an empty list
 /// allows every path). The comparison is lexical, on cleaned absolute paths.
 pub(crate) fn paths_outside<'a>(
@@ -155,7 +184,6 @@ fn written_paths(cert: &CertSpec) -> Vec<(&'static str, &Path)> {
 mod tests {
     use super::*;
     use crate::config::schema::{CaSpec, FilesystemInstall, LocalCa};
-    use crate::names::CertId;
 
     #[test]
     fn allowed_paths_compare_whole_components_after_dot_dot() {

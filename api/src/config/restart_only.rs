@@ -5,7 +5,7 @@
 //! database, the socket or the CA, widen the path allow-list, or weaken a bound listener.
 
 use super::LoadedConfig;
-use super::access::{paths_outside, tls_problem};
+use super::access::{paths_outside, tls_directory_moved, tls_problem};
 use super::error::{ConfigErrors, ConfigIssue};
 use super::field_path::item;
 use super::schema::Config;
@@ -44,9 +44,10 @@ restart_only! {
 
 impl LoadedConfig {
     /// For `rota apply`: one located issue per restart-only setting this config changes
-    /// against the `running` one.
+    /// against the `running` one (and for a move of the cert the TLS listener serves).
     #[must_use]
     pub fn restart_only_issues(&self, running: &Config) -> Vec<ConfigIssue> {
+        let file = self.path.display().to_string();
         restart_only_changes(running, &self.config)
             .into_iter()
             .map(|field| {
@@ -56,13 +57,17 @@ impl LoadedConfig {
                     Some("rotad reads it only at start: edit the config file on the server and restart rotad".to_owned()),
                 )
             })
+            .chain(
+                tls_directory_moved(running, &self.config)
+                    .map(|p| self.positions.place(&file, p)),
+            )
             .collect()
     }
 
     /// For a hand edit of the file: keeps the `running` values of the restart-only settings
     /// and returns the ones the file changes (in force after a restart). Refused when a cert
     /// path lies outside the `daemon.allowed_paths` in force, or the cert the TLS listener
-    /// serves is gone.
+    /// serves is gone or installed elsewhere.
     pub fn keep_restart_only(
         &mut self,
         running: &Config,
@@ -77,6 +82,7 @@ impl LoadedConfig {
             .map(|(row, cert)| (item("certs", row), cert));
         let mut found = paths_outside(&self.config.daemon.allowed_paths, certs);
         found.extend(tls_problem(&self.config));
+        found.extend(tls_directory_moved(running, &self.config));
         if found.is_empty() {
             Ok(changed)
         } else {
@@ -96,7 +102,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
-    use crate::config::load_str_with_env;
+    use crate::config::{InstallSpec, load_str_with_env};
 
     fn load(daemon: &str, key_dir: &str) -> LoadedConfig {
         let text = format!(
@@ -149,6 +155,22 @@ mod tests {
         edited.config.certs[0].id = crate::names::CertId::new("b").unwrap();
         let errors = edited.keep_restart_only(&running.config).unwrap_err();
         assert_eq!(errors.0[0].path, "daemon.tls.cert_id", "{errors}");
+    }
+
+    #[test]
+    fn the_served_cert_cannot_move_its_install_directory_before_a_restart() {
+        let running = load("  tls: { cert_id: a }\n", "/keys");
+        let mut moved = load("  tls: { cert_id: a }\n", "/keys");
+        let InstallSpec::Filesystem(fs) = &mut moved.config.certs[0].install else {
+            panic!("the test cert installs to the filesystem")
+        };
+        fs.directory = PathBuf::from("/srv/elsewhere");
+        let issues = moved.restart_only_issues(&running.config);
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert_eq!(issues[0].path, "certs[0].install.directory");
+        let errors = moved.keep_restart_only(&running.config).unwrap_err();
+        assert_eq!(errors.0[0].path, "certs[0].install.directory", "{errors}");
+        assert!(running.restart_only_issues(&running.config).is_empty());
     }
 
     #[test]
