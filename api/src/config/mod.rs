@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 pub use error::{ConfigErrors, ConfigIssue};
 pub use load::{load_file, load_str, load_str_with_env};
 pub(crate) use relative_paths::join_clean;
-pub use restart_only::restart_only_changes;
 pub use schema::*;
 
 use crate::names::CertId;

@@ -16,7 +16,7 @@ macro_rules! restart_only {
         /// The field paths of every restart-only setting whose value differs between the
         /// `running` config and `next`.
         #[must_use]
-        pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
+        fn restart_only_changes(running: &Config, next: &Config) -> Vec<&'static str> {
             let mut changed = Vec::new();
             $( if running.$($field).+ != next.$($field).+ { changed.push($path); } )*
             changed
