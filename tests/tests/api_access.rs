@@ -224,6 +224,19 @@ fn with_a_token_mutations_need_the_right_bearer() {
     assert_ne!(installed_serial(&rotad), before, "the right bearer renews");
     // On loopback reads stay open (decision 2).
     assert_eq!(tcp(addr, "GET", "/api/certs", &[]).status, 200);
+
+    // The token is read at every request: a rotated file takes effect at once, and an
+    // unreadable one fails closed.
+    fs::write(&token_path, "rotated-token\n").unwrap();
+    assert_eq!(
+        mutate(addr, renew, Some(TOKEN)).status,
+        401,
+        "the old token is gone"
+    );
+    assert_eq!(mutate(addr, renew, Some("rotated-token")).status, 200);
+    fs::remove_file(&token_path).unwrap();
+    let reply = mutate(addr, renew, Some("rotated-token"));
+    assert_eq!(reply.status, 503, "{reply:?}");
 }
 
 #[test]
