@@ -34,6 +34,10 @@ pub struct StatusResponse {
     pub observed_at: Option<OffsetDateTime>,
     /// The errors of the last config change that was refused, if the running config is stale.
     pub config_errors: Vec<ConfigIssue>,
+    /// Settings changed in the config file that rotad reads only at start (listener, socket,
+    /// database paths), kept at their running values until it restarts.
+    #[serde(default)]
+    pub restart_required: Vec<String>,
     /// One row per cert.
     pub certs: Vec<CertSummary>,
 }

@@ -357,3 +357,25 @@ fn load_file_reads_the_file_or_says_why_not() {
     assert_eq!((errors.0[0].line, errors.0[0].column), (1, 1));
     assert!(errors.0[0].message.starts_with("cannot read the config"));
 }
+
+#[test]
+fn the_locked_down_example_loads_with_its_access_settings() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/locked-down.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let env = |name: &str| (name == "ROTA_API_TOKEN").then(|| "s3cret".to_owned());
+    let loaded = load_str_with_env(&path, text, &env).unwrap_or_else(|e| panic!("{e}"));
+    let daemon = &loaded.config.daemon;
+    assert_eq!(
+        daemon.tls.as_ref().map(|t| t.cert_id.as_str()),
+        Some("rota-api")
+    );
+    assert_eq!(daemon.allowed_hosts, ["rota.home.arpa"]);
+    assert_eq!(daemon.socket_group.as_deref(), Some("rota"));
+    assert_eq!(
+        daemon.allowed_paths,
+        [
+            PathBuf::from("/var/lib/rota"),
+            PathBuf::from("/etc/ssl/rota")
+        ]
+    );
+}

@@ -17,11 +17,13 @@ pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> Strin
         None => "still observing installed certs".to_owned(),
     };
     let mut out = format!(
-        "rotad {}   config {}   up {}   {n} cert{}   {observed}\n",
+        "rotad {}   config {}   up {}   {n} cert{}   {observed}
+{}",
         status.version,
         status.config_path,
         coarse(now - status.started_at),
         if n == 1 { "" } else { "s" },
+        restart_required(&status.restart_required),
     );
     let rows: Vec<Vec<String>> = status
         .certs
@@ -42,6 +44,17 @@ pub(crate) fn status_text(status: &StatusResponse, now: OffsetDateTime) -> Strin
         &rows,
     ));
     out
+}
+
+/// The line saying which settings wait for a restart, or nothing.
+fn restart_required(fields: &[String]) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(
+        "restart required: {} (changed in the config file; rotad keeps the running values until it restarts)\n",
+        fields.join(", ")
+    )
 }
 
 /// The warning `rota status` puts on stderr when rotad refused the last config change.
@@ -211,6 +224,7 @@ nas   nas.lan                       False   NotInstalled   -         running
             started_at: NOW - Duration::hours(5),
             observed_at: Some(NOW - Duration::hours(5) + Duration::milliseconds(40)),
             config_errors: vec![],
+            restart_required: vec![],
             certs: vec![web(), nas()],
         };
         assert_eq!(
@@ -221,6 +235,17 @@ CERT   DOMAINS                       EXPIRES   READY          LAST RENEWAL
 web    example.com,www.example.com   61d       UpToDate       succeeded
 nas    nas.lan                       -         NotInstalled   running
 "
+        );
+        let pending = StatusResponse {
+            restart_required: vec!["daemon.listen_addr".into(), "daemon.tls".into()],
+            ..status
+        };
+        assert!(
+            status_text(&pending, NOW).lines().nth(1).is_some_and(
+                |l| l.starts_with("restart required: daemon.listen_addr, daemon.tls (")
+            ),
+            "{}",
+            status_text(&pending, NOW)
         );
     }
 

@@ -163,6 +163,7 @@ pub(crate) struct DesiredSet {
     running: RwLock<Arc<Desired>>,
     generations: Mutex<HashMap<CertId, SpecGeneration>>,
     refused: Mutex<Vec<ConfigIssue>>,
+    restart_required: Mutex<Vec<&'static str>>,
 }
 
 impl DesiredSet {
@@ -178,6 +179,7 @@ impl DesiredSet {
             running: RwLock::new(Arc::new(desired)),
             generations: Mutex::new(generations),
             refused: Mutex::default(),
+            restart_required: Mutex::default(),
         };
         (set, changed)
     }
@@ -196,12 +198,23 @@ impl DesiredSet {
         Desired::build(loaded, factory, &lock(&self.generations))
     }
 
-    /// Makes `desired` the running state; returns the generations that are new, to be stored.
-    pub(crate) fn replace(&self, desired: Desired) -> Vec<(CertId, SpecGeneration)> {
+    /// Makes `desired` the running state, noting the restart-only settings its file changed
+    /// but that keep their running values; returns the generations that are new, to be stored.
+    pub(crate) fn replace(
+        &self,
+        desired: Desired,
+        restart_required: Vec<&'static str>,
+    ) -> Vec<(CertId, SpecGeneration)> {
         let changed = adopt_generations(&mut lock(&self.generations), &desired);
         *self.running.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(desired);
         lock(&self.refused).clear();
+        *lock(&self.restart_required) = restart_required;
         changed
+    }
+
+    /// The restart-only settings the running file changed since rotad started.
+    pub(crate) fn restart_required(&self) -> Vec<&'static str> {
+        lock(&self.restart_required).clone()
     }
 
     /// The errors of the last refused change (empty once a change is applied).

@@ -66,6 +66,8 @@ pub struct Prepared {
     pub(crate) desired: Desired,
     /// What committing it changes.
     pub diff: ConfigDiff,
+    /// Restart-only settings the file changes but that stay as they are until a restart.
+    pub(crate) restart_required: Vec<&'static str>,
 }
 
 impl Prepared {
@@ -218,6 +220,13 @@ impl Reconciler {
         self.shared.desired.refused()
     }
 
+    /// Restart-only settings that the config file changes but that rotad keeps at their
+    /// running values until it restarts.
+    #[must_use]
+    pub fn restart_required(&self) -> Vec<&'static str> {
+        self.shared.desired.restart_required()
+    }
+
     /// Records that a config change was refused, so the API can show why.
     pub fn config_refused(&self, errors: &ConfigErrors) {
         for issue in &errors.0 {
@@ -233,18 +242,30 @@ impl Reconciler {
             .desired
             .build(loaded, self.shared.factory.as_ref())?;
         let diff = self.desired().diff(&desired);
-        Ok(Prepared { desired, diff })
+        Ok(Prepared {
+            desired,
+            diff,
+            restart_required: Vec::new(),
+        })
     }
 
     /// Makes a prepared config the running one and reconciles what it adds or changes at once.
     pub fn commit(&self, prepared: Prepared) -> ConfigDiff {
-        let Prepared { desired, diff } = prepared;
-        let previous = self.desired();
-        warn_restart_only(&previous.loaded, &desired.loaded);
+        let Prepared {
+            desired,
+            diff,
+            restart_required,
+        } = prepared;
+        for field in &restart_required {
+            tracing::warn!(
+                field,
+                "this setting changed in the file but takes effect only when rotad restarts"
+            );
+        }
         self.shared
             .queue
             .resize(desired.loaded.config.daemon.max_concurrent_renewals);
-        let new_generations = self.shared.desired.replace(desired);
+        let new_generations = self.shared.desired.replace(desired, restart_required);
         let desired = self.desired();
         self.shared.observer.retain(|id| desired.cert(id).is_some());
         for id in &diff.removed {
@@ -555,25 +576,5 @@ fn ready_condition(observed: &Observation, decision: &Plan) -> Update {
                 rfc3339(*until)
             ),
         ),
-    }
-}
-
-fn warn_restart_only(old: &LoadedConfig, new: &LoadedConfig) {
-    let (a, b) = (&old.config.daemon, &new.config.daemon);
-    let mut needs_restart = Vec::new();
-    if a.listen_addr != b.listen_addr {
-        needs_restart.push("daemon.listen_addr");
-    }
-    if a.socket_path != b.socket_path {
-        needs_restart.push("daemon.socket_path");
-    }
-    if a.database_path != b.database_path || old.config.audit != new.config.audit {
-        needs_restart.push("the audit store");
-    }
-    for field in needs_restart {
-        tracing::warn!(
-            field,
-            "this setting changed but takes effect only when rotad restarts"
-        );
     }
 }

@@ -1,7 +1,8 @@
 //! Hot reload: watches the config file's directory (so editors that replace the file by
 //! rename are followed), waits for writes to settle, and applies the new text if it is valid.
 //! An invalid change is logged with every error, surfaced to the API, and the running config
-//! is kept.
+//! is kept. Settings read only at start (listener, socket, state paths) keep their running
+//! values; the ones the file changes are reported as needing a restart.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,9 +10,9 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use rota_api::config::load_str;
+use rota_api::config::{ConfigErrors, LoadedConfig, load_str};
 
-use crate::reconciler::Reconciler;
+use crate::reconciler::{Prepared, Reconciler};
 
 /// Writes closer together than this count as one change.
 const SETTLE: Duration = Duration::from_millis(300);
@@ -95,7 +96,7 @@ impl Reconciler {
         let owned = path.to_owned();
         let loaded = tokio::task::spawn_blocking(move || load_str(&owned, text)).await;
         match loaded {
-            Ok(Ok(loaded)) => match self.prepare(loaded) {
+            Ok(Ok(loaded)) => match self.prepare_hand_edit(loaded) {
                 Ok(prepared) => {
                     self.commit(prepared);
                 }
@@ -104,5 +105,14 @@ impl Reconciler {
             Ok(Err(errors)) => self.config_refused(&errors),
             Err(e) => tracing::error!(error = %e, "loading the config panicked"),
         }
+    }
+
+    /// A hand edit keeps the running values of the restart-only settings and remembers the
+    /// ones it changes, for `rota status`.
+    fn prepare_hand_edit(&self, mut loaded: LoadedConfig) -> Result<Prepared, ConfigErrors> {
+        let restart_required = loaded.keep_restart_only(&self.desired().loaded.config)?;
+        let mut prepared = self.prepare(loaded)?;
+        prepared.restart_required = restart_required;
+        Ok(prepared)
     }
 }

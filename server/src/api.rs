@@ -7,7 +7,8 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,9 @@ use rota_reconciler::{Reconciler, RenewRequestError, RevokeError};
 use rota_store::{AuditStore, StoreError};
 
 use crate::{apply, objects, views};
+
+/// The largest request body rotad reads: a config file of thousands of certs fits with room.
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -48,7 +52,41 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/config", post(apply::apply))
         .route("/api/certificates", get(objects::list))
         .route("/api/certificates/{id}", get(objects::one))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// A JSON request body whose refusals (too large, malformed, wrong content type) are
+/// [`ErrorBody`]s like every other API error.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the request body is larger than rotad accepts ({} KiB); nothing was changed",
+                        MAX_BODY_BYTES / 1024
+                    ),
+                ))
+            }
+            Err(rejection) => Err(ApiError::new(
+                rejection.status(),
+                "bad_request",
+                rejection.body_text(),
+            )),
+        }
+    }
 }
 
 /// An API error: the HTTP status and the `ErrorBody` it carries.
@@ -200,7 +238,7 @@ async fn renew(
 async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Json(request): Json<RevokeRequest>,
+    JsonBody(request): JsonBody<RevokeRequest>,
 ) -> Result<Json<RevokeResponse>, ApiError> {
     let id = parse_id(&id)?;
     state

@@ -1,6 +1,8 @@
 //! `POST /api/config`: validate a submitted config completely (schema, references, secrets,
 //! backends constructible), show the diff, and unless it is a dry run write it atomically over
-//! the running config file, byte for byte as submitted, then reconcile what it changes.
+//! the running config file, byte for byte as submitted, then reconcile what it changes. A config
+//! that changes a restart-only setting (database, socket, local CA directory, listener guard,
+//! path allow-list) is refused whole: those move only with an edit of the file on the server.
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -9,18 +11,18 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use rota_api::config::{ConfigErrors, load_str};
+use rota_api::config::{ConfigErrors, ConfigIssue, load_str};
 use rota_api::wire::{ApplyRequest, ApplyResponse, ErrorBody};
 use rota_providers::atomic_write::write_atomic;
 
-use crate::api::{ApiError, AppState};
+use crate::api::{ApiError, AppState, JsonBody};
 
 /// Mode of a config file rotad creates; an existing file keeps its own.
 const NEW_CONFIG_MODE: u32 = 0o640;
 
 pub(crate) async fn apply(
     State(state): State<AppState>,
-    Json(request): Json<ApplyRequest>,
+    JsonBody(request): JsonBody<ApplyRequest>,
 ) -> Response {
     let _serialized = state.apply_lock.lock().await;
     let running = state.reconciler.desired();
@@ -35,6 +37,10 @@ pub(crate) async fn apply(
                 .into_response();
         }
     };
+    let moved = loaded.restart_only_issues(&running.loaded.config);
+    if !moved.is_empty() {
+        return refused_restart_only(moved);
+    }
     let diff = unified_diff(
         &running.loaded.text,
         &loaded.text,
@@ -88,13 +94,29 @@ pub(crate) async fn apply(
 
 fn invalid(errors: ConfigErrors) -> Response {
     let n = errors.0.len();
+    let message = format!(
+        "the config has {n} problem{}; nothing was changed",
+        if n == 1 { "" } else { "s" }
+    );
+    config_refusal(message, errors.0)
+}
+
+/// The config moves where rotad keeps its state or how its listeners are guarded: only root,
+/// editing the file on the server, may do that, and it takes effect at the next start.
+fn refused_restart_only(issues: Vec<ConfigIssue>) -> Response {
+    let fields: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+    let message = format!(
+        "the config changes {}, which rotad reads only at start and `rota apply` may not change; nothing was changed",
+        fields.join(", ")
+    );
+    config_refusal(message, issues)
+}
+
+fn config_refusal(message: String, config_errors: Vec<ConfigIssue>) -> Response {
     let body = ErrorBody {
         code: "invalid_config".to_owned(),
-        message: format!(
-            "the config has {n} problem{}; nothing was changed",
-            if n == 1 { "" } else { "s" }
-        ),
-        config_errors: errors.0,
+        message,
+        config_errors,
     };
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }

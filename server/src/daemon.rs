@@ -2,30 +2,27 @@
 //! and the config watcher, serve the API on TCP and on the UNIX socket, and on SIGTERM or
 //! SIGINT let in-flight renewals finish (or leave them journalled) before exiting.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use axum::Router;
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use rota_api::config::{AuditConfig, load_file};
 use rota_providers::Providers;
-use rota_providers::atomic_write::create_dir_all_with_mode;
 use rota_reconciler::{Reconciler, StartError, SystemClock, watch_config};
 use rota_store::{AuditStore, SqliteStore};
 
 use crate::api::{AppState, routes};
 use crate::guard::{protocol_header, tcp_guard};
+use crate::listener::ApiListener;
+use crate::socket::{bind_socket, remove_socket, socket_gid};
 
 /// How long in-flight renewals get to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
-
-/// The socket's mode: the CLI's users are rotad's user and group.
-const SOCKET_MODE: u32 = 0o660;
 
 /// How rotad was started.
 #[derive(Debug, Clone)]
@@ -42,6 +39,11 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         .await?
         .map_err(anyhow::Error::new)?;
     let daemon = loaded.config.daemon.clone();
+    let gid = socket_gid(&loaded)?;
+    // Bound before the reconciler starts, from the config as loaded: the listener's guard
+    // settings are fixed here for the life of the process.
+    let (tcp, security) = ApiListener::bind(&loaded.config).await?;
+    let socket = bind_socket(&daemon.socket_path, gid).await?;
     let store: Arc<dyn AuditStore> = match &loaded.config.audit {
         AuditConfig::Sqlite(_) => {
             Arc::new(SqliteStore::open(&daemon.database_path).with_context(|| {
@@ -76,21 +78,16 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         started_at: time::OffsetDateTime::now_utc(),
         apply_lock: Arc::default(),
     };
+    let listen_addr = security.addr;
     let tcp_app = routes(state.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            tcp_guard,
-        ))
+        .layer(axum::middleware::from_fn_with_state(security, tcp_guard))
         .layer(axum::middleware::from_fn(protocol_header));
     let socket_app = routes(state).layer(axum::middleware::from_fn(protocol_header));
 
-    let tcp = TcpListener::bind(daemon.listen_addr)
-        .await
-        .with_context(|| format!("binding daemon.listen_addr {}", daemon.listen_addr))?;
-    let socket = bind_socket(&daemon.socket_path).await?;
     tracing::info!(
         config = %path.display(),
-        listen_addr = %tcp.local_addr().unwrap_or(daemon.listen_addr),
+        %listen_addr,
+        scheme = tcp.scheme(),
         socket = %daemon.socket_path.display(),
         certs = reconciler.desired().certs.len(),
         "rotad started"
@@ -105,49 +102,27 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;
-    let _ = std::fs::remove_file(&daemon.socket_path);
+    remove_socket(&daemon.socket_path);
     tracing::info!("rotad stopped");
     Ok(())
 }
 
 async fn serve(
-    tcp: TcpListener,
+    tcp: ApiListener,
     tcp_app: Router,
     socket: UnixListener,
     socket_app: Router,
     stop: CancellationToken,
 ) {
-    let tcp_stop = stop.clone();
-    let tcp_server =
-        axum::serve(tcp, tcp_app).with_graceful_shutdown(async move { tcp_stop.cancelled().await });
+    let tcp_server = tcp.serve(tcp_app, stop.clone());
     let socket_server = axum::serve(socket, socket_app)
         .with_graceful_shutdown(async move { stop.cancelled().await });
-    let (a, b) = tokio::join!(tcp_server.into_future(), socket_server.into_future());
+    let (a, b) = tokio::join!(tcp_server, socket_server.into_future());
     for result in [a, b] {
         if let Err(e) = result {
             tracing::error!(error = %e, "API server failed");
         }
     }
-}
-
-/// Binds the CLI socket, replacing a stale one but never a live rotad's.
-async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_dir_all_with_mode(dir, 0o755)
-            .with_context(|| format!("creating {}", dir.display()))?;
-    }
-    if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            bail!("another rotad is already listening on {}", path.display());
-        }
-        std::fs::remove_file(path)
-            .with_context(|| format!("removing the stale socket {}", path.display()))?;
-    }
-    let listener = UnixListener::bind(path)
-        .with_context(|| format!("binding daemon.socket_path {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
-    Ok(listener)
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

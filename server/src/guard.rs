@@ -1,17 +1,25 @@
-//! Request guards. Every response carries the wire protocol version. On TCP, where a browser
-//! might be tricked into sending requests, mutations must carry the protocol header (a
-//! custom header cannot be sent cross-origin without a CORS preflight, which rotad never
-//! grants), and when `daemon.api_token_file` is set every API call needs its bearer token.
-//! The UNIX socket is guarded by its file mode.
+//! Request guards. Every response carries the wire protocol version. The UNIX socket is the
+//! admin channel, guarded by its file mode. On TCP, checked against the settings the listener
+//! was bound with (never the reloaded config):
+//! - the Host header must name this listener (DNS-rebinding defence), else 421;
+//! - `/healthz` is always served; other reads (GET, HEAD) are open unless the listener is
+//!   reachable from other hosts with a token set, when they need the token too;
+//! - every other method is a mutation: refused (403) when no token is configured, else it
+//!   needs the bearer token (401) and the protocol header, which a browser cannot send
+//!   cross-origin without a CORS preflight that rotad never grants (403).
+
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use rota_api::SecretSource;
 use rota_api::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
+use crate::listener::ListenerSecurity;
 
 /// Adds the protocol header to every response.
 pub(crate) async fn protocol_header(request: Request, next: Next) -> Response {
@@ -22,65 +30,117 @@ pub(crate) async fn protocol_header(request: Request, next: Next) -> Response {
     response
 }
 
-/// The TCP-only checks: bearer token and CSRF-proof mutations.
+/// The TCP-only checks, in the order the module docs give.
 pub(crate) async fn tcp_guard(
-    State(state): State<AppState>,
+    State(listener): State<Arc<ListenerSecurity>>,
     request: Request,
     next: Next,
 ) -> Response {
-    if request.uri().path() == "/healthz" {
-        return next.run(request).await;
+    match refusal(
+        &listener,
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) {
+        Some(refused) => refused.into_response(),
+        None => next.run(request).await,
     }
-    let token = state
-        .reconciler
-        .desired()
-        .loaded
-        .config
-        .daemon
-        .api_token_file
-        .clone();
-    if let Some(source) = token {
-        let expected = match source.resolve() {
-            Ok(secret) => secret,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read daemon.api_token_file; refusing TCP API calls");
-                return ApiError::new(
+}
+
+/// Why a TCP request is refused, or `None` when it may go through.
+fn refusal(
+    listener: &ListenerSecurity,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<Response> {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    if !host.is_some_and(|h| listener.serves_host(h)) {
+        return Some(misdirected(host, listener));
+    }
+    if path == "/healthz" {
+        return None;
+    }
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    if read && !listener.reads_need_token {
+        return None;
+    }
+    let Some(token) = &listener.token else {
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "read_only",
+                "the TCP API is read-only because no token is configured: use the UNIX socket (the `rota` CLI), or set `daemon.api_token_file` and restart rotad to allow changes over TCP with that bearer token",
+            )
+            .into_response(),
+        );
+    };
+    if let Some(refused) = check_bearer(token, headers) {
+        return Some(refused);
+    }
+    let declared = headers
+        .get(PROTOCOL_HEADER)
+        .is_some_and(|v| v.as_bytes() == PROTOCOL_VERSION.to_string().as_bytes());
+    if !read && !declared {
+        return Some(
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "protocol_header_required",
+                format!("mutating requests must send `{PROTOCOL_HEADER}: {PROTOCOL_VERSION}`"),
+            )
+            .into_response(),
+        );
+    }
+    None
+}
+
+fn misdirected(host: Option<&str>, listener: &ListenerSecurity) -> Response {
+    let shown = host.map_or_else(|| "no Host header".to_owned(), |h| format!("Host `{h}`"));
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected_request",
+        format!(
+            "{shown} does not name this rotad (listening on {}); use its address or `localhost`, or add the name to `daemon.allowed_hosts` and restart rotad",
+            listener.addr
+        ),
+    )
+    .into_response()
+}
+
+/// `None` when the request carries the token read from `token` now (so a rotated file is
+/// picked up); fails closed when the token cannot be read.
+fn check_bearer(token: &SecretSource, headers: &HeaderMap) -> Option<Response> {
+    let expected = match token.resolve() {
+        Ok(secret) => secret,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read daemon.api_token_file; refusing TCP API calls that need it");
+            return Some(
+                ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "the API token cannot be read on the daemon side",
                 )
-                .into_response();
-            }
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.expose().as_bytes()))
-        {
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "missing or wrong bearer token",
-            )
-            .into_response();
+                .into_response(),
+            );
         }
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.expose().as_bytes())) {
+        return None;
     }
-    let safe = matches!(*request.method(), Method::GET | Method::HEAD);
-    let declared = request
-        .headers()
-        .get(PROTOCOL_HEADER)
-        .is_some_and(|v| v.as_bytes() == PROTOCOL_VERSION.to_string().as_bytes());
-    if !safe && !declared {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "protocol_header_required",
-            format!("mutating requests must send `{PROTOCOL_HEADER}: {PROTOCOL_VERSION}`"),
-        )
-        .into_response();
-    }
-    next.run(request).await
+    let mut refused = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token: send `Authorization: Bearer <the token in daemon.api_token_file>`",
+    )
+    .into_response();
+    refused
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    Some(refused)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -5,7 +5,10 @@ mod api;
 mod apply;
 mod daemon;
 mod guard;
+mod listener;
 mod objects;
+mod socket;
+mod tls;
 mod views;
 
 pub use daemon::{DaemonOptions, run};

@@ -22,6 +22,12 @@ pub(crate) async fn status(state: &AppState) -> Result<StatusResponse, StoreErro
         started_at: state.started_at,
         observed_at: state.reconciler.started().1,
         config_errors: state.reconciler.config_errors(),
+        restart_required: state
+            .reconciler
+            .restart_required()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
         certs: summaries(state).await?,
     })
 }

@@ -54,6 +54,43 @@ fn tightens_an_existing_file_readable_by_others() {
 }
 
 #[test]
+fn a_file_that_is_not_a_database_is_refused_and_never_chmod_ed() {
+    let scratch = Scratch::new();
+    let path = scratch.db_path();
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, b"root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let Err(err) = SqliteStore::open(&path) else {
+        panic!("a foreign file must be refused");
+    };
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(mode(&path), 0o644, "its mode is left as it was");
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        b"root:x:0:0:root:/root:/bin/bash\n",
+        "and its content"
+    );
+}
+
+#[test]
+fn a_symlinked_database_path_is_refused_and_its_target_untouched() {
+    let scratch = Scratch::new();
+    let path = scratch.db_path();
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let target = scratch.dir.path().join("elsewhere");
+    fs::write(&target, b"").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+
+    let Err(err) = SqliteStore::open(&path) else {
+        panic!("a symlink must be refused");
+    };
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(mode(&target), 0o644);
+}
+
+#[test]
 fn leaves_an_existing_parent_directory_alone() {
     let scratch = Scratch::new();
     let parent = scratch.db_path().parent().unwrap().to_owned();

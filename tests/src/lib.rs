@@ -147,6 +147,20 @@ impl Rotad {
         self.child.as_ref().expect("rotad running").id()
     }
 
+    /// The TCP address rotad bound (`listen_addr` may ask for port 0), from its start line.
+    #[must_use]
+    pub fn tcp_addr(&self) -> std::net::SocketAddr {
+        let log = self.log();
+        let addr = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("rotad started"))
+            .and_then(|l| l.split("listen_addr=").nth(1))
+            .and_then(|rest| rest.split_whitespace().next());
+        addr.and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no listen_addr in rotad's start line; log:\n{log}"))
+    }
+
     /// rotad's stderr so far.
     #[must_use]
     pub fn log(&self) -> String {
@@ -199,6 +213,39 @@ impl Drop for Rotad {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Starts rotad on `config` (with `{dir}` replaced by a new state directory, which `prepare`
+/// may fill first) expecting it to refuse to start; returns the directory and what rotad printed.
+#[must_use]
+pub fn rotad_refuses(config: &str, prepare: impl FnOnce(&Path)) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    prepare(dir.path());
+    let path = dir.path().join("rota.yaml");
+    fs::write(
+        &path,
+        config.replace("{dir}", &dir.path().display().to_string()),
+    )
+    .expect("write config");
+    let mut child = Command::new(bin_dir().join("rotad"))
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rotad");
+    let exited = wait_for("rotad to refuse to start", Duration::from_secs(20), || {
+        child.try_wait().ok().flatten()
+    });
+    assert!(
+        !exited.success(),
+        "rotad started although it should have refused"
+    );
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read rotad's stderr");
+    }
+    (dir, stderr)
 }
 
 /// Asserts with `openssl verify` that the `cert.pem` installed in `dir` chains, through the

@@ -1,6 +1,7 @@
 //! `rota.yaml`: the typed schema, and loading it into a [`LoadedConfig`] or a list of every
 //! problem found, each located by file, line, column and field path.
 
+mod access;
 mod as_written;
 mod availability;
 mod blocks;
@@ -11,6 +12,7 @@ mod interpolate;
 mod load;
 mod locate;
 mod relative_paths;
+mod restart_only;
 mod schema;
 mod secrets;
 mod validate;

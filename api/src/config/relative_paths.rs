@@ -21,6 +21,9 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
     let daemon = &mut config.daemon;
     rebase.path("daemon.database_path", &mut daemon.database_path);
     rebase.path("daemon.socket_path", &mut daemon.socket_path);
+    for (i, allowed) in daemon.allowed_paths.iter_mut().enumerate() {
+        rebase.path(&item("daemon.allowed_paths", i), allowed);
+    }
     rebase.secret(daemon.api_token_file.as_mut());
     if let Some(directory) = &mut config.local_ca.directory {
         rebase.path("local_ca.directory", directory);

@@ -127,6 +127,9 @@ pub struct DaemonConfig {
     pub listen_addr: SocketAddr,
     /// UNIX socket the CLI talks to (created 0660).
     pub socket_path: PathBuf,
+    /// Group given the socket (a name or a numeric gid), so its members may run `rota`;
+    /// rotad's own group when unset.
+    pub socket_group: Option<String>,
     /// Seconds between two sweeps; the first sweep runs one interval after start.
     pub check_interval_seconds: u64,
     /// Renew when the installed cert expires in fewer than this many days.
@@ -138,6 +141,14 @@ pub struct DaemonConfig {
     pub renewal_timeout_seconds: u64,
     /// Bearer token required on the TCP API; mandatory when `listen_addr` is not loopback.
     pub api_token_file: Option<SecretSource>,
+    /// Host names (or addresses) the TCP API answers to besides the bound address and
+    /// `localhost`: a DNS-rebinding defence.
+    pub allowed_hosts: Vec<String>,
+    /// Serves the TCP listener over TLS with a cert rota manages.
+    pub tls: Option<ListenerTls>,
+    /// Directories that every `key_path`, webroot and install directory must lie under;
+    /// empty means anywhere.
+    pub allowed_paths: Vec<PathBuf>,
     /// How DNS-01 records are checked before the CA is asked to validate them.
     pub dns_propagation: DnsPropagation,
 }
@@ -170,14 +181,26 @@ impl Default for DaemonConfig {
             database_path: PathBuf::from("/var/lib/rota/rota.db"),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 7878)),
             socket_path: PathBuf::from("/var/run/rota.sock"),
+            socket_group: None,
             check_interval_seconds: 3600,
             renew_threshold_days: 30,
             max_concurrent_renewals: 4,
             renewal_timeout_seconds: 900,
             api_token_file: None,
+            allowed_hosts: Vec::new(),
+            tls: None,
+            allowed_paths: Vec::new(),
             dns_propagation: DnsPropagation::default(),
         }
     }
+}
+
+/// `daemon.tls`: which managed cert the TCP listener serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTls {
+    /// The id of a cert in `certs:` whose install writes PEM files (`filesystem`, `nginx`).
+    pub cert_id: CertId,
 }
 
 tagged_enum! {
@@ -488,6 +511,19 @@ tagged_enum! {
         "haproxy" => Haproxy(HaproxyInstall) = NotYet,
         /// A `kubernetes.io/tls` Secret, server-side applied.
         "k8s_secret" => K8sSecret(K8sSecretInstall) = NotYet,
+    }
+}
+
+impl InstallSpec {
+    /// The directory this install writes certbot's `fullchain.pem` and `privkey.pem` into, for
+    /// the kinds that write them.
+    #[must_use]
+    pub fn pem_directory(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Filesystem(FilesystemInstall { directory })
+            | Self::Nginx(NginxInstall { directory, .. }) => Some(directory),
+            Self::Dsm(_) | Self::Haproxy(_) | Self::K8sSecret(_) => None,
+        }
     }
 }
 

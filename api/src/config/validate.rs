@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::access::check_access;
 use super::availability::check_availability;
 use super::blocks::Parsed;
 use super::error::Problem;
@@ -49,6 +50,7 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
     for (path, alert) in parsed.alerts() {
         check_alert(&path, alert, &mut found);
     }
+    found.extend(check_access(parsed));
     found.extend(check_secrets(parsed, env));
     found.extend(check_availability(parsed));
     found
