@@ -21,6 +21,8 @@ const SWEEP_CERTS: usize = 10_000;
 const RSS_CERTS: usize = 1_000;
 const SWEEP_RUNS: usize = 20;
 const START_CERTS: [usize; 2] = [1_000, 10_000];
+const HUNG_LOCAL_CERTS: usize = 1_000;
+const HUNG_CERTS: usize = 8;
 
 async fn start(
     loaded: LoadedConfig,
@@ -128,6 +130,53 @@ async fn sweep_bench() {
         runs[runs.len() / 2],
         runs[runs.len() - 1]
     );
+    reconciler.shutdown(Duration::from_secs(5)).await;
+    hung_ca_bench(dir.path()).await;
+}
+
+/// A start and a sweep over 1,000 installed local-CA certs plus `HUNG_CERTS` ACME certs whose
+/// CA accepts connections and never answers: neither may wait for the ACME CA.
+async fn hung_ca_bench(dir: &Path) {
+    // Connections queue in the backlog and their TLS handshakes are never answered.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = hung.local_addr().expect("port").port();
+    let d = dir.display();
+    let mut yaml = config_yaml(dir, HUNG_LOCAL_CERTS).replace(
+        "certs:\n",
+        &format!(
+            "acme:\n  directory_url: https://127.0.0.1:{port}/dir\n  \
+             account_credentials_file: {d}/acme.json\ncerts:\n"
+        ),
+    );
+    for i in 0..HUNG_CERTS {
+        // An installed cert (a copy of c0's), so the reconciler asks the CA for its window.
+        let installed = dir.join(format!("certs/hung{i}"));
+        std::fs::create_dir_all(&installed).expect("install dir");
+        for file in ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"] {
+            std::fs::copy(dir.join("certs/c0").join(file), installed.join(file)).expect("copy");
+        }
+        let _ = write!(
+            yaml,
+            "  - id: hung{i}\n    domains: [c0.bench.test]\n    key_path: {d}/keys/c0.key\n    \
+             ca: {{ kind: acme }}\n    dcv: {{ kind: webroot, directory: {d}/www }}\n    \
+             install: {{ kind: filesystem, directory: {d}/certs/hung{i} }}\n"
+        );
+    }
+    let path = dir.join("hung.yaml");
+    std::fs::write(&path, yaml).expect("config");
+    let loaded = load_file(&path).expect("valid config");
+    let store: Arc<dyn AuditStore> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+    let started = Instant::now();
+    let reconciler = start(loaded, store, Arc::new(Providers::new())).await;
+    let start_time = started.elapsed();
+    let swept = Instant::now();
+    reconciler.sweep().await;
+    println!(
+        "with an ACME CA that never answers ({HUNG_CERTS} certs) and {HUNG_LOCAL_CERTS} local certs: \
+         start {start_time:.1?}, sweep {:.1?} (neither waits for the CA)",
+        swept.elapsed()
+    );
+    drop(hung);
 }
 
 /// Prints rotad's resident memory (and its peak), after it has sat idle for 3 s.
