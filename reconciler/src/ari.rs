@@ -3,17 +3,63 @@
 //! that pick while the window stays the same, asking again when the CA's `Retry-After` says.
 //! The chosen time then replaces the `renew_threshold_days` rule for that cert.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
 use time::{Duration, OffsetDateTime};
+use tokio::sync::Semaphore;
 
-use rota_api::RenewalWindow;
+use rota_api::{CertId, RenewalWindow};
 
+use crate::locks::lock;
 use crate::plan::Observation;
+
+/// How many renewal-information requests run at once.
+const CONCURRENCY: usize = 8;
 
 /// After a failed request, ask again this much later.
 const RETRY_AFTER_ERROR: Duration = Duration::hours(1);
 
 /// When a CA publishes no window for a cert: never ask again about that serial.
 const NEVER: OffsetDateTime = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+
+/// The renewal-window fetches in flight, at most one per cert, a few at once.
+#[derive(Debug)]
+pub(crate) struct AriFetches {
+    in_flight: Mutex<HashSet<CertId>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Default for AriFetches {
+    fn default() -> Self {
+        Self {
+            in_flight: Mutex::default(),
+            permits: Arc::new(Semaphore::new(CONCURRENCY)),
+        }
+    }
+}
+
+impl AriFetches {
+    /// Notes a fetch for `id`; false if one is in flight already.
+    pub(crate) fn begin(&self, id: &CertId) -> bool {
+        lock(&self.in_flight).insert(id.clone())
+    }
+
+    /// Notes the end of `id`'s fetch.
+    pub(crate) fn end(&self, id: &CertId) {
+        lock(&self.in_flight).remove(id);
+    }
+
+    /// Whether a fetch for `id` is in flight.
+    pub(crate) fn is_fetching(&self, id: &CertId) -> bool {
+        lock(&self.in_flight).contains(id)
+    }
+
+    /// The permits that bound how many fetches run at once.
+    pub(crate) fn permits(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.permits)
+    }
+}
 
 /// What rota knows of one installed cert's renewal window.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use rota_api::status::{ConditionStatus, ConditionType, Reason};
 use rota_api::{BackendFactory, CertId};
 use rota_store::{AuditStore, SpecGeneration, StoreError};
 
+use crate::ari::AriFetches;
 use crate::clock::{Clock, rfc3339};
 use crate::conditions::{self, Update};
 use crate::desired::{CertRuntime, ConfigDiff, Desired, DesiredSet};
@@ -21,7 +22,6 @@ use crate::observe::Observer;
 use crate::plan::{Observation, Plan, PlanInput, lacks_valid_cert, plan, renewal_time};
 use crate::progress::Following;
 use crate::queue::{Occupied, WorkQueue};
-use crate::renewal_info::AriFetches;
 use crate::schedule::Schedule;
 use crate::state::{CertState, StateTable};
 

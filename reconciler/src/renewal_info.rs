@@ -3,40 +3,18 @@
 //! updates of its own certs — never a sweep, a start, or a cert of another CA. When a fetch
 //! lands, its cert is reconciled again with the new window.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-
-use rota_api::{CertId, RenewalWindow};
+use rota_api::RenewalWindow;
 
 use crate::ari;
 use crate::desired::CertRuntime;
-use crate::locks::lock;
 use crate::plan::Observation;
 use crate::reconciler::Reconciler;
 
-/// How many renewal-information requests run at once.
-const CONCURRENCY: usize = 8;
 /// How long one request (reading the installed cert back, then asking the CA) may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The renewal-window fetches in flight.
-#[derive(Debug)]
-pub(crate) struct AriFetches {
-    in_flight: Mutex<HashSet<CertId>>,
-    permits: Arc<Semaphore>,
-}
-
-impl Default for AriFetches {
-    fn default() -> Self {
-        Self {
-            in_flight: Mutex::default(),
-            permits: Arc::new(Semaphore::new(CONCURRENCY)),
-        }
-    }
-}
 
 impl Reconciler {
     /// Starts fetching `cert`'s renewal window when its CA offers them and the last answer is
@@ -55,20 +33,20 @@ impl Reconciler {
         });
         let fetches = &self.shared.ari;
         if !stale {
-            return lock(&fetches.in_flight).contains(id);
+            return fetches.is_fetching(id);
         }
-        if !lock(&fetches.in_flight).insert(id.clone()) {
+        if !fetches.begin(id) {
             return true;
         }
         let (this, cert, serial) = (self.clone(), Arc::clone(cert), installed.serial.clone());
-        let permits = Arc::clone(&fetches.permits);
+        let permits = fetches.permits();
         self.shared.tasks.spawn(async move {
             let window = match permits.acquire_owned().await {
                 Ok(_permit) => fetch_window(&cert).await,
                 Err(e) => Err(e.to_string()),
             };
             this.record_ari(&cert, serial, window);
-            lock(&this.shared.ari.in_flight).remove(&cert.spec.id);
+            this.shared.ari.end(&cert.spec.id);
             if let Some(current) = this.desired().cert(&cert.spec.id).cloned() {
                 this.reconcile(&current).await;
             }

@@ -2,42 +2,26 @@
 //! streamed as NDJSON, config apply, and the certs as whole objects (`objects`).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use time::OffsetDateTime;
 
-use rota_api::CertId;
 use rota_api::wire::{
-    CertDetail, CertSummary, ErrorBody, RenewProgress, RenewalLog, RevokeRequest, RevokeResponse,
+    CertDetail, CertSummary, RenewProgress, RenewalLog, RevokeRequest, RevokeResponse,
     StatusResponse,
 };
-use rota_reconciler::{Reconciler, RenewRequestError, RevokeError};
-use rota_store::{AuditStore, StoreError};
+use rota_reconciler::{RenewRequestError, RevokeError};
 
+use crate::error::{ApiError, JsonBody, MAX_BODY_BYTES, parse_id};
+use crate::state::AppState;
 use crate::{apply, objects, views};
-
-/// The largest request body rotad reads: a config file of thousands of certs fits with room.
-pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub reconciler: Reconciler,
-    pub store: Arc<dyn AuditStore>,
-    pub started_at: OffsetDateTime,
-    /// Serializes config applies so two cannot interleave their write and commit.
-    pub apply_lock: Arc<tokio::sync::Mutex<()>>,
-}
 
 /// The API routes, without transport-specific guards.
 pub(crate) fn routes(state: AppState) -> Router {
@@ -54,89 +38,6 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/certificates/{id}", get(objects::one))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
-}
-
-/// A JSON request body whose refusals (too large, malformed, wrong content type) are
-/// [`ErrorBody`]s like every other API error.
-pub(crate) struct JsonBody<T>(pub T);
-
-impl<S, T> FromRequest<S> for JsonBody<T>
-where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!(
-                        "the request body is larger than rotad accepts ({} KiB); nothing was changed",
-                        MAX_BODY_BYTES / 1024
-                    ),
-                ))
-            }
-            Err(rejection) => Err(ApiError::new(
-                rejection.status(),
-                "bad_request",
-                rejection.body_text(),
-            )),
-        }
-    }
-}
-
-/// An API error: the HTTP status and the `ErrorBody` it carries.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn not_found(id: &CertId) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no cert `{id}` in the running config"),
-        )
-    }
-
-    pub(crate) fn store(e: &StoreError) -> Self {
-        tracing::error!(error = %e, "audit store failed while answering the API");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "store_error",
-            e.to_string(),
-        )
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            code: self.code.to_owned(),
-            message: self.message,
-            config_errors: Vec::new(),
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
-pub(crate) fn parse_id(raw: &str) -> Result<CertId, ApiError> {
-    CertId::new(raw).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e))
 }
 
 async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, ApiError> {

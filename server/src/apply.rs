@@ -15,7 +15,8 @@ use rota_api::config::{ConfigErrors, ConfigIssue, load_str};
 use rota_api::wire::{ApplyRequest, ApplyResponse, ErrorBody};
 use rota_providers::atomic_write::write_atomic;
 
-use crate::api::{ApiError, AppState, JsonBody};
+use crate::error::{ApiError, JsonBody};
+use crate::state::AppState;
 
 /// Mode of a config file rotad creates; an existing file keeps its own.
 const NEW_CONFIG_MODE: u32 = 0o640;

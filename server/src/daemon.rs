@@ -16,10 +16,11 @@ use rota_providers::Providers;
 use rota_reconciler::{Reconciler, StartError, SystemClock, watch_config};
 use rota_store::{AuditStore, SqliteStore};
 
-use crate::api::{AppState, routes};
+use crate::api::routes;
 use crate::guard::{protocol_header, tcp_guard};
 use crate::listener::ApiListener;
 use crate::socket::{bind_socket, remove_socket, socket_gid};
+use crate::state::AppState;
 
 /// How long in-flight renewals get to finish after a stop signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

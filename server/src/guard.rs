@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use rota_api::SecretSource;
 use rota_api::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::listener::ListenerSecurity;
 
 /// Adds the protocol header to every response.

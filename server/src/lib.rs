@@ -4,10 +4,12 @@
 mod api;
 mod apply;
 mod daemon;
+mod error;
 mod guard;
 mod listener;
 mod objects;
 mod socket;
+mod state;
 mod tls;
 mod views;
 

@@ -17,7 +17,8 @@ use rota_api::wire::certificate::{
 };
 use rota_store::StoreError;
 
-use crate::api::{ApiError, AppState, parse_id};
+use crate::error::{ApiError, parse_id};
+use crate::state::AppState;
 use crate::views;
 
 /// `GET /api/certificates`: every cert, in config order.

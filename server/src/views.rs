@@ -9,7 +9,7 @@ use rota_api::wire::{CertDetail, CertSummary, StatusResponse};
 use rota_reconciler::{CertRuntime, CertState, Observation};
 use rota_store::StoreError;
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 /// How many past renewals `describe` shows.
 const DESCRIBE_RENEWALS: usize = 10;
