@@ -29,6 +29,7 @@ async fn installed_certs_are_known_from_the_first_moment_and_left_alone() {
             state.observed
         );
         let runtime = second.desired().cert(&id(cert)).cloned().unwrap();
+        assert_eq!(runtime.generation, 1, "the same spec keeps its generation");
         let renews_at = second.renews_at(&runtime).expect("a renewal time");
         assert_eq!(
             second.next_look(&id(cert)),
