@@ -188,6 +188,28 @@ fn rota(socket: &Path) -> Command {
     command
 }
 
+/// Starts `rota ARGS` against `socket` and hands each line of its stdout to the receiver as
+/// it is printed, so a test can watch a command that is still running.
+fn spawn_reading_lines(
+    socket: &Path,
+    args: &[&str],
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut child = rota(socket)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn rota");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines_tx.send(line).ok();
+        }
+    });
+    (child, lines)
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -260,19 +282,7 @@ fn get_certs_watch_prints_a_row_when_a_cert_changes() {
         }
         ok_json(serde_json::to_string(&certs).expect("json"))
     });
-    let mut child = rota(&fake.socket)
-        .args(["get", "certs", "-w"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rota");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            lines_tx.send(line).ok();
-        }
-    });
+    let (mut child, lines) = spawn_reading_lines(&fake.socket, &["get", "certs", "-w"]);
     let next = || {
         lines
             .recv_timeout(Duration::from_secs(10))
@@ -325,19 +335,7 @@ fn renew_prints_each_step_as_it_arrives_and_exits_0() {
             ),
         ])
     });
-    let mut child = rota(&fake.socket)
-        .args(["renew", "web"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn rota");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            lines_tx.send(line).ok();
-        }
-    });
+    let (mut child, lines) = spawn_reading_lines(&fake.socket, &["renew", "web"]);
     let first: Vec<String> = (0..2)
         .map(|_| {
             lines

@@ -2,6 +2,7 @@
 //! right from its first answer), certs without a valid cert are renewed at once, certs merely
 //! due are spread over the next minutes, and the rest wait for their time.
 
+use rota_api::config::LoadedConfig;
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus};
 use rota_reconciler::{Clock, Observation};
 
@@ -9,15 +10,21 @@ use crate::support::{World, condition, eventually, id};
 
 const CERTS: &[(&str, &[&str])] = &[("one", &["one.test"]), ("two", &["two.test"])];
 
-#[tokio::test]
-async fn installed_certs_are_known_from_the_first_moment_and_left_alone() {
-    let world = World::new(&[]);
+/// Issues every cert of [`CERTS`] in `world`, stops that reconciler, and returns the config.
+async fn issue_then_stop(world: &World) -> LoadedConfig {
     let config = world.config(4, CERTS);
     let first = world.start(config.clone()).await;
     for (cert, _) in CERTS {
         world.renewals_done(&first, cert, 1).await;
     }
     first.shutdown(std::time::Duration::from_secs(5)).await;
+    config
+}
+
+#[tokio::test]
+async fn installed_certs_are_known_from_the_first_moment_and_left_alone() {
+    let world = World::new(&[]);
+    let config = issue_then_stop(&world).await;
 
     let restarted = world.restart(&[]);
     let second = restarted.start(config).await;
@@ -82,12 +89,7 @@ async fn queued_first_issuances_lost_with_the_process_run_at_once() {
 #[tokio::test]
 async fn certs_merely_due_at_a_restart_are_spread_over_the_next_minutes() {
     let world = World::new(&[]);
-    let config = world.config(4, CERTS);
-    let first = world.start(config.clone()).await;
-    for (cert, _) in CERTS {
-        world.renewals_done(&first, cert, 1).await;
-    }
-    first.shutdown(std::time::Duration::from_secs(5)).await;
+    let config = issue_then_stop(&world).await;
     // The local CA signs for 90 days: 61 days on, both are inside the 30-day threshold.
     world.clock.advance(time::Duration::days(61));
 
