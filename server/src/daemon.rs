@@ -76,7 +76,6 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     let state = AppState {
         reconciler: reconciler.clone(),
         store,
-        started_at: time::OffsetDateTime::now_utc(),
         apply_lock: Arc::default(),
     };
     let listen_addr = security.addr;

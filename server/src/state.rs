@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use time::OffsetDateTime;
-
 use rota_reconciler::Reconciler;
 use rota_store::AuditStore;
 
@@ -12,7 +10,6 @@ use rota_store::AuditStore;
 pub(crate) struct AppState {
     pub reconciler: Reconciler,
     pub store: Arc<dyn AuditStore>,
-    pub started_at: OffsetDateTime,
     /// Serializes config applies so two cannot interleave their write and commit.
     pub apply_lock: Arc<tokio::sync::Mutex<()>>,
 }

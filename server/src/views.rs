@@ -16,11 +16,12 @@ const DESCRIBE_RENEWALS: usize = 10;
 
 pub(crate) async fn status(state: &AppState) -> Result<StatusResponse, StoreError> {
     let desired = state.reconciler.desired();
+    let (started_at, observed_at) = state.reconciler.started();
     Ok(StatusResponse {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         config_path: desired.loaded.path.display().to_string(),
-        started_at: state.started_at,
-        observed_at: state.reconciler.started().1,
+        started_at,
+        observed_at,
         config_errors: state.reconciler.config_errors(),
         restart_required: state
             .reconciler
