@@ -118,9 +118,14 @@ impl Reconciler {
             ),
         )
         .await;
-        let observed = self.shared.observer.observe(cert).await;
-        let decision = self.plan_for(cert, &observed, self.shared.clock.now());
-        self.record_plan(cert, observed, &decision).await;
+        // `Ready` reflects the outcome before followers hear of it; a spec that changed
+        // meanwhile is reconciled after the cert is free, and records its own `Ready` then.
+        let current = self.desired().cert(&cert.spec.id).map(|c| c.generation);
+        if current == Some(cert.generation) {
+            let observed = self.shared.observer.observe(cert).await;
+            let decision = self.plan_for(cert, &observed, self.shared.clock.now());
+            self.record_plan(cert, observed, &decision).await;
+        }
         RenewProgress::Finished { status, error }
     }
 
