@@ -19,8 +19,9 @@ mod dcv {
 }
 
 mod install {
-    //! Installers, one module per `install: { kind }`.
+    //! Installers, one module per `install: { kind }`, and the PEM files they share.
     pub(crate) mod filesystem;
+    mod pem_files;
 }
 
 use std::collections::HashMap;
