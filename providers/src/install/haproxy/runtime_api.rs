@@ -10,6 +10,7 @@
 //! abort ssl cert /etc/haproxy/certs/a.pem         -> Transaction aborted for certificate '/etc/haproxy/certs/a.pem'!
 //! ```
 //!
+//! The replies in the tests below are the ones Debian's HAProxy 2.6.12 gave to these commands.
 //! Anything else is a refusal and is reported with HAProxy's own words. HAProxy keeps one
 //! certificate transaction at a time, shared by every connection, so the transaction started by
 //! `set` is still there for the `commit` on the next connection.
@@ -217,6 +218,7 @@ mod tests {
         (Set, "Permission denied\n", false, "a socket without level admin"),
         (Set, "Unknown command. Please enter one of the following commands only :\n  help\n", false, "an HAProxy without the command"),
         (Set, "", false, "closed without an answer"),
+        (Set, "Transaction created for certificate /etc/haproxy/certs/a.pem!\n\nUnknown command, but maybe one of the following ones is a better match:\n  help\n", false, "a payload cut at an empty line: the rest was read as commands"),
         (Commit, "Committing /etc/haproxy/certs/a.pem.\nSuccess!\n\n", true, "one bind"),
         (Commit, "Committing /etc/haproxy/certs/a.pem...\nSuccess!\n", true, "three binds, one dot each"),
         (Commit, "Committing /etc/haproxy/certs/a.pem\nSuccess!\n", true, "the cert is used by no bind"),
