@@ -181,6 +181,52 @@ fn haproxy_swaps_the_cert_without_a_reload_and_keeps_open_connections() {
     );
 }
 
+#[test]
+fn a_cert_haproxy_refuses_fails_the_install_and_changes_nothing() {
+    let crt_dir = tempfile::tempdir().unwrap();
+    let loaded = crt_dir.path().join("web.pem");
+    let (cert, key) = placeholder();
+    std::fs::write(&loaded, format!("{cert}{key}")).unwrap();
+    let haproxy = Haproxy::start(&loaded);
+    let addr = SocketAddr::from(([127, 0, 0, 1], haproxy.port()));
+    let placeholder_serial = served_serial(addr, Some(DOMAINS[0]), None);
+
+    // A storage name HAProxy never loaded, as a typo in the config would give.
+    let unknown = crt_dir.path().join("other.pem");
+    let rotad = Rotad::start(&config(&format!(
+        "      kind: haproxy\n      directory: {{dir}}/installed/web\n      socket_path: {socket}\n      \
+         cert_storage_name: {unknown}\n",
+        socket = haproxy.socket().display(),
+        unknown = unknown.display(),
+    )));
+    let failing = wait_for("the install to fail", ISSUE_TIMEOUT, || {
+        let certs = rotad.certs_json();
+        let failing = condition(&certs["items"][0], "Failing").clone();
+        (failing["status"] == "True").then_some(failing)
+    });
+    assert_eq!(failing["reason"], "InstallFailed", "{failing}");
+    let message = failing["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("not referenced by the configuration")
+            && message.contains("`cert_storage_name` must be exactly the path"),
+        "HAProxy's words and what to do: {message}"
+    );
+    assert_eq!(
+        served_serial(addr, Some(DOMAINS[0]), None),
+        placeholder_serial
+    );
+    assert!(
+        !unknown.exists(),
+        "the files of a refused first install are removed"
+    );
+    assert!(!rotad.path("installed/web/cert.pem").exists());
+    let transactions = haproxy.admin("show ssl cert\n");
+    assert!(
+        !transactions.contains('*'),
+        "the transaction was aborted: {transactions}"
+    );
+}
+
 /// A TLS connection kept open by `openssl s_client`, on which HTTP requests are sent one by one.
 struct KeptConnection {
     client: Child,
