@@ -148,7 +148,13 @@ pub(crate) fn check_reply(verb: Verb, name: &str, reply: &str) -> Result<(), Str
     let said = if text.is_empty() {
         "HAProxy closed the connection without an answer".to_owned()
     } else {
-        format!("HAProxy answered {:?}", bounded(text))
+        // One line, so the condition message reads as one sentence.
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        format!("HAProxy answered \"{}\"", bounded(&lines.join(" / ")))
     };
     Err(match hint(text) {
         Some(hint) => format!("{said}: {hint}"),
@@ -245,6 +251,11 @@ mod tests {
 
     #[test]
     fn a_refusal_quotes_haproxy_and_says_what_to_do() {
+        let err = check_reply(Verb::Set, NAME, REPLIES[3].1).unwrap_err();
+        assert_eq!(
+            err,
+            "HAProxy answered \"Can't replace a certificate which is not referenced by the configuration! / Can't update /etc/haproxy/certs/a.pem!\": `cert_storage_name` must be exactly the path HAProxy loaded the cert from (`show ssl cert` lists them)"
+        );
         let err = check_reply(Verb::Set, NAME, "Permission denied\n").unwrap_err();
         assert_eq!(
             err,
