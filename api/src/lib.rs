@@ -13,4 +13,4 @@ pub use backend::{
     DcvBackend, DcvChallenge, InstallBackend, IssuedCert, OrderHandle, PlacedOrder, RenewalWindow,
     RevocationReason,
 };
-pub use names::{CertId, DomainName, SecretError, SecretSource, SecretString};
+pub use names::{CertId, DomainName, HostPort, SecretError, SecretSource, SecretString};

@@ -131,6 +131,75 @@ impl<'de> Deserialize<'de> for DomainName {
     }
 }
 
+/// A `host:port` to connect to: a DNS name or an IP address (IPv6 in brackets) and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    host: String,
+    port: u16,
+}
+
+impl HostPort {
+    /// Parses `host:port`, e.g. `127.0.0.1:443`, `[::1]:443` or `www.example.com:8443`.
+    pub fn new(s: &str) -> Result<Self, String> {
+        let wrong = || {
+            format!(
+                "`{s}` is not `host:port` (a host name or an IP address, IPv6 in brackets, then a port from 1 to 65535)"
+            )
+        };
+        let (host, port) = s.rsplit_once(':').ok_or_else(wrong)?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0).ok_or_else(wrong)?;
+        let host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            v6.parse::<std::net::Ipv6Addr>().map_err(|_| wrong())?;
+            v6.to_owned()
+        } else if host.parse::<std::net::Ipv4Addr>().is_ok() {
+            host.to_owned()
+        } else {
+            DomainName::new(host)
+                .ok()
+                .filter(|d| !d.is_wildcard())
+                .ok_or_else(wrong)?
+                .as_str()
+                .to_owned()
+        };
+        Ok(Self { host, port })
+    }
+
+    /// The host name or address, without brackets.
+    #[must_use]
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Serialize for HostPort {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A secret value (API token, password, key material); never printed nor serialized.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretString(String);
@@ -283,6 +352,32 @@ mod tests {
             DomainName::new("Example.COM").unwrap().as_str(),
             "example.com"
         );
+    }
+
+    #[test]
+    fn host_ports() {
+        for (input, parsed, why) in [
+            ("127.0.0.1:443", Some("127.0.0.1:443"), "IPv4"),
+            ("[::1]:8443", Some("[::1]:8443"), "IPv6 in brackets"),
+            (
+                "WWW.Example.com:443",
+                Some("www.example.com:443"),
+                "a DNS name, lower-cased",
+            ),
+            ("localhost:1", Some("localhost:1"), "single-label name"),
+            ("::1:443", None, "IPv6 without brackets is ambiguous"),
+            ("example.com", None, "no port"),
+            ("example.com:0", None, "port 0 connects nowhere"),
+            ("example.com:65536", None, "port out of range"),
+            (":443", None, "no host"),
+            ("*.example.com:443", None, "a wildcard is no host"),
+            ("a b:443", None, "space in the host"),
+        ] {
+            let got = HostPort::new(input).ok().map(|h| h.to_string());
+            assert_eq!(got.as_deref(), parsed, "{input}: {why}");
+        }
+        let v6 = HostPort::new("[::1]:8443").unwrap();
+        assert_eq!((v6.host(), v6.port()), ("::1", 8443));
     }
 
     #[test]

@@ -238,9 +238,9 @@ const ROWS: &[Row] = &[
         concat!("cloudflare:\n  api_token_file: 'env:'\n", ok_cert!()), 1, "cloudflare.api_token_file", "not a valid `env:VAR` reference", (2, 19)),
 
     // --- backends not in this build, federation, audit ---
-    row("an install kind not available yet names the available one",
-        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out }\n",
-        1, "certs[0].install.kind", "`kind: nginx` is not available in this build yet", (6, 22)),
+    row("an install kind not available yet names the available ones",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: dsm, description: NAS }\n",
+        1, "certs[0].install.kind", "`kind: dsm` is not available in this build yet", (6, 22)),
     row("the Cloudflare solver is not available yet",
         "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\ncloudflare: { api_token_file: token }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    dcv: { kind: cloudflare }\n    install: { kind: filesystem, directory: out }\n",
         1, "certs[0].dcv.kind", "`kind: cloudflare` is not available in this build yet", (8, 18)),
@@ -274,7 +274,19 @@ const ROWS: &[Row] = &[
         1, "acme.directory_url", "is not an http(s) URL", (1, 24)),
     row("an nginx reload_command with no program",
         "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out, reload_command: [] }\n",
-        2, "certs[0].install.reload_command", "has no command to run", (6, 61)),
+        1, "certs[0].install.reload_command", "has no command to run", (6, 61)),
+    row("an nginx test_command with an empty program",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out, test_command: [''] }\n",
+        1, "certs[0].install.test_command", "`test_command` has no command to run", (6, 59)),
+    row("a verify_address without a port",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: nginx, directory: out, verify_address: a.test }\n",
+        1, "certs[0].install.verify_address", "is not `host:port`", (6, 61)),
+    row("an HAProxy storage name that is not an absolute path",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: haproxy, directory: out, socket_path: s.sock, cert_storage_name: web.pem }\n",
+        1, "certs[0].install.cert_storage_name", "`web.pem` is not an absolute path", (6, 87)),
+    row("an HAProxy storage name the admin socket would split",
+        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: haproxy, directory: out, socket_path: s.sock, cert_storage_name: '/a;b.pem' }\n",
+        1, "certs[0].install.cert_storage_name", "contains whitespace, a control character, `;`", (6, 87)),
 ];
 
 #[test]

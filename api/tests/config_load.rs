@@ -59,8 +59,6 @@ fn every_block_parses_and_only_backends_not_in_this_build_are_refused() {
             "certs[1].dcv.kind",
             "certs[1].install.kind",
             "certs[2].dcv.kind",
-            "certs[2].install.kind",
-            "certs[3].install.kind",
             "certs[4].dcv.kind",
             "certs[4].install.kind",
         ],

@@ -19,8 +19,14 @@ mod dcv {
 }
 
 mod install {
-    //! Installers, one module per `install: { kind }`.
+    //! Installers, one module per `install: { kind }`, and what they share: the PEM files,
+    //! running an operator's command, and checking what a server serves.
+    mod command;
     pub(crate) mod filesystem;
+    pub(crate) mod haproxy;
+    pub(crate) mod nginx;
+    mod pem_files;
+    mod verify;
 }
 
 use std::collections::HashMap;
@@ -37,6 +43,8 @@ use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
 use dcv::webroot::WebrootDcv;
 use install::filesystem::FilesystemInstall;
+use install::haproxy::HaproxyInstall;
+use install::nginx::NginxInstall;
 
 /// Builds backends from config variants; keep one for the daemon's lifetime so certs share
 /// what must be shared (one local CA per directory).
@@ -148,10 +156,9 @@ impl BackendFactory for Providers {
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
             InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
-            InstallSpec::Dsm(_)
-            | InstallSpec::Nginx(_)
-            | InstallSpec::Haproxy(_)
-            | InstallSpec::K8sSecret(_) => not_available(&cert.install),
+            InstallSpec::Nginx(nginx) => Ok(Arc::new(NginxInstall::new(nginx))),
+            InstallSpec::Haproxy(haproxy) => Ok(Arc::new(HaproxyInstall::new(haproxy))),
+            InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => not_available(&cert.install),
         }
     }
 
@@ -170,7 +177,7 @@ impl BackendFactory for Providers {
 mod tests {
     use std::path::Path;
 
-    use rota_api::config::{AcmeCa, CloudflareDcv, NamecheapCa, NginxInstall};
+    use rota_api::config::{AcmeCa, CloudflareDcv, DsmInstall, NamecheapCa};
 
     use super::*;
 
@@ -209,18 +216,14 @@ mod tests {
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
         other.ca = CaSpec::Namecheap(NamecheapCa { ssl_id: 1 });
-        other.install = InstallSpec::Nginx(NginxInstall {
-            directory: "/tmp/x".into(),
-            reload_command: None,
+        other.install = InstallSpec::Dsm(DsmInstall {
+            description: "NAS".into(),
         });
         assert_eq!(
             refused(providers.ca(&config, &other).map(drop)),
             "namecheap"
         );
-        assert_eq!(
-            refused(providers.install(&config, &other).map(drop)),
-            "nginx"
-        );
+        assert_eq!(refused(providers.install(&config, &other).map(drop)), "dsm");
         let webroot = DcvSpec::Webroot(rota_api::config::WebrootDcv {
             directory: "/w".into(),
         });

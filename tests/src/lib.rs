@@ -4,6 +4,7 @@
 
 pub mod acme_double;
 pub mod acme_peers;
+pub mod haproxy;
 pub mod nginx;
 pub mod pebble;
 
@@ -298,6 +299,40 @@ pub fn serial_of(path: &Path) -> String {
 pub fn serial_hex(path: &Path) -> String {
     let serial = serial_of(path);
     serial.trim().trim_start_matches("serial=").to_lowercase()
+}
+
+/// The serial (lowercase hex, as [`serial_hex`] gives it) of the cert a TLS server at `addr`
+/// presents, read with the real `openssl s_client`; with `sni` as the server name, and, when
+/// `ca` is given, only if the cert chains to the root(s) there.
+#[must_use]
+pub fn served_serial(addr: std::net::SocketAddr, sni: Option<&str>, ca: Option<&Path>) -> String {
+    let mut command = Command::new("openssl");
+    command.args(["s_client", "-connect", &addr.to_string(), "-showcerts"]);
+    if let Some(sni) = sni {
+        command.args(["-servername", sni]);
+    }
+    if let Some(ca) = ca {
+        command.arg("-CAfile").arg(ca).arg("-verify_return_error");
+    }
+    let out = command
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let verified = ca.is_none() || text.contains("Verify return code: 0 (ok)");
+    assert!(
+        out.status.success() && verified,
+        "handshake with {addr} failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pem_start = text.find("-----BEGIN CERTIFICATE-----").expect("a cert");
+    let pem_end = text[pem_start..]
+        .find("-----END CERTIFICATE-----")
+        .map(|i| pem_start + i + "-----END CERTIFICATE-----".len())
+        .expect("a whole cert");
+    let leaf = tempfile::NamedTempFile::new().expect("temp file");
+    fs::write(leaf.path(), &text[pem_start..pem_end]).expect("write the served leaf");
+    serial_hex(leaf.path())
 }
 
 /// The public key of the certificate at `path`, PEM.

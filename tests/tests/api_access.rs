@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rota_e2e::{Rotad, mode_of, openssl, rotad_refuses, serial_hex, wait_for};
+use rota_e2e::{Rotad, mode_of, rotad_refuses, serial_hex, served_serial, wait_for};
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "s3cret-test-token";
@@ -447,7 +447,7 @@ fn tls_serves_the_managed_cert_and_follows_its_renewal() {
     wait_installed(&rotad, "web");
     let addr = rotad.tcp_addr();
     let ca = rotad.path("ca/ca.pem").display().to_string();
-    let served = || served_serial(addr, &ca);
+    let served = || served_serial(addr, None, Some(Path::new(&ca)));
     assert_eq!(served(), installed_serial(&rotad));
 
     let resolve = format!("web.home.arpa:{}:127.0.0.1", addr.port());
@@ -472,35 +472,4 @@ fn tls_serves_the_managed_cert_and_follows_its_renewal() {
         after,
         "the renewed cert is served without a restart"
     );
-}
-
-/// The serial of the cert rotad presents at `addr`, verified against the root in `ca`.
-fn served_serial(addr: SocketAddr, ca: &str) -> String {
-    let out = Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-CAfile", ca])
-        .args(["-verify_return_error", "-showcerts"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success() && text.contains("Verify return code: 0 (ok)"),
-        "handshake with rotad failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let pem_start = text.find("-----BEGIN CERTIFICATE-----").expect("a cert");
-    let pem_end = text[pem_start..]
-        .find("-----END CERTIFICATE-----")
-        .map(|i| pem_start + i + "-----END CERTIFICATE-----".len())
-        .expect("a whole cert");
-    let leaf = tempfile::NamedTempFile::new().unwrap();
-    fs::write(leaf.path(), &text[pem_start..pem_end]).unwrap();
-    let serial = openssl(&[
-        "x509",
-        "-in",
-        &leaf.path().display().to_string(),
-        "-noout",
-        "-serial",
-    ]);
-    serial.trim().trim_start_matches("serial=").to_lowercase()
 }

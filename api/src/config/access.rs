@@ -96,7 +96,7 @@ pub(crate) fn tls_problem(config: &Config) -> Option<Problem> {
                 cert.install.kind()
             ),
         )
-        .hint("pick a cert installed with `install: { kind: filesystem }` or `nginx`"),
+        .hint("pick a cert installed with `install: { kind: filesystem }`, `nginx` or `haproxy`"),
     )
 }
 
@@ -177,6 +177,11 @@ fn written_paths(cert: &CertSpec) -> Vec<(&'static str, &Path)> {
         InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => None,
     };
     paths.extend(install.map(|dir| ("install.directory", dir.as_path())));
+    if let InstallSpec::Haproxy(haproxy) = &cert.install {
+        // The combined PEM, private key included, is written there too.
+        let storage = Path::new(&haproxy.cert_storage_name);
+        paths.push(("install.cert_storage_name", storage));
+    }
     paths
 }
 

@@ -245,6 +245,10 @@ fn field_hint(path: &str) -> Option<&'static str> {
         Some("an id is 1–64 letters, digits, `-`, `_` or `.`, starting with a letter or digit")
     } else if field == "domains" {
         Some("list DNS names such as `example.com` or `*.example.com`")
+    } else if field == "verify_address" {
+        Some(
+            "write where the server listens, e.g. `127.0.0.1:443`, `[::1]:443` or `www.example.com:443`",
+        )
     } else if field.ends_with("_file") {
         Some("give a file path, or `env:VAR` to read the secret from an environment variable")
     } else {

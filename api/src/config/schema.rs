@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{CertId, DomainName, SecretSource};
+use crate::names::{CertId, DomainName, HostPort, SecretSource};
 
 /// Whether a backend `kind` can run in this build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -506,9 +506,9 @@ tagged_enum! {
         /// PEM files in a directory.
         "filesystem" => Filesystem(FilesystemInstall) = Available,
         /// PEM files plus an nginx reload.
-        "nginx" => Nginx(NginxInstall) = NotYet,
+        "nginx" => Nginx(NginxInstall) = Available,
         /// PEM files plus an HAProxy runtime API hot-swap.
-        "haproxy" => Haproxy(HaproxyInstall) = NotYet,
+        "haproxy" => Haproxy(HaproxyInstall) = Available,
         /// A `kubernetes.io/tls` Secret, server-side applied.
         "k8s_secret" => K8sSecret(K8sSecretInstall) = NotYet,
     }
@@ -521,8 +521,9 @@ impl InstallSpec {
     pub fn pem_directory(&self) -> Option<&std::path::Path> {
         match self {
             Self::Filesystem(FilesystemInstall { directory })
-            | Self::Nginx(NginxInstall { directory, .. }) => Some(directory),
-            Self::Dsm(_) | Self::Haproxy(_) | Self::K8sSecret(_) => None,
+            | Self::Nginx(NginxInstall { directory, .. })
+            | Self::Haproxy(HaproxyInstall { directory, .. }) => Some(directory),
+            Self::Dsm(_) | Self::K8sSecret(_) => None,
         }
     }
 }
@@ -543,18 +544,24 @@ pub struct FilesystemInstall {
     pub directory: PathBuf,
 }
 
-/// `install: { kind: nginx, directory, reload_command }`.
+/// `install: { kind: nginx, directory, test_command, reload_command, verify_address }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NginxInstall {
     /// Where the PEM files go.
     pub directory: PathBuf,
+    /// argv run after writing and before the reload, without a shell; `[nginx, -t]` by default.
+    #[serde(default)]
+    pub test_command: Option<Vec<String>>,
     /// argv run after writing, without a shell; `[nginx, -s, reload]` by default.
     #[serde(default)]
     pub reload_command: Option<Vec<String>>,
+    /// Where nginx serves the cert: after the reload, each domain's handshake must present it.
+    #[serde(default)]
+    pub verify_address: Option<HostPort>,
 }
 
-/// `install: { kind: haproxy, directory, socket_path, cert_storage_name }`.
+/// `install: { kind: haproxy, directory, socket_path, cert_storage_name, verify_address }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HaproxyInstall {
@@ -562,8 +569,12 @@ pub struct HaproxyInstall {
     pub directory: PathBuf,
     /// HAProxy's admin socket.
     pub socket_path: PathBuf,
-    /// The cert's name in HAProxy's storage (as loaded by `crt`).
+    /// The cert's name in HAProxy's storage: the absolute path `crt` loaded it from, where
+    /// the combined PEM is written too.
     pub cert_storage_name: String,
+    /// Where HAProxy serves the cert: after the swap, each domain's handshake must present it.
+    #[serde(default)]
+    pub verify_address: Option<HostPort>,
 }
 
 /// `install: { kind: k8s_secret, namespace, secret_name, kubeconfig_path }`.

@@ -244,17 +244,67 @@ fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
         None => {}
         Some(dcv) => check_dcv(path, cert, dcv, found),
     }
-    if let InstallSpec::Nginx(nginx) = &cert.install {
-        let empty_program = nginx
-            .reload_command
-            .as_ref()
-            .map(|argv| argv.first().is_none_or(|p| p.trim().is_empty()));
-        if empty_program == Some(true) {
-            found.push(
-                Problem::value(child(path, "install.reload_command"), "`reload_command` has no command to run")
-                    .hint("give the argv as a list, e.g. `[systemctl, reload, nginx]`, or leave it out for `[nginx, -s, reload]`"),
-            );
+    check_install(&child(path, "install"), &cert.install, found);
+}
+
+/// What serde cannot see in the installers that run commands or talk to a socket.
+fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
+    match install {
+        InstallSpec::Nginx(nginx) => {
+            for (field, argv, example, default) in [
+                (
+                    "test_command",
+                    &nginx.test_command,
+                    "[/usr/sbin/nginx, -t]",
+                    "[nginx, -t]",
+                ),
+                (
+                    "reload_command",
+                    &nginx.reload_command,
+                    "[systemctl, reload, nginx]",
+                    "[nginx, -s, reload]",
+                ),
+            ] {
+                if argv
+                    .as_ref()
+                    .is_some_and(|argv| argv.first().is_none_or(|p| p.trim().is_empty()))
+                {
+                    found.push(
+                        Problem::value(child(path, field), format!("`{field}` has no command to run"))
+                            .hint(format!("give the argv as a list, e.g. `{example}`, or leave it out for `{default}`")),
+                    );
+                }
+            }
         }
+        InstallSpec::Haproxy(haproxy) => {
+            if let Some(why) = storage_name_problem(&haproxy.cert_storage_name) {
+                found.push(
+                    Problem::value(child(path, "cert_storage_name"), format!("`{}` {why}", haproxy.cert_storage_name))
+                        .hint("write the absolute path HAProxy loads the cert from (its `crt` argument), e.g. `/etc/haproxy/certs/example.pem`: rota sends it over the admin socket and writes the combined PEM there so a restart keeps the new cert"),
+                );
+            }
+        }
+        InstallSpec::Filesystem(_) | InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => {}
+    }
+}
+
+/// Why `name` cannot be an HAProxy storage name rota writes and sends, if it cannot: the
+/// admin socket splits commands at whitespace and `;` and unescapes `\`, so such a name
+/// would be read as something else.
+fn storage_name_problem(name: &str) -> Option<&'static str> {
+    if !name.starts_with('/') {
+        Some("is not an absolute path")
+    } else if name.ends_with('/') {
+        Some("names a directory, not a file")
+    } else if name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, ';' | '\\'))
+    {
+        Some(
+            "contains whitespace, a control character, `;` or `\\`, which HAProxy's admin socket would not pass through",
+        )
+    } else {
+        None
     }
 }
 

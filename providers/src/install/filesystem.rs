@@ -1,21 +1,16 @@
 //! `install: { kind: filesystem, directory }`: PEM files under certbot's names, so any service
-//! reading certs from disk (and any reload script written for certbot) works unchanged. Each
-//! file is replaced atomically; `cert.pem` goes last because it is what the reconciler reads
-//! back, so a crash half-way is observed as the old cert and the install is retried.
+//! reading certs from disk (and any reload script written for certbot) works unchanged. The
+//! files are written as [`pem_files`] describes; nothing else happens.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
 
-use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
+use super::pem_files;
 
 /// The config `kind` of this installer.
 const KIND: &str = "filesystem";
-
-/// The leaf, written last: what `current_cert_pem` reads back.
-const CERT_FILE: &str = "cert.pem";
 
 /// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
 pub(crate) struct FilesystemInstall {
@@ -43,65 +38,17 @@ impl InstallBackend for FilesystemInstall {
         private_key_pem: &SecretString,
         _domains: &[DomainName],
     ) -> Result<(), BackendError> {
-        let directory = self.directory.clone();
-        let cert = cert.clone();
-        let key = private_key_pem.clone();
-        tokio::task::spawn_blocking(move || write_files(&directory, &cert, &key))
-            .await
-            .map_err(|e| task_failed(&self.directory, "writing", &e))?
+        let files = pem_files::certbot_files(&self.directory, cert, private_key_pem);
+        pem_files::write(KIND, files).await
     }
 
     fn current_cert_path(&self, _cert_id: &CertId) -> Option<PathBuf> {
-        Some(self.directory.join(CERT_FILE))
+        Some(pem_files::cert_path(&self.directory))
     }
 
     async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
-        let path = self.directory.join(CERT_FILE);
-        let read_path = path.clone();
-        let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
-            .await
-            .map_err(|e| task_failed(&self.directory, "reading", &e))?;
-        match read {
-            Ok(pem) => Ok(Some(pem)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(BackendError::io(KIND, "reading", path, source)),
-        }
+        pem_files::read_cert(KIND, &self.directory).await
     }
-}
-
-fn write_files(
-    directory: &Path,
-    cert: &IssuedCert,
-    key: &SecretString,
-) -> Result<(), BackendError> {
-    let io_error = |action, path: &Path, source| BackendError::io(KIND, action, path, source);
-    create_dir_all_with_mode(directory, 0o755).map_err(|e| io_error("creating", directory, e))?;
-    let fullchain = cert.fullchain_pem();
-    let files: [(&str, &[u8], u32); 4] = [
-        ("privkey.pem", key.expose().as_bytes(), 0o600),
-        ("chain.pem", cert.chain_pem.as_bytes(), 0o644),
-        ("fullchain.pem", fullchain.as_bytes(), 0o644),
-        // Last: see the module docs.
-        (CERT_FILE, cert.cert_pem.as_bytes(), 0o644),
-    ];
-    for (name, contents, mode) in files {
-        let path = directory.join(name);
-        write_atomic(&path, contents, mode).map_err(|e| io_error("writing", &path, e))?;
-    }
-    Ok(())
-}
-
-fn task_failed(
-    directory: &Path,
-    action: &'static str,
-    err: &tokio::task::JoinError,
-) -> BackendError {
-    BackendError::io(
-        KIND,
-        action,
-        directory,
-        io::Error::other(format!("the file task failed: {err}")),
-    )
 }
 
 #[cfg(test)]

@@ -1,0 +1,262 @@
+//! The files every disk-based installer writes: certbot's four names in one directory
+//! (`filesystem`, `nginx`, `haproxy`), plus any file of the installer's own (HAProxy's
+//! combined PEM). Each file is replaced atomically and `cert.pem` goes last, because it is what
+//! the reconciler reads back: a crash half-way is observed as the old cert and the install is
+//! retried. Installers that switch a peer after writing keep what they replaced, and put it
+//! back when the peer refuses the new files, so disk and peer agree on the old cert.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rota_api::{BackendError, IssuedCert, SecretString};
+
+use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
+
+/// The leaf, written last: what `current_cert_pem` reads back.
+const CERT_FILE: &str = "cert.pem";
+
+/// Mode of directories an install creates: servers running as another user must enter them.
+const DIRECTORY_MODE: u32 = 0o755;
+
+/// One file an install writes. No `Debug`: the contents may be a private key.
+pub(crate) struct PemFile {
+    path: PathBuf,
+    contents: Vec<u8>,
+    mode: u32,
+}
+
+impl PemFile {
+    /// A file holding the private key, readable by its owner only.
+    pub(crate) fn secret(path: PathBuf, contents: &str) -> Self {
+        Self {
+            path,
+            contents: contents.as_bytes().to_vec(),
+            mode: 0o600,
+        }
+    }
+
+    fn public(path: PathBuf, contents: &str) -> Self {
+        Self {
+            path,
+            contents: contents.as_bytes().to_vec(),
+            mode: 0o644,
+        }
+    }
+}
+
+/// certbot's four files for `cert` in `directory`, in the order they are written.
+pub(crate) fn certbot_files(
+    directory: &Path,
+    cert: &IssuedCert,
+    key: &SecretString,
+) -> Vec<PemFile> {
+    vec![
+        PemFile::secret(directory.join("privkey.pem"), key.expose()),
+        PemFile::public(directory.join("chain.pem"), &cert.chain_pem),
+        PemFile::public(directory.join("fullchain.pem"), &cert.fullchain_pem()),
+        // Last: see the module docs.
+        PemFile::public(directory.join(CERT_FILE), &cert.cert_pem),
+    ]
+}
+
+/// What a file held before an install replaced it: its bytes and mode, or nothing.
+struct Previous {
+    path: PathBuf,
+    content: Option<(Vec<u8>, u32)>,
+}
+
+/// The files an install replaced, as they were; [`Replaced::restore`] puts them back.
+pub(crate) struct Replaced {
+    backend: &'static str,
+    previous: Vec<Previous>,
+}
+
+/// Writes `files` in order, creating missing directories 0755.
+pub(crate) async fn write(backend: &'static str, files: Vec<PemFile>) -> Result<(), BackendError> {
+    blocking(backend, "writing", move || write_all(backend, &files)).await
+}
+
+/// Like [`write`], but first reads what each file holds now (an unreadable one stops the
+/// install before anything is written), so a refused install can be undone.
+pub(crate) async fn replace(
+    backend: &'static str,
+    files: Vec<PemFile>,
+) -> Result<Replaced, BackendError> {
+    blocking(backend, "writing", move || {
+        let previous = files
+            .iter()
+            .map(|file| read_previous(backend, &file.path))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_all(backend, &files)?;
+        Ok(Replaced { backend, previous })
+    })
+    .await
+}
+
+impl Replaced {
+    /// The bytes `path` held before the install, if it is one of the replaced files and existed.
+    pub(crate) fn previous_contents(&self, path: &Path) -> Option<&[u8]> {
+        self.previous
+            .iter()
+            .find(|p| p.path == path)
+            .and_then(|p| p.content.as_ref())
+            .map(|(bytes, _)| bytes.as_slice())
+    }
+
+    /// Puts every file back as it was (removing those that did not exist), `cert.pem` first so
+    /// that a crash half-way is read back as the new cert only if all of it is still there.
+    pub(crate) async fn restore(self) -> Result<(), BackendError> {
+        let backend = self.backend;
+        blocking(backend, "restoring", move || {
+            for previous in self.previous.iter().rev() {
+                let path = &previous.path;
+                let restored = match &previous.content {
+                    Some((bytes, mode)) => write_atomic(path, bytes, *mode),
+                    None => match std::fs::remove_file(path) {
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                        other => other,
+                    },
+                };
+                restored.map_err(|e| BackendError::io(backend, "restoring", path, e))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The installed leaf in `directory`, or `None` before the first install.
+pub(crate) async fn read_cert(
+    backend: &'static str,
+    directory: &Path,
+) -> Result<Option<String>, BackendError> {
+    let path = cert_path(directory);
+    blocking(backend, "reading", move || {
+        match std::fs::read_to_string(&path) {
+            Ok(pem) => Ok(Some(pem)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(BackendError::io(backend, "reading", path, source)),
+        }
+    })
+    .await
+}
+
+/// The file [`read_cert`] reads.
+pub(crate) fn cert_path(directory: &Path) -> PathBuf {
+    directory.join(CERT_FILE)
+}
+
+fn write_all(backend: &'static str, files: &[PemFile]) -> Result<(), BackendError> {
+    for file in files {
+        if let Some(parent) = file.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            create_dir_all_with_mode(parent, DIRECTORY_MODE)
+                .map_err(|e| BackendError::io(backend, "creating", parent, e))?;
+        }
+        write_atomic(&file.path, &file.contents, file.mode)
+            .map_err(|e| BackendError::io(backend, "writing", &file.path, e))?;
+    }
+    Ok(())
+}
+
+fn read_previous(backend: &'static str, path: &Path) -> Result<Previous, BackendError> {
+    let content = match std::fs::read(path) {
+        Ok(bytes) => {
+            let mode = std::fs::metadata(path)
+                .map_err(|e| BackendError::io(backend, "reading", path, e))?
+                .permissions()
+                .mode()
+                & 0o7777;
+            Some((bytes, mode))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(BackendError::io(backend, "reading", path, e)),
+    };
+    Ok(Previous {
+        path: path.to_owned(),
+        content,
+    })
+}
+
+/// Runs file work off the runtime; a panic in it is reported as an I/O failure of `action`.
+async fn blocking<T: Send + 'static>(
+    backend: &'static str,
+    action: &'static str,
+    work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        BackendError::io(
+            backend,
+            action,
+            PathBuf::new(),
+            io::Error::other(format!("the file task failed: {e}")),
+        )
+    })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issued(serial: &str) -> IssuedCert {
+        IssuedCert {
+            cert_pem: format!("leaf {serial}\n"),
+            chain_pem: "root\n".into(),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn restore_puts_back_what_was_there_with_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretString::new("key\n".into());
+        write("test", certbot_files(dir.path(), &issued("1"), &key))
+            .await
+            .unwrap();
+        let chain = dir.path().join("chain.pem");
+        std::fs::set_permissions(&chain, std::fs::Permissions::from_mode(0o640)).unwrap();
+
+        let replaced = replace("test", certbot_files(dir.path(), &issued("2"), &key))
+            .await
+            .unwrap();
+        let current = read_cert("test", dir.path()).await.unwrap().unwrap();
+        assert_eq!(current, "leaf 2\n");
+        assert_eq!(
+            replaced.previous_contents(&cert_path(dir.path())),
+            Some("leaf 1\n".as_bytes())
+        );
+        replaced.restore().await.unwrap();
+
+        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert_eq!(read("cert.pem"), "leaf 1\n");
+        assert_eq!(read("fullchain.pem"), "leaf 1\nroot\n");
+        let mode = std::fs::metadata(&chain).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "the mode it had, not the one rota writes");
+        assert_eq!(
+            names(dir.path()),
+            ["cert.pem", "chain.pem", "fullchain.pem", "privkey.pem"]
+        );
+    }
+
+    #[tokio::test]
+    async fn restoring_a_first_install_removes_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("web");
+        let key = SecretString::new("key\n".into());
+        let replaced = replace("test", certbot_files(&target, &issued("1"), &key))
+            .await
+            .unwrap();
+        assert_eq!(names(&target).len(), 4);
+        replaced.restore().await.unwrap();
+        assert_eq!(names(&target), Vec::<String>::new());
+        assert_eq!(read_cert("test", &target).await.unwrap(), None);
+    }
+}
