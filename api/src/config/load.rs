@@ -1,7 +1,8 @@
-//! The loader: text → position index → YAML value → `${VAR}` interpolation → typed blocks →
-//! paths made absolute → semantic checks. Every stage reports problems by field path; they
+//! The loader: size check → position index (which also bounds depth and aliases) → YAML
+//! value → `${VAR}` interpolation → typed blocks → paths made absolute → semantic checks. Every stage reports problems by field path; they
 //! are placed in the file at the end and returned together, in document order.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
@@ -14,18 +15,29 @@ use super::locate::{Position, PositionIndex, locate};
 use super::relative_paths::resolve_relative;
 use super::validate::validate;
 
+/// The largest config accepted, in bytes. 1,000 certs take about 250 KiB; anything much
+/// larger is a wrong file or an attempt to exhaust the parser, and is refused unread.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 /// Reads and validates the config at `path`.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigIssue {
-            file: path.display().to_string(),
-            line: 1,
-            column: 1,
-            path: String::new(),
-            message: format!("cannot read the config: {e}"),
-            hint: Some("check the path given with `--config` or `ROTA_CONFIG`".into()),
-        }])
-    })?;
+    let file = path.display().to_string();
+    let cannot_read = |e: std::io::Error| {
+        whole_file_issue(
+            &file,
+            format!("cannot read the config: {e}"),
+            "check the path given with `--config` or `ROTA_CONFIG`",
+        )
+    };
+    let mut text = String::new();
+    // One byte more than the limit is enough to know the file is over it, whatever its
+    // metadata says (a FIFO or a file still growing has no useful length).
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_CONFIG_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(cannot_read)?;
     load_str(path, text)
 }
 
@@ -42,6 +54,9 @@ pub fn load_str_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, ConfigErrors> {
     let file = path.display().to_string();
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(&file));
+    }
     let positions =
         locate(&text).map_err(|found| place(&file, &PositionIndex::default(), found))?;
     match check(path, &text, &positions, env) {
@@ -87,6 +102,29 @@ fn check(
     } else {
         Err(found)
     }
+}
+
+/// One issue about the file as a whole, placed at its first character.
+fn whole_file_issue(file: &str, message: String, hint: &str) -> ConfigErrors {
+    ConfigErrors(vec![ConfigIssue {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        path: String::new(),
+        message,
+        hint: Some(hint.to_owned()),
+    }])
+}
+
+/// A config over [`MAX_CONFIG_BYTES`].
+fn too_large(file: &str) -> ConfigErrors {
+    whole_file_issue(
+        file,
+        format!(
+            "the config is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes), the most rota reads: it was not parsed"
+        ),
+        "check that this is the right file: a rota.yaml for 1,000 certs is about 250 KiB",
+    )
 }
 
 /// Whether `path` is `ancestor` or below it.

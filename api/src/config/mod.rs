@@ -9,6 +9,7 @@ mod field_path;
 mod interpolate;
 mod load;
 mod locate;
+mod position_index;
 mod relative_paths;
 mod schema;
 mod secrets;
@@ -17,7 +18,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigErrors, ConfigIssue};
-pub use load::{load_file, load_str, load_str_with_env};
+pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env};
 pub(crate) use relative_paths::join_clean;
 pub use schema::*;
 
