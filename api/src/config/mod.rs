@@ -10,6 +10,7 @@ mod interpolate;
 mod load;
 mod locate;
 mod position_index;
+mod ranges;
 mod relative_paths;
 mod schema;
 mod secrets;
