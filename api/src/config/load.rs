@@ -10,7 +10,8 @@ use serde_yaml::Value;
 use super::LoadedConfig;
 use super::blocks::{Parsed, deserialize_blocks};
 use super::error::{Anchor, ConfigErrors, ConfigIssue, Problem};
-use super::interpolate::{EnvLookup, interpolate};
+use super::field_path::is_within;
+use super::interpolate::{EnvLookup, Substitution, interpolate, scrub};
 use super::locate::{Position, PositionIndex, locate};
 use super::relative_paths::resolve_relative;
 use super::validate::validate;
@@ -60,23 +61,25 @@ pub fn load_str_with_env(
     let positions =
         locate(&text).map_err(|found| place(&file, &PositionIndex::default(), found))?;
     match check(path, &text, &positions, env) {
-        Ok(parsed) => Ok(LoadedConfig {
+        Ok((parsed, substituted)) => Ok(LoadedConfig {
             path: path.to_owned(),
             text,
             config: parsed.config,
             positions,
+            substituted,
         }),
         Err(found) => Err(place(&file, &positions, found)),
     }
 }
 
-/// Everything after indexing; `Err` holds every problem found.
+/// Everything after indexing, with the `${VAR}` substitutions made; `Err` holds every
+/// problem found.
 fn check(
     path: &Path,
     text: &str,
     index: &PositionIndex,
     env: EnvLookup<'_>,
-) -> Result<Parsed, Vec<Problem>> {
+) -> Result<(Parsed, Vec<Substitution>), Vec<Problem>> {
     let mut root: Value = serde_yaml::from_str(text).map_err(|e| vec![yaml_problem(&e)])?;
     root.apply_merge().map_err(|e| {
         vec![
@@ -84,7 +87,8 @@ fn check(
                 .hint("`<<` takes a mapping or a list of mappings, e.g. `<<: *defaults`"),
         ]
     })?;
-    let mut found = interpolate(&mut root, "", env);
+    let mut substituted = Vec::new();
+    let mut found = interpolate(&mut root, "", env, &mut substituted);
     // A field whose `${VAR}` failed still holds the raw text; what later stages say about
     // that text would only repeat the problem.
     let failed: Vec<String> = found.iter().map(|p| p.path.clone()).collect();
@@ -95,10 +99,11 @@ fn check(
     found.extend(
         later
             .into_iter()
-            .filter(|p| !failed.iter().any(|f| within(&p.path, f))),
+            .filter(|p| !failed.iter().any(|f| is_within(&p.path, f))),
     );
+    scrub(&mut found, &substituted);
     if found.is_empty() {
-        Ok(parsed)
+        Ok((parsed, substituted))
     } else {
         Err(found)
     }
@@ -125,12 +130,6 @@ fn too_large(file: &str) -> ConfigErrors {
         ),
         "check that this is the right file: a rota.yaml for 1,000 certs is about 250 KiB",
     )
-}
-
-/// Whether `path` is `ancestor` or below it.
-fn within(path: &str, ancestor: &str) -> bool {
-    path.strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
 }
 
 /// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not.

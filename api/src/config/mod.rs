@@ -25,6 +25,7 @@ pub use schema::*;
 
 use crate::names::CertId;
 use error::Problem;
+use interpolate::{Substitution, scrub};
 use locate::PositionIndex;
 
 /// Where the config is read from when neither `--config` nor `ROTA_CONFIG` says otherwise.
@@ -60,17 +61,22 @@ pub struct LoadedConfig {
     pub config: Config,
     /// Where each field was written, to locate problems found after loading.
     positions: PositionIndex,
+    /// What `${VAR}` changed, so problems found after loading quote the text as written.
+    substituted: Vec<Substitution>,
 }
 
 impl LoadedConfig {
     /// A problem with the field at `path` (e.g. `certs[0].install`) found after loading, such
-    /// as a backend that cannot be built, located where that field is written.
+    /// as a backend that cannot be built, located where that field is written, and quoting
+    /// `${VAR}` as written rather than its value.
     #[must_use]
     pub fn issue_at(&self, path: &str, message: String, hint: Option<String>) -> ConfigIssue {
-        let problem = Problem {
+        let mut problem = [Problem {
             hint,
             ..Problem::value(path, message)
-        };
+        }];
+        scrub(&mut problem, &self.substituted);
+        let [problem] = problem;
         self.positions
             .place(&self.path.display().to_string(), problem)
     }
