@@ -39,7 +39,7 @@ fn hmac_key() -> String {
 }
 
 /// Every secret value, and the pieces of the encoded key a partial leak would show.
-fn secrets() -> Vec<String> {
+fn secret_values() -> Vec<String> {
     let key = hmac_key();
     vec![
         API_TOKEN.to_owned(),
@@ -62,24 +62,25 @@ fn env() -> [(&'static str, &'static str); 3] {
     ]
 }
 
-/// The config with every secret field set; `{dir}` is rotad's state directory.
-/// `daemon_extra` goes into the `daemon:` block.
-fn config(double: &AcmeDouble, daemon_extra: &str, domain: &str) -> String {
+/// The config with every secret field set, the secret files in `secrets`; `{dir}` is
+/// rotad's state directory. `daemon_extra` goes into the `daemon:` block.
+fn config(double: &AcmeDouble, secrets: &Path, daemon_extra: &str, domain: &str) -> String {
     format!(
         "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  \
          socket_path: {{dir}}/rota.sock\n  check_interval_seconds: 3600\n  \
          api_token_file: env:ROTA_E2E_API_TOKEN\n{daemon_extra}\
          namecheap:\n  api_key_file: env:ROTA_E2E_NAMECHEAP_KEY\n  username: ops\n  client_ip: 192.0.2.1\n\
-         cloudflare:\n  api_token_file: {{dir}}/secrets/cloudflare.token\n\
+         cloudflare:\n  api_token_file: {secrets}/cloudflare.token\n\
          acme:\n  directory_url: {url}\n  account_credentials_file: {{dir}}/acme/account.json\n  \
          ca_bundle_file: {bundle}\n  external_account_binding:\n    kid: ${{ROTA_E2E_EAB_KID}}\n    \
-         hmac_key_file: {{dir}}/secrets/eab.key\n\
+         hmac_key_file: {secrets}/eab.key\n\
          certs:\n  - id: web\n    description: {DECOY}\n    domains: [{domain}]\n    \
          key_path: {{dir}}/keys/web.key\n    ca: {{ kind: acme }}\n    \
          dcv: {{ kind: webroot, directory: {{dir}}/webroot }}\n    \
          install: {{ kind: filesystem, directory: {{dir}}/installed/web }}\n",
         url = double.directory_url(),
         bundle = double.ca_bundle_path().display(),
+        secrets = secrets.display(),
     )
 }
 
@@ -165,26 +166,92 @@ fn read_if_exists(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_default()
 }
 
+/// Configs whose errors quote fields holding a `${VAR}` value, sent every way rota takes a
+/// config.
+fn send_refused_configs(rotad: &Rotad, double: &AcmeDouble, secrets: &Path, said: &mut Transcript) {
+    for (why, bad) in [
+        (
+            "a number field given the ${VAR}",
+            config(
+                double,
+                secrets,
+                "  check_interval_seconds: \"${ROTA_E2E_EAB_KID}\"\n",
+                "web.rota.test",
+            )
+            .replacen("  check_interval_seconds: 3600\n", "", 1),
+        ),
+        (
+            "a domain built from the ${VAR}",
+            config(double, secrets, "", "\"${ROTA_E2E_EAB_KID}_x.test\""),
+        ),
+        (
+            "a URL that is only the ${VAR}",
+            config(double, secrets, "", "web.rota.test")
+                .replace(&double.directory_url(), "\"${ROTA_E2E_EAB_KID}\""),
+        ),
+    ] {
+        for flags in [&["--dry-run"][..], &[]] {
+            let answer = apply(rotad, said, &bad, flags);
+            assert!(
+                answer.contains("${ROTA_E2E_EAB_KID}"),
+                "{why}: quoted as written: {answer}"
+            );
+        }
+        let file = rotad.path("submitted.yaml").display().to_string();
+        said.rota(rotad, &["check", "-f", &file]);
+    }
+    // An accepted dry run: the diff shows the text as submitted.
+    let changed = config(double, secrets, "", "web.rota.test")
+        .replace("kid: ${ROTA_E2E_EAB_KID}", "kid: \"${ROTA_E2E_EAB_KID}-2\"");
+    let diff = apply(rotad, said, &changed, &["--dry-run"]);
+    assert!(
+        diff.contains("${ROTA_E2E_EAB_KID}-2"),
+        "the diff is as written: {diff}"
+    );
+}
+
+/// Everything rota shows, in every format, the raw API, rotad's log and the database files.
+fn record_every_view(rotad: &Rotad, said: &mut Transcript) {
+    for args in [
+        &["status"][..],
+        &["get", "certs"],
+        &["get", "certs", "-o", "json"],
+        &["get", "certs", "-o", "yaml"],
+        &["describe", "cert", "web"],
+        &["describe", "cert", "web", "-o", "json"],
+        &["log", "web"],
+        &["log", "web", "--renewal", "1"],
+    ] {
+        said.rota(rotad, args);
+    }
+    for route in [
+        "/api/status",
+        "/api/certs",
+        "/api/certs/web",
+        "/api/certs/web/log",
+        "/healthz",
+    ] {
+        said.get(rotad, route);
+    }
+    said.add("rotad's log", rotad.log().as_bytes());
+    for db in ["rota.db", "rota.db-wal", "rota.db-journal"] {
+        said.add(db, &read_if_exists(&rotad.path(db)));
+    }
+}
+
 #[test]
 fn no_secret_is_echoed_by_renewals_failures_or_refused_configs() {
     let double = AcmeDouble::start(DoubleOptions::default());
     let env = env();
     let mut with_debug_log = env.to_vec();
     with_debug_log.push(("RUST_LOG", "debug"));
-    // The secrets files must exist before rotad validates its config at start.
-    let staging = tempfile::tempdir().expect("temp dir");
-    let good = config(&double, "", "web.rota.test");
-    let cloudflare_file = staging.path().join("cloudflare.token");
-    std::fs::write(&cloudflare_file, CLOUDFLARE_TOKEN).expect("write");
-    let eab_file = staging.path().join("eab.key");
+    // Outside rotad's directory, which only exists once it starts and validates its config.
+    let secrets = tempfile::tempdir().expect("temp dir");
+    std::fs::write(secrets.path().join("cloudflare.token"), CLOUDFLARE_TOKEN).expect("write");
+    let eab_file = secrets.path().join("eab.key");
     std::fs::write(&eab_file, BAD_HMAC_KEY).expect("write");
-    let staged = good
-        .replace(
-            "{dir}/secrets/cloudflare.token",
-            &cloudflare_file.display().to_string(),
-        )
-        .replace("{dir}/secrets/eab.key", &eab_file.display().to_string());
-    let rotad = Rotad::start_with_env(&staged, &with_debug_log);
+    let good = config(&double, secrets.path(), "", "web.rota.test");
+    let rotad = Rotad::start_with_env(&good, &with_debug_log);
     let mut said = Transcript::default();
 
     // A failure: the EAB key does not decode, so the account cannot be created.
@@ -211,85 +278,13 @@ fn no_secret_is_echoed_by_renewals_failures_or_refused_configs() {
         "and the cert is installed"
     );
 
-    // Refused configs whose errors quote fields holding a ${VAR} value.
-    let with_secrets_dir = |c: &str| {
-        c.replace(
-            "{dir}/secrets/cloudflare.token",
-            &cloudflare_file.display().to_string(),
-        )
-        .replace("{dir}/secrets/eab.key", &eab_file.display().to_string())
-    };
-    for (why, bad) in [
-        (
-            "a number field given the ${VAR}",
-            config(
-                &double,
-                "  check_interval_seconds: \"${ROTA_E2E_EAB_KID}\"\n",
-                "web.rota.test",
-            )
-            .replacen("  check_interval_seconds: 3600\n", "", 1),
-        ),
-        (
-            "a domain built from the ${VAR}",
-            config(&double, "", "\"${ROTA_E2E_EAB_KID}_x.test\""),
-        ),
-        (
-            "a URL that is only the ${VAR}",
-            config(&double, "", "web.rota.test")
-                .replace(&double.directory_url(), "\"${ROTA_E2E_EAB_KID}\""),
-        ),
-    ] {
-        let bad = with_secrets_dir(&bad);
-        for flags in [&["--dry-run"][..], &[]] {
-            let answer = apply(&rotad, &mut said, &bad, flags);
-            assert!(
-                answer.contains("${ROTA_E2E_EAB_KID}"),
-                "{why}: quoted as written: {answer}"
-            );
-        }
-        let file = rotad.path("submitted.yaml").display().to_string();
-        said.rota(&rotad, &["check", "-f", &file]);
-    }
-    // An accepted dry run: the diff shows the text as submitted.
-    let changed = with_secrets_dir(&config(&double, "", "web.rota.test"))
-        .replace("kid: ${ROTA_E2E_EAB_KID}", "kid: \"${ROTA_E2E_EAB_KID}-2\"");
-    let diff = apply(&rotad, &mut said, &changed, &["--dry-run"]);
-    assert!(
-        diff.contains("${ROTA_E2E_EAB_KID}-2"),
-        "the diff is as written: {diff}"
-    );
-
-    // Everything rota shows, in every format, and the raw API.
-    for args in [
-        &["status"][..],
-        &["get", "certs"],
-        &["get", "certs", "-o", "json"],
-        &["get", "certs", "-o", "yaml"],
-        &["describe", "cert", "web"],
-        &["describe", "cert", "web", "-o", "json"],
-        &["log", "web"],
-        &["log", "web", "--renewal", "1"],
-    ] {
-        said.rota(&rotad, args);
-    }
-    for route in [
-        "/api/status",
-        "/api/certs",
-        "/api/certs/web",
-        "/api/certs/web/log",
-        "/healthz",
-    ] {
-        said.get(&rotad, route);
-    }
-    said.add("rotad's log", rotad.log().as_bytes());
-    for db in ["rota.db", "rota.db-wal", "rota.db-journal"] {
-        said.add(db, &read_if_exists(&rotad.path(db)));
-    }
+    send_refused_configs(&rotad, &double, secrets.path(), &mut said);
+    record_every_view(&rotad, &mut said);
 
     assert!(
         !said.hits(&[DECOY.to_owned()]).is_empty(),
         "the search must find a value rota shows on purpose, or it proves nothing"
     );
-    let leaks = said.hits(&secrets());
+    let leaks = said.hits(&secret_values());
     assert!(leaks.is_empty(), "secrets echoed:\n{}", leaks.join("\n"));
 }
