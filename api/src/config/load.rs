@@ -22,6 +22,12 @@ pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
 /// Reads and validates the config at `path`.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
+    load_str(path, read_config(path)?)
+}
+
+/// Reads the config text at `path`, refusing a file over [`MAX_CONFIG_BYTES`] without
+/// reading the rest of it.
+pub fn read_config(path: &Path) -> Result<String, ConfigErrors> {
     let file = path.display().to_string();
     let cannot_read = |e: std::io::Error| {
         whole_file_issue(
@@ -39,7 +45,10 @@ pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
                 .read_to_string(&mut text)
         })
         .map_err(cannot_read)?;
-    load_str(path, text)
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(&file));
+    }
+    Ok(text)
 }
 
 /// Validates `text` as if it were the file at `path`, against the process environment.

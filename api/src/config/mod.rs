@@ -19,7 +19,7 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigErrors, ConfigIssue};
-pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env};
+pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env, read_config};
 pub(crate) use relative_paths::join_clean;
 pub use schema::*;
 
