@@ -318,3 +318,20 @@ fn an_absurd_retry_after_is_clamped_to_a_week_not_a_panic() {
         "rotad is still serving after the answer"
     );
 }
+
+#[test]
+fn an_endless_answer_is_cut_at_a_mebibyte_and_fails_the_renewal() {
+    let double = AcmeDouble::start(DoubleOptions::default());
+    double.set_new_order(NewOrderAnswer::Oversized {
+        bytes: 8 * 1024 * 1024,
+    });
+    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
+
+    let (failed, _) = finished_renewal(&rotad, "web", 1);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let log = rotad.rota_ok(&["log", "web"]);
+    assert!(
+        log.contains("larger than 1024 KiB"),
+        "the failure names the cap, not a parse error of 8 MiB of text: {log}"
+    );
+}
