@@ -198,6 +198,8 @@ const ROWS: &[Row] = &[
         concat!("daemon:\n  check_interval_seconds: 18446744073709551615\n", ok_cert!()), 1, "daemon.check_interval_seconds", "must be from 1 to 604800, found 18446744073709551615", (2, 27)),
     row("a threshold past any cert's lifetime",
         concat!("daemon:\n  renew_threshold_days: 4294967295\n", ok_cert!()), 2, "daemon.renew_threshold_days", "must be from 1 to 365, found 4294967295", (2, 25)),
+    row("a number past 64 bits, which serde_yaml cannot hold",
+        concat!("daemon:\n  check_interval_seconds: 99999999999999999999\n", ok_cert!()), 1, "", "larger than any setting takes", (2, 27)),
     row("a threshold past u32 names the config range, not u32's",
         concat!("daemon:\n  renew_threshold_days: 4294967296\n", ok_cert!()), 1, "daemon.renew_threshold_days", "expected a whole number from 1 to 365", (2, 25)),
     row("a semaphore of every permit there is",

@@ -90,20 +90,30 @@ fn run_cert(input: &[u8]) -> Vec<String> {
     vec![outcome]
 }
 
-/// `message` without what varies per input: text between backticks, and every word that is
-/// not plain lower-case prose (numbers, field paths, echoed input).
+/// The template of `message`: its plain lower-case prose before the first quote (backtick or
+/// double quote) and after the last one, a few words of each. What lies between quotes, and
+/// numbers and field paths, vary per input (and an input may itself hold quotes, so spans
+/// cannot be paired reliably); without this every input would look new.
 fn shape(message: &str) -> String {
-    let prose: Vec<&str> = message
-        .split('`')
-        .step_by(2)
-        .flat_map(str::split_whitespace)
-        .filter(|w| {
-            w.chars()
-                .all(|c| c.is_ascii_lowercase() || "-(),".contains(c))
-        })
-        .take(16)
-        .collect();
-    prose.join(" ")
+    let quote = ['`', '"'];
+    let head = message.split(quote).next().unwrap_or("");
+    let tail = message
+        .rsplit(quote)
+        .next()
+        .filter(|_| message.contains(quote))
+        .unwrap_or("");
+    let prose = |text: &str| {
+        let words: Vec<&str> = text
+            .split_whitespace()
+            .filter(|w| {
+                w.chars()
+                    .all(|c| c.is_ascii_lowercase() || "-(),".contains(c))
+            })
+            .take(6)
+            .collect();
+        words.join(" ")
+    };
+    format!("{}|{}", prose(head), prose(tail))
 }
 
 #[cfg(test)]
@@ -115,20 +125,34 @@ mod tests {
         for (message, expected, why) in [
             (
                 "at line 3 column 5",
-                "at line column",
+                "at line column|",
                 "numbers vary with the input",
             ),
             (
                 "unknown field `foo`",
-                "unknown field",
+                "unknown field|",
                 "quoted text is the input",
             ),
             (
                 "certs[0].id: invalid type",
-                "invalid type",
+                "invalid type|",
                 "field paths vary",
             ),
-            ("a `x` b `y` c", "a b c", "every quoted span goes"),
+            (
+                "a `x` b \"y z\" c",
+                "a|c",
+                "everything from the first quote to the last goes",
+            ),
+            (
+                "block `a\"b` here",
+                "block|here",
+                "a quote inside quoted input",
+            ),
+            (
+                "one two three four five six seven",
+                "one two three four five six|",
+                "a template, not its tail",
+            ),
         ] {
             assert_eq!(shape(message), expected, "{why}");
         }

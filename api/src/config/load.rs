@@ -141,17 +141,33 @@ fn too_large(file: &str) -> ConfigErrors {
     )
 }
 
-/// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not.
+/// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not, or a
+/// number too large for serde_yaml's tree (past 64 bits, which it reports in Rust's terms).
 fn yaml_problem(err: &serde_yaml::Error) -> Problem {
     let at = err.location().map_or(Position::START, |l| Position {
         line: l.line(),
         column: l.column(),
     });
+    let raw = err.to_string();
+    let (message, hint) = if raw.contains(" as u128") || raw.contains(" as i128") {
+        (
+            format!(
+                "a number here is larger than any setting takes (at most {})",
+                u64::MAX
+            ),
+            "write a number within the setting's range (see the configuration reference), or quote it if it is text",
+        )
+    } else {
+        (
+            format!("YAML syntax error: {raw}"),
+            "check the indentation and the quoting on this line and the line before it",
+        )
+    };
     Problem {
         anchor: Anchor::At(at),
-        ..Problem::value("", format!("YAML syntax error: {err}"))
+        ..Problem::value("", message)
     }
-    .hint("check the indentation and the quoting on this line and the line before it")
+    .hint(hint)
 }
 
 /// The directory relative paths are taken from, made absolute so that they keep their
