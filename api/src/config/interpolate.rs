@@ -16,8 +16,9 @@ use super::field_path;
 /// Looks up an environment variable; injected so tests never touch the process environment.
 pub(crate) type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-/// One string that `${VAR}` changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One string that `${VAR}` changed. Its `Debug` shows the text as written only: the
+/// values may be secrets.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Substitution {
     /// The field it is at.
     path: String,
@@ -27,6 +28,15 @@ pub(crate) struct Substitution {
     expanded: String,
     /// Each variable used in it, with its value.
     values: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Substitution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Substitution")
+            .field("path", &self.path)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Values shorter than this are only scrubbed from problems about their own field: replacing
@@ -255,6 +265,10 @@ mod tests {
             Problem::value("b", "must be from 1 to 7"),
         ];
         scrub(&mut problems, &substituted);
+        assert!(
+            !format!("{substituted:?}").contains("s3cr3t"),
+            "Debug hides the values"
+        );
         let shown: Vec<_> = problems
             .iter()
             .map(|p| (p.message.as_str(), p.hint.as_deref()))
