@@ -271,10 +271,15 @@ impl SecretSource {
                 format!("env:{var}"),
             ),
             Self::File(path) => (
-                std::fs::read_to_string(path).map_err(|source| SecretError::File {
-                    path: path.clone(),
-                    source,
-                })?,
+                read_secret_file(path)
+                    .and_then(|bytes| {
+                        String::from_utf8(bytes)
+                            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                    })
+                    .map_err(|source| SecretError::File {
+                        path: path.clone(),
+                        source,
+                    })?,
                 path.display().to_string(),
             ),
         };
@@ -293,6 +298,30 @@ impl SecretSource {
             other => other.clone(),
         }
     }
+}
+
+/// The largest secret file read: a token or a key is a few hundred bytes, and a path that
+/// names `/dev/zero` or a log file must not be read to the end.
+pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file of at most [`MAX_SECRET_BYTES`]; a larger one is an error that says
+/// so (and never what it holds).
+pub(crate) fn read_secret_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_SECRET_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {} KiB, which no token or key is",
+                MAX_SECRET_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 impl Serialize for SecretSource {
@@ -386,6 +415,19 @@ mod tests {
         assert!(CertId::new("-web").is_err());
         assert!(CertId::new("a b").is_err());
         assert!(CertId::new(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn an_oversized_secret_file_is_not_read_to_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, vec![b'k'; MAX_SECRET_BYTES as usize + 1]).unwrap();
+        let err = SecretSource::File(path).resolve().unwrap_err().to_string();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+        assert!(
+            !err.contains("kkk"),
+            "the error never quotes the file: {err}"
+        );
     }
 
     #[test]

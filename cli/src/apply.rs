@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal};
 use std::path::Path;
 
 use rota_api::CertId;
-use rota_api::config::{ConfigErrors, load_file};
+use rota_api::config::{ConfigErrors, load_file, read_config};
 use rota_api::wire::{ApplyRequest, ApplyResponse};
 
 use crate::client::Daemon;
@@ -19,9 +19,13 @@ const RESET: &str = "\x1b[0m";
 
 /// Sends `file`, unchanged, to rotad and prints what it changed (or would change).
 pub(crate) async fn apply(daemon: &Daemon, file: &Path, dry_run: bool) -> Result<(), CliError> {
-    let yaml = tokio::fs::read_to_string(file)
+    // Read with the loader's size limit, so a wrong file (a log, /dev/zero) is refused here
+    // rather than sent whole.
+    let path = file.to_owned();
+    let yaml = tokio::task::spawn_blocking(move || read_config(&path))
         .await
-        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?;
+        .map_err(|e| CliError::failed(format!("cannot read {}: {e}", file.display())))?
+        .map_err(|errors| invalid(file, errors))?;
     let request = ApplyRequest { yaml, dry_run };
     let response: ApplyResponse = match daemon.post("/api/config", &request).await {
         // rotad validated the text as if it were its own config file; the lines and columns
@@ -48,10 +52,15 @@ pub(crate) fn check(file: &Path) -> Result<(), CliError> {
             let n = loaded.config.certs.len();
             crate::emit(&format!("ok: {n} cert{}\n", if n == 1 { "" } else { "s" }))
         }
-        Err(ConfigErrors(issues)) => Err(CliError::InvalidConfig {
-            summary: format!("{} is not a valid rota config", file.display()),
-            issues,
-        }),
+        Err(errors) => Err(invalid(file, errors)),
+    }
+}
+
+/// `file`'s problems, as the CLI reports them.
+fn invalid(file: &Path, ConfigErrors(issues): ConfigErrors) -> CliError {
+    CliError::InvalidConfig {
+        summary: format!("{} is not a valid rota config", file.display()),
+        issues,
     }
 }
 
@@ -148,6 +157,20 @@ mod tests {
              \x1b[31m-  - id: old\x1b[0m\n\x1b[32m+  - id: new\x1b[0m\n"
         );
         assert_eq!(diff_text(DIFF, false), DIFF);
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_before_it_is_read_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("huge.yaml");
+        std::fs::write(&file, vec![b'#'; 2 * rota_api::config::MAX_CONFIG_BYTES]).expect("write");
+        let Err(CliError::InvalidConfig { issues, .. }) = check(&file) else {
+            panic!("an oversized config must be refused");
+        };
+        assert!(
+            issues[0].message.contains("larger than 1 MiB"),
+            "{issues:?}"
+        );
     }
 
     #[test]

@@ -2,10 +2,19 @@
 //! the config `rota apply` replaces) is written to a sibling temp file, fsynced, renamed over
 //! its target and the directory fsynced, so a reader or a crash sees the old bytes or the new
 //! ones, never a torn mix.
+//!
+//! Many of these directories belong to someone less trusted than rotad (a web server's
+//! document root, an app's cert directory), who can plant a symlink in them. No write here
+//! follows one: the temp file is created with `O_CREAT | O_EXCL`, which fails on any existing
+//! name, a symlink included, and never follows it; `rename(2)` replaces a symlink at the
+//! target rather than writing through it; and a directory rota creates is chmodded through a
+//! handle opened with `O_NOFOLLOW | O_DIRECTORY`, so a symlink swapped in for it is refused
+//! instead of having its target chmodded. A symlinked *intermediate* directory is a matter of
+//! policy, decided by the caller (see `dcv::webroot`).
 
 use std::fs::{self, DirBuilder, File, Permissions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Whether the final rename may replace an existing file.
@@ -34,8 +43,9 @@ fn write_via_temp(path: &Path, contents: &[u8], mode: u32, target: Target) -> io
     let mut prefix = std::ffi::OsString::from(".");
     prefix.push(name);
     prefix.push(".");
-    // The temp file is created 0600 in `dir` (same file system, so the rename is atomic) and
-    // removed when `temp` drops on any error below.
+    // The temp file is created 0600 in `dir` (same file system, so the rename is atomic) with
+    // `create_new` (`O_EXCL`: a planted name, symlink or not, is never opened) and removed
+    // when `temp` drops on any error below.
     let mut temp = tempfile::Builder::new()
         .prefix(&prefix)
         .suffix(".tmp")
@@ -77,8 +87,9 @@ pub fn create_dir_all_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
     }
     for created in missing.iter().rev() {
         match DirBuilder::new().mode(mode).create(created) {
-            // The umask may have removed bits from `mode`; set it exactly.
-            Ok(()) => fs::set_permissions(created, Permissions::from_mode(mode))?,
+            // The umask may have removed bits from `mode`; set it exactly, on the directory
+            // just made and not on whatever the name points at by now.
+            Ok(()) => open_dir_nofollow(created)?.set_permissions(Permissions::from_mode(mode))?,
             // Someone else created it meanwhile; it is theirs, leave it as it is.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && created.is_dir() => continue,
             Err(e) => return Err(e),
@@ -86,6 +97,14 @@ pub fn create_dir_all_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
         File::open(parent_dir(created))?.sync_all()?;
     }
     Ok(())
+}
+
+/// Opens `dir` itself: a symlink in its place fails with `ELOOP` or `ENOTDIR`.
+fn open_dir_nofollow(dir: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(dir)
 }
 
 /// The directory holding `path`; `.` for a bare file name.
@@ -153,6 +172,52 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert_eq!(fs::read(&path).unwrap(), b"first");
         assert_eq!(entries(dir.path()), ["key.pem"]);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_replaced_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::write(&outside, b"precious").unwrap();
+        fs::set_permissions(&outside, Permissions::from_mode(0o644)).unwrap();
+        let installed = dir.path().join("installed");
+        fs::create_dir(&installed).unwrap();
+        for (name, write, why) in [
+            (
+                "cert.pem",
+                write_atomic as fn(&Path, &[u8], u32) -> io::Result<()>,
+                "replace",
+            ),
+            ("key.pem", create_atomic, "create"),
+        ] {
+            let link = installed.join(name);
+            std::os::unix::fs::symlink(&outside, &link).unwrap();
+            let result = write(&link, b"new", 0o600);
+            assert_eq!(
+                fs::read(&outside).unwrap(),
+                b"precious",
+                "{why}: target untouched"
+            );
+            assert_eq!(mode_of(&outside), 0o644, "{why}: target not chmodded");
+            match why {
+                // The link itself is replaced by a regular file.
+                "replace" => assert!(!fs::symlink_metadata(&link).unwrap().is_symlink()),
+                // The name is taken: creating refuses rather than following it.
+                _ => assert_eq!(result.unwrap_err().kind(), io::ErrorKind::AlreadyExists),
+            }
+        }
+    }
+
+    #[test]
+    fn a_symlink_is_not_opened_as_a_created_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert!(
+            open_dir_nofollow(&link).is_err(),
+            "O_NOFOLLOW refuses the link"
+        );
+        assert!(open_dir_nofollow(dir.path()).is_ok());
     }
 
     #[test]

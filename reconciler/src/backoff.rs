@@ -33,7 +33,8 @@ pub fn after_failure(
     let delay = spread.min(MAX_DELAY).max(retry_after.unwrap_or_default());
     BackoffState {
         failures,
-        next_attempt_at: now + delay,
+        // `retry_after` comes from a peer: saturate rather than overflow the calendar.
+        next_attempt_at: now.saturating_add(delay.try_into().unwrap_or(time::Duration::MAX)),
         generation,
     }
 }
@@ -85,6 +86,23 @@ mod tests {
     fn retry_after_is_a_floor() {
         let b = after_failure(None, 1, Some(Duration::from_secs(3 * 3600)), NOW, 0.5);
         assert_eq!(delay_of(&b), Duration::from_secs(3 * 3600));
+    }
+
+    #[test]
+    fn an_absurd_retry_after_saturates_instead_of_panicking() {
+        for (asked, why) in [
+            (
+                Duration::from_secs(999_999_999_999),
+                "31,000 years past the year 9999",
+            ),
+            (Duration::MAX, "the largest Duration there is"),
+        ] {
+            let b = after_failure(None, 1, Some(asked), NOW, 0.5);
+            assert!(
+                b.next_attempt_at > NOW + Duration::from_secs(365 * 86_400),
+                "{why}"
+            );
+        }
     }
 
     #[test]

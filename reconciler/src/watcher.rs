@@ -10,7 +10,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use rota_api::config::{ConfigErrors, LoadedConfig, load_str};
+use rota_api::config::{ConfigErrors, LoadedConfig, load_str, read_config};
 
 use crate::reconciler::{Prepared, Reconciler};
 
@@ -76,12 +76,11 @@ pub fn watch_config(reconciler: &Reconciler, path: &Path) -> Result<(), WatchErr
 impl Reconciler {
     async fn reload(&self, path: &Path) {
         let read_path = path.to_owned();
-        let text = match tokio::task::spawn_blocking(move || std::fs::read_to_string(read_path))
-            .await
-        {
+        // Read with the loader's size limit: a file grown past it is refused unread.
+        let text = match tokio::task::spawn_blocking(move || read_config(&read_path)).await {
             Ok(Ok(text)) => text,
-            Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "config file unreadable; keeping the running config");
+            Ok(Err(errors)) => {
+                self.config_refused(&errors);
                 return;
             }
             Err(e) => {

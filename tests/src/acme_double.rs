@@ -79,6 +79,11 @@ pub enum NewOrderAnswer {
         /// Seconds in the `Retry-After` header.
         retry_after_secs: u64,
     },
+    /// A problem document `bytes` long: a broken or hostile CA that never stops talking.
+    Oversized {
+        /// The size of the body.
+        bytes: usize,
+    },
 }
 
 /// What the directory advertises.

@@ -59,16 +59,33 @@ pub struct Rotad {
     /// Holds the config, database, keys, CA and installed certs.
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra environment for rotad and every `rota` run (`${VAR}`, `env:VAR` secrets).
+    env: Vec<(String, String)>,
 }
 
 impl Rotad {
     /// Writes `config` (with `{dir}` replaced by the state directory) and starts rotad on it.
     #[must_use]
     pub fn start(config: &str) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`Rotad::start`] with `env` set for rotad and for every `rota` it runs (a test cannot
+    /// set its own environment: `std::env::set_var` is unsafe, and unsafe code is forbidden).
+    #[must_use]
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let text = config.replace("{dir}", &dir.path().display().to_string());
         fs::write(dir.path().join("rota.yaml"), text).expect("write config");
-        let mut rotad = Self { dir, child: None };
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let mut rotad = Self {
+            dir,
+            child: None,
+            env,
+        };
         rotad.restart();
         rotad
     }
@@ -106,6 +123,7 @@ impl Rotad {
                 "RUST_LOG",
                 std::env::var("ROTAD_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -175,6 +193,7 @@ impl Rotad {
             .arg("--socket")
             .arg(self.socket())
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run rota")
     }

@@ -295,3 +295,43 @@ fn rate_limited_backs_off_for_retry_after_without_retrying() {
     let text = rotad.rota_ok(&["describe", "cert", "web"]);
     assert!(text.contains("1 failure in a row"), "{text}");
 }
+
+#[test]
+fn an_absurd_retry_after_is_clamped_to_a_week_not_a_panic() {
+    let double = AcmeDouble::start(DoubleOptions::default());
+    // 31,700 years: added to the clock unclamped, it would overflow past the year 9999.
+    double.set_new_order(NewOrderAnswer::RateLimited {
+        retry_after_secs: 999_999_999_999,
+    });
+    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
+
+    let (failed, _) = finished_renewal(&rotad, "web", 1);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let next = time_of(&describe(&rotad, "web")["backoff"]["next_attempt_at"]);
+    let wait = next - OffsetDateTime::now_utc();
+    assert!(
+        wait > time::Duration::days(6) && wait <= time::Duration::days(7),
+        "the backoff is the clamp, a week: next attempt at {next}"
+    );
+    assert!(
+        rotad.rota_ok(&["status"]).contains("web"),
+        "rotad is still serving after the answer"
+    );
+}
+
+#[test]
+fn an_endless_answer_is_cut_at_a_mebibyte_and_fails_the_renewal() {
+    let double = AcmeDouble::start(DoubleOptions::default());
+    double.set_new_order(NewOrderAnswer::Oversized {
+        bytes: 8 * 1024 * 1024,
+    });
+    let rotad = Rotad::start(&config(&double, "", &[("web", "{ kind: acme }")]));
+
+    let (failed, _) = finished_renewal(&rotad, "web", 1);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let log = rotad.rota_ok(&["log", "web"]);
+    assert!(
+        log.contains("larger than 1024 KiB"),
+        "the failure names the cap, not a parse error of 8 MiB of text: {log}"
+    );
+}

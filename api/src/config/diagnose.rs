@@ -6,6 +6,7 @@ use serde_yaml::Value;
 
 use super::error::Problem;
 use super::field_path;
+use super::ranges::range_of;
 use super::schema::{Availability, Tagged};
 
 /// What `serde_path_to_error` returns for a block deserialized from a YAML value.
@@ -116,11 +117,11 @@ fn translate(path: String, raw: &str) -> Problem {
             .hint(format!("write one of {}", quoted_list(accepted)));
     }
     if let Some(rest) = raw.strip_prefix("invalid type: ") {
-        return invalid_type(path, rest);
+        return in_config_range(invalid_type(path, rest));
     }
     if let Some(rest) = raw.strip_prefix("invalid value: ") {
         let (found, expected) = rest.split_once(", expected ").unwrap_or((rest, "?"));
-        return Problem::value(
+        let problem = Problem::value(
             path,
             format!(
                 "{found} is out of range: expected {}",
@@ -128,6 +129,7 @@ fn translate(path: String, raw: &str) -> Problem {
             ),
         )
         .hint(type_hint(expected, found));
+        return in_config_range(problem);
     }
     match raw {
         "invalid socket address syntax" => Problem::value(path, "not a valid socket address").hint(
@@ -145,6 +147,21 @@ fn translate(path: String, raw: &str) -> Problem {
             }
         }
     }
+}
+
+/// For a bounded number, the range rota accepts rather than the range of its Rust type.
+fn in_config_range(problem: Problem) -> Problem {
+    let Some(range) = range_of(&problem.path) else {
+        return problem;
+    };
+    let (min, max) = (range.start(), range.end());
+    let message = match problem.message.split_once(": expected ") {
+        Some((found, _)) => format!("{found}: expected a whole number from {min} to {max}"),
+        None => problem.message.clone(),
+    };
+    Problem { message, ..problem }.hint(format!(
+        "write a whole number from {min} to {max}, without quotes or units"
+    ))
 }
 
 fn unknown_field(path: String, raw: &str) -> Problem {

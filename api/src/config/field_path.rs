@@ -35,6 +35,12 @@ pub(crate) fn last_field(path: &str) -> &str {
     rest.rsplit('.').next().unwrap_or(rest)
 }
 
+/// Whether `path` is `ancestor` or below it.
+pub(crate) fn is_within(path: &str, ancestor: &str) -> bool {
+    path.strip_prefix(ancestor)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
 /// `base` extended by the path serde reported inside it.
 pub(crate) fn join_serde(base: &str, inner: &Path) -> String {
     inner

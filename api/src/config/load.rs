@@ -1,7 +1,8 @@
-//! The loader: text → position index → YAML value → `${VAR}` interpolation → typed blocks →
-//! paths made absolute → semantic checks. Every stage reports problems by field path; they
+//! The loader: size check → position index (which also bounds depth and aliases) → YAML
+//! value → `${VAR}` interpolation → typed blocks → paths made absolute → semantic checks. Every stage reports problems by field path; they
 //! are placed in the file at the end and returned together, in document order.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
@@ -9,24 +10,45 @@ use serde_yaml::Value;
 use super::LoadedConfig;
 use super::blocks::{Parsed, deserialize_blocks};
 use super::error::{Anchor, ConfigErrors, ConfigIssue, Problem};
-use super::interpolate::{EnvLookup, interpolate};
+use super::field_path::is_within;
+use super::interpolate::{EnvLookup, Substitution, interpolate, scrub};
 use super::locate::{Position, PositionIndex, locate};
 use super::relative_paths::resolve_relative;
 use super::validate::validate;
 
+/// The largest config accepted, in bytes. 1,000 certs take about 250 KiB; anything much
+/// larger is a wrong file or an attempt to exhaust the parser, and is refused unread.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
 /// Reads and validates the config at `path`.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigErrors> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigErrors(vec![ConfigIssue {
-            file: path.display().to_string(),
-            line: 1,
-            column: 1,
-            path: String::new(),
-            message: format!("cannot read the config: {e}"),
-            hint: Some("check the path given with `--config` or `ROTA_CONFIG`".into()),
-        }])
-    })?;
-    load_str(path, text)
+    load_str(path, read_config(path)?)
+}
+
+/// Reads the config text at `path`, refusing a file over [`MAX_CONFIG_BYTES`] without
+/// reading the rest of it.
+pub fn read_config(path: &Path) -> Result<String, ConfigErrors> {
+    let file = path.display().to_string();
+    let cannot_read = |e: std::io::Error| {
+        whole_file_issue(
+            &file,
+            format!("cannot read the config: {e}"),
+            "check the path given with `--config` or `ROTA_CONFIG`",
+        )
+    };
+    let mut text = String::new();
+    // One byte more than the limit is enough to know the file is over it, whatever its
+    // metadata says (a FIFO or a file still growing has no useful length).
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(MAX_CONFIG_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(cannot_read)?;
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(&file));
+    }
+    Ok(text)
 }
 
 /// Validates `text` as if it were the file at `path`, against the process environment.
@@ -42,26 +64,31 @@ pub fn load_str_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<LoadedConfig, ConfigErrors> {
     let file = path.display().to_string();
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(too_large(&file));
+    }
     let positions =
         locate(&text).map_err(|found| place(&file, &PositionIndex::default(), found))?;
     match check(path, &text, &positions, env) {
-        Ok(parsed) => Ok(LoadedConfig {
+        Ok((parsed, substituted)) => Ok(LoadedConfig {
             path: path.to_owned(),
             text,
             config: parsed.config,
             positions,
+            substituted,
         }),
         Err(found) => Err(place(&file, &positions, found)),
     }
 }
 
-/// Everything after indexing; `Err` holds every problem found.
+/// Everything after indexing, with the `${VAR}` substitutions made; `Err` holds every
+/// problem found.
 fn check(
     path: &Path,
     text: &str,
     index: &PositionIndex,
     env: EnvLookup<'_>,
-) -> Result<Parsed, Vec<Problem>> {
+) -> Result<(Parsed, Vec<Substitution>), Vec<Problem>> {
     let mut root: Value = serde_yaml::from_str(text).map_err(|e| vec![yaml_problem(&e)])?;
     root.apply_merge().map_err(|e| {
         vec![
@@ -69,7 +96,8 @@ fn check(
                 .hint("`<<` takes a mapping or a list of mappings, e.g. `<<: *defaults`"),
         ]
     })?;
-    let mut found = interpolate(&mut root, "", env);
+    let mut substituted = Vec::new();
+    let mut found = interpolate(&mut root, "", env, &mut substituted);
     // A field whose `${VAR}` failed still holds the raw text; what later stages say about
     // that text would only repeat the problem.
     let failed: Vec<String> = found.iter().map(|p| p.path.clone()).collect();
@@ -80,32 +108,66 @@ fn check(
     found.extend(
         later
             .into_iter()
-            .filter(|p| !failed.iter().any(|f| within(&p.path, f))),
+            .filter(|p| !failed.iter().any(|f| is_within(&p.path, f))),
     );
+    scrub(&mut found, &substituted);
     if found.is_empty() {
-        Ok(parsed)
+        Ok((parsed, substituted))
     } else {
         Err(found)
     }
 }
 
-/// Whether `path` is `ancestor` or below it.
-fn within(path: &str, ancestor: &str) -> bool {
-    path.strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+/// One issue about the file as a whole, placed at its first character.
+fn whole_file_issue(file: &str, message: String, hint: &str) -> ConfigErrors {
+    ConfigErrors(vec![ConfigIssue {
+        file: file.to_owned(),
+        line: 1,
+        column: 1,
+        path: String::new(),
+        message,
+        hint: Some(hint.to_owned()),
+    }])
 }
 
-/// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not.
+/// A config over [`MAX_CONFIG_BYTES`].
+fn too_large(file: &str) -> ConfigErrors {
+    whole_file_issue(
+        file,
+        format!(
+            "the config is larger than 1 MiB ({MAX_CONFIG_BYTES} bytes), the most rota reads: it was not parsed"
+        ),
+        "check that this is the right file: a rota.yaml for 1,000 certs is about 250 KiB",
+    )
+}
+
+/// A syntax error that yaml-rust2 accepted but serde_yaml's parser (libyaml) did not, or a
+/// number too large for serde_yaml's tree (past 64 bits, which it reports in Rust's terms).
 fn yaml_problem(err: &serde_yaml::Error) -> Problem {
     let at = err.location().map_or(Position::START, |l| Position {
         line: l.line(),
         column: l.column(),
     });
+    let raw = err.to_string();
+    let (message, hint) = if raw.contains(" as u128") || raw.contains(" as i128") {
+        (
+            format!(
+                "a number here is larger than any setting takes (at most {})",
+                u64::MAX
+            ),
+            "write a number within the setting's range (see the configuration reference), or quote it if it is text",
+        )
+    } else {
+        (
+            format!("YAML syntax error: {raw}"),
+            "check the indentation and the quoting on this line and the line before it",
+        )
+    };
     Problem {
         anchor: Anchor::At(at),
-        ..Problem::value("", format!("YAML syntax error: {err}"))
+        ..Problem::value("", message)
     }
-    .hint("check the indentation and the quoting on this line and the line before it")
+    .hint(hint)
 }
 
 /// The directory relative paths are taken from, made absolute so that they keep their

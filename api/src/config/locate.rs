@@ -2,100 +2,56 @@
 //! buffer their content, and serde_yaml reports no line for duplicate keys or empty files), so
 //! the loader walks yaml-rust2's parser events once and keeps a field path → position index;
 //! every later stage reports problems by field path and this index places them in the file.
+//!
+//! This walk is also the first to see the text, so it enforces the bounds on its shape before
+//! anything builds a tree from it: nesting depth, and the number of nodes counting every
+//! alias as the nodes it stands for (a "billion laughs" file is a few lines of aliases that
+//! expand to billions of nodes). It pulls events one at a time rather than through
+//! `Parser::load`, which recurses once per nesting level and would overflow the stack on a
+//! deeply nested file before any bound could be checked.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
-use super::error::{Anchor, ConfigIssue, Problem};
+use super::error::{Anchor, Problem};
 use super::field_path;
+use super::position_index::{NodeId, Spot, Step};
+pub(crate) use super::position_index::{Position, PositionIndex};
 
-/// A 1-based line and column in the config text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Position {
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-}
+/// The deepest nesting accepted. rota's schema is five levels deep; YAML parsers and serde
+/// recurse per level, so this bound is what keeps them off the end of the stack.
+pub(crate) const MAX_DEPTH: usize = 64;
 
-impl Position {
-    /// The first character of the file, for problems about the document as a whole.
-    pub(crate) const START: Self = Self { line: 1, column: 1 };
-
-    fn from_marker(marker: &Marker) -> Self {
-        // yaml-rust2 counts lines from 1 but columns from 0.
-        Self {
-            line: marker.line().max(1),
-            column: marker.col() + 1,
-        }
-    }
-}
-
-/// Where one node was written: its value and, for a mapping entry, its key.
-#[derive(Debug, Clone, Copy)]
-struct Spot {
-    value: Position,
-    key: Option<Position>,
-}
-
-/// Field path → position of every node in the document.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PositionIndex {
-    spots: HashMap<String, Spot>,
-}
-
-impl PositionIndex {
-    /// Whether the node at `path` was written in the file (rather than defaulted).
-    pub(crate) fn contains(&self, path: &str) -> bool {
-        self.spots.contains_key(path)
-    }
-
-    /// The position `anchor` names for `path`. A node that was not written (a missing field, a
-    /// merged-in value) is placed at its nearest written ancestor, which is where the operator
-    /// has to add or change something.
-    pub(crate) fn position(&self, path: &str, anchor: Anchor) -> Position {
-        if let Anchor::At(position) = anchor {
-            return position;
-        }
-        let mut current = Some(path);
-        while let Some(at) = current {
-            if let Some(spot) = self.spots.get(at) {
-                return match anchor {
-                    Anchor::Key if at == path => spot.key.unwrap_or(spot.value),
-                    _ => spot.value,
-                };
-            }
-            current = field_path::parent(at);
-        }
-        Position::START
-    }
-
-    /// Turns a stage's problem into a located issue of `file`.
-    pub(crate) fn place(&self, file: &str, problem: Problem) -> ConfigIssue {
-        let at = self.position(&problem.path, problem.anchor);
-        ConfigIssue {
-            file: file.to_owned(),
-            line: at.line,
-            column: at.column,
-            path: problem.path,
-            message: problem.message,
-            hint: problem.hint,
-        }
-    }
-}
+/// The most nodes a config may have, an alias counting as every node it repeats: about ten
+/// times what 1,000 certs take (18 nodes each), and a tree serde_yaml builds in well under
+/// 100 MiB.
+pub(crate) const MAX_NODES: usize = 200_000;
 
 /// Indexes `text`, or returns why it is not a usable YAML document: syntax errors, duplicate
 /// keys (reported at the second occurrence), several documents, or no content at all.
 pub(crate) fn locate(text: &str) -> Result<PositionIndex, Vec<Problem>> {
     let mut indexer = Indexer::default();
     let mut parser = Parser::new_from_str(text);
-    // `multi` so that a second document is seen and refused rather than silently dropped.
-    if let Err(err) = parser.load(&mut indexer, true) {
-        let path = indexer.current_path();
-        indexer.problems.push(syntax_problem(text, path, &err));
-    } else if indexer.documents == 0 || indexer.root_is_null {
+    // Every document is read, so that a second one is seen and refused rather than dropped.
+    loop {
+        match parser.next_token() {
+            Err(err) => {
+                let path = indexer.current_path();
+                indexer.problems.push(syntax_problem(text, path, &err));
+                break;
+            }
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((event, marker)) => {
+                if let Err(too_big) = indexer.on_event(event, &marker) {
+                    indexer.problems.push(too_big);
+                    break;
+                }
+            }
+        }
+    }
+    if indexer.problems.is_empty() && (indexer.documents == 0 || indexer.root_is_null) {
         indexer.problems.push(
             Problem {
                 anchor: Anchor::At(Position::START),
@@ -105,15 +61,19 @@ pub(crate) fn locate(text: &str) -> Result<PositionIndex, Vec<Problem>> {
         );
     }
     if indexer.problems.is_empty() {
-        Ok(PositionIndex {
-            spots: indexer.spots,
-        })
+        Ok(indexer.index)
     } else {
         Err(indexer.problems)
     }
 }
 
 fn syntax_problem(text: &str, path: String, err: &ScanError) -> Problem {
+    let at = Position::from_marker(err.marker());
+    // yaml-rust2's scanner stops flow collections (`[`, `{`) at 255 levels, ahead of the
+    // parser events that `MAX_DEPTH` is checked on.
+    if err.info() == "recursion limit exceeded" {
+        return too_deep(path, at);
+    }
     let line = text
         .lines()
         .nth(err.marker().line().saturating_sub(1))
@@ -128,16 +88,37 @@ fn syntax_problem(text: &str, path: String, err: &ScanError) -> Problem {
         "check the indentation and the quoting on this line and the line before it"
     };
     Problem {
-        anchor: Anchor::At(Position::from_marker(err.marker())),
+        anchor: Anchor::At(at),
         ..Problem::value(path, format!("YAML syntax error: {}", err.info()))
     }
     .hint(hint)
 }
 
+fn too_deep(path: String, at: Position) -> Problem {
+    Problem {
+        anchor: Anchor::At(at),
+        ..Problem::value(
+            path,
+            format!("the config nests lists and mappings more than {MAX_DEPTH} levels deep"),
+        )
+    }
+    .hint("rota's settings are at most five levels deep: check for unclosed `[` or `{`")
+}
+
 /// One open collection while walking the events.
-enum Frame {
+struct Frame {
+    path: String,
+    /// The node in the index; `None` inside a collection used as a key, which no field path
+    /// can name.
+    id: Option<NodeId>,
+    /// The anchor on this collection, and the node count when it opened, to learn how many
+    /// nodes an alias to it repeats.
+    anchor: Option<(usize, usize)>,
+    kind: FrameKind,
+}
+
+enum FrameKind {
     Map {
-        path: String,
         /// The key just read, waiting for its value.
         pending: Option<(String, Position)>,
         /// Keys already seen in this mapping, to catch duplicates.
@@ -145,7 +126,6 @@ enum Frame {
         keys_read: usize,
     },
     Seq {
-        path: String,
         next: usize,
     },
 }
@@ -153,10 +133,14 @@ enum Frame {
 #[derive(Default)]
 struct Indexer {
     frames: Vec<Frame>,
-    spots: HashMap<String, Spot>,
+    index: PositionIndex,
     problems: Vec<Problem>,
     documents: usize,
     root_is_null: bool,
+    /// Nodes read so far, each alias counting as the nodes it repeats.
+    nodes: usize,
+    /// Anchor id → how many nodes the anchored node holds.
+    anchored_sizes: HashMap<usize, usize>,
 }
 
 /// What a node event says about the node.
@@ -166,6 +150,12 @@ struct NodeStart<'a> {
     text: Option<&'a str>,
     /// An empty plain scalar: YAML reports it at the next token, often on a later line.
     empty: bool,
+}
+
+/// Where a node sits: its path, and its id in the index unless it is (inside) a key.
+struct Placed {
+    path: String,
+    id: Option<NodeId>,
 }
 
 impl Indexer {
@@ -186,44 +176,59 @@ impl Indexer {
     /// The path of the innermost node being read, for a syntax error inside it.
     fn current_path(&self) -> String {
         match self.frames.last() {
-            Some(Frame::Map {
+            Some(Frame {
                 path,
-                pending: Some((key, _)),
+                kind:
+                    FrameKind::Map {
+                        pending: Some((key, _)),
+                        ..
+                    },
                 ..
             }) => field_path::child(path, key),
-            Some(Frame::Map { path, .. } | Frame::Seq { path, .. }) => path.clone(),
+            Some(frame) => frame.path.clone(),
             None => String::new(),
         }
     }
 
-    /// Records a node; returns its path (keys get a path no field can have, so collections
-    /// used as keys do not shadow real fields).
-    fn node(&mut self, node: &NodeStart<'_>) -> String {
-        let (path, key_at) = match self.frames.last_mut() {
-            None => (String::new(), None),
-            Some(Frame::Seq { path, next }) => {
+    /// Records a node (keys get a path no field can have, so collections used as keys do not
+    /// shadow real fields).
+    fn node(&mut self, node: &NodeStart<'_>) -> Placed {
+        let Some(frame) = self.frames.last_mut() else {
+            let spot = Spot {
+                value: node.at,
+                key: None,
+            };
+            let id = Some(self.index.set_root(spot));
+            return Placed {
+                path: String::new(),
+                id,
+            };
+        };
+        let (path, step, key_at) = match &mut frame.kind {
+            FrameKind::Seq { next } => {
                 *next += 1;
-                (field_path::item(path, *next - 1), None)
+                let path = field_path::item(&frame.path, *next - 1);
+                (path, Step::Item(*next - 1), None)
             }
-            Some(Frame::Map {
-                path,
+            FrameKind::Map {
                 pending,
                 seen,
                 keys_read,
-            }) => {
+            } => {
                 if let Some((key, key_at)) = pending.take() {
-                    (field_path::child(path, &key), Some(key_at))
+                    let path = field_path::child(&frame.path, &key);
+                    (path, Step::Key(key.into()), Some(key_at))
                 } else {
                     let name = node.text.unwrap_or("?").to_owned();
                     *keys_read += 1;
-                    if *keys_read == 1 {
+                    if *keys_read == 1
+                        && let Some(id) = frame.id
+                    {
                         // A block mapping's start event comes one character after its first
                         // key; the key is where the operator sees the mapping begin.
-                        if let Some(spot) = self.spots.get_mut(path.as_str()) {
-                            spot.value = spot.value.min(node.at);
-                        }
+                        self.index.start_no_later_than(id, node.at);
                     }
-                    let key_path = field_path::child(path, &name);
+                    let key_path = field_path::child(&frame.path, &name);
                     if let Some(first) = seen.get(&name) {
                         self.problems
                             .push(duplicate_key(&key_path, &name, *first, node.at));
@@ -231,7 +236,10 @@ impl Indexer {
                         seen.insert(name.clone(), node.at);
                     }
                     *pending = Some((name, node.at));
-                    return format!("{key_path}<key>");
+                    return Placed {
+                        path: format!("{key_path}<key>"),
+                        id: None,
+                    };
                 }
             }
         };
@@ -239,8 +247,112 @@ impl Indexer {
             Some(key_at) if node.empty => key_at,
             _ => node.at,
         };
-        self.spots.insert(path.clone(), Spot { value, key: key_at });
-        path
+        let spot = Spot { value, key: key_at };
+        let id = frame.id.map(|parent| self.index.add(parent, step, spot));
+        Placed { path, id }
+    }
+
+    /// Counts `added` more nodes, refusing the document once it holds too many.
+    fn count(&mut self, added: usize, at: Position) -> Result<(), Problem> {
+        self.nodes = self.nodes.saturating_add(added);
+        if self.nodes <= MAX_NODES {
+            return Ok(());
+        }
+        Err(Problem {
+            anchor: Anchor::At(at),
+            ..Problem::value(
+                self.current_path(),
+                format!(
+                    "the config has more than {MAX_NODES} values, counting each alias (`*name`) as \
+                     the values it repeats"
+                ),
+            )
+        }
+        .hint("write each value once; a file this large is not a rota.yaml (aliases that repeat aliases grow exponentially)"))
+    }
+
+    /// Opens a collection, refusing one nested too deep.
+    fn open(&mut self, at: Position, anchor: usize, kind: FrameKind) -> Result<(), Problem> {
+        if self.frames.len() >= MAX_DEPTH {
+            return Err(too_deep(self.current_path(), at));
+        }
+        let placed = self.node(&NodeStart {
+            at,
+            text: None,
+            empty: false,
+        });
+        self.frames.push(Frame {
+            path: placed.path,
+            id: placed.id,
+            anchor: (anchor != 0).then_some((anchor, self.nodes)),
+            kind,
+        });
+        Ok(())
+    }
+
+    /// Takes one parser event; `Err` when the document is over a bound and reading stops.
+    fn on_event(&mut self, event: Event, marker: &Marker) -> Result<(), Problem> {
+        let at = Position::from_marker(marker);
+        if event == Event::DocumentStart {
+            self.document_start(at);
+            return Ok(());
+        }
+        if self.documents != 1 {
+            return Ok(());
+        }
+        match event {
+            Event::Scalar(text, style, anchor, _) => {
+                self.count(1, at)?;
+                if anchor != 0 {
+                    self.anchored_sizes.insert(anchor, 1);
+                }
+                let null = style == TScalarStyle::Plain && is_null(&text);
+                if self.frames.is_empty() {
+                    self.root_is_null = null;
+                }
+                self.node(&NodeStart {
+                    at,
+                    text: Some(&text),
+                    empty: null && text.is_empty(),
+                });
+            }
+            Event::Alias(anchor) => {
+                // yaml-rust2 refuses an alias to an anchor not yet defined; one still open
+                // (an alias inside its own anchor) counts as itself.
+                let repeats = self.anchored_sizes.get(&anchor).copied().unwrap_or(1);
+                self.count(repeats, at)?;
+                self.node(&NodeStart {
+                    at,
+                    text: None,
+                    empty: false,
+                });
+            }
+            Event::MappingStart(anchor, _) => {
+                self.count(1, at)?;
+                let kind = FrameKind::Map {
+                    pending: None,
+                    seen: HashMap::new(),
+                    keys_read: 0,
+                };
+                self.open(at, anchor, kind)?;
+            }
+            Event::SequenceStart(anchor, _) => {
+                self.count(1, at)?;
+                self.open(at, anchor, FrameKind::Seq { next: 0 })?;
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                if let Some(Frame {
+                    anchor: Some((anchor, before)),
+                    ..
+                }) = self.frames.pop()
+                {
+                    // The collection's own node was counted before it opened.
+                    self.anchored_sizes.insert(anchor, self.nodes - before + 1);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -256,57 +368,6 @@ fn duplicate_key(path: &str, name: &str, first: Position, again: Position) -> Pr
         )
     }
     .hint("keep only one of the two: YAML would silently use one value and drop the other")
-}
-
-impl MarkedEventReceiver for Indexer {
-    fn on_event(&mut self, event: Event, marker: Marker) {
-        let at = Position::from_marker(&marker);
-        if event == Event::DocumentStart {
-            self.document_start(at);
-            return;
-        }
-        if self.documents != 1 {
-            return;
-        }
-        let collection = NodeStart {
-            at,
-            text: None,
-            empty: false,
-        };
-        match event {
-            Event::Scalar(text, style, ..) => {
-                let null = style == TScalarStyle::Plain && is_null(&text);
-                if self.frames.is_empty() {
-                    self.root_is_null = null;
-                }
-                self.node(&NodeStart {
-                    at,
-                    text: Some(&text),
-                    empty: null && text.is_empty(),
-                });
-            }
-            Event::Alias(_) => {
-                self.node(&collection);
-            }
-            Event::MappingStart(..) => {
-                let path = self.node(&collection);
-                self.frames.push(Frame::Map {
-                    path,
-                    pending: None,
-                    seen: HashMap::new(),
-                    keys_read: 0,
-                });
-            }
-            Event::SequenceStart(..) => {
-                let path = self.node(&collection);
-                self.frames.push(Frame::Seq { path, next: 0 });
-            }
-            Event::MappingEnd | Event::SequenceEnd => {
-                self.frames.pop();
-            }
-            _ => {}
-        }
-    }
 }
 
 /// YAML 1.2's core schema nulls, as serde_yaml reads them.

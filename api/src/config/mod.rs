@@ -11,6 +11,8 @@ mod field_path;
 mod interpolate;
 mod load;
 mod locate;
+mod position_index;
+mod ranges;
 mod relative_paths;
 mod restart_only;
 mod schema;
@@ -21,12 +23,13 @@ use std::path::{Path, PathBuf};
 
 pub use as_written::AsWrittenError;
 pub use error::{ConfigErrors, ConfigIssue};
-pub use load::{load_file, load_str, load_str_with_env};
+pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env, read_config};
 pub(crate) use relative_paths::join_clean;
 pub use schema::*;
 
 use crate::names::CertId;
 use error::Problem;
+use interpolate::{Substitution, scrub};
 use locate::PositionIndex;
 
 /// Where the config is read from when neither `--config` nor `ROTA_CONFIG` says otherwise.
@@ -62,17 +65,22 @@ pub struct LoadedConfig {
     pub config: Config,
     /// Where each field was written, to locate problems found after loading.
     positions: PositionIndex,
+    /// What `${VAR}` changed, so problems found after loading quote the text as written.
+    substituted: Vec<Substitution>,
 }
 
 impl LoadedConfig {
     /// A problem with the field at `path` (e.g. `certs[0].install`) found after loading, such
-    /// as a backend that cannot be built, located where that field is written.
+    /// as a backend that cannot be built, located where that field is written, and quoting
+    /// `${VAR}` as written rather than its value.
     #[must_use]
     pub fn issue_at(&self, path: &str, message: String, hint: Option<String>) -> ConfigIssue {
-        let problem = Problem {
+        let mut problem = [Problem {
             hint,
             ..Problem::value(path, message)
-        };
+        }];
+        scrub(&mut problem, &self.substituted);
+        let [problem] = problem;
         self.positions
             .place(&self.path.display().to_string(), problem)
     }

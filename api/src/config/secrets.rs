@@ -9,7 +9,7 @@ use super::error::Problem;
 use super::field_path::{child, last_field};
 use super::interpolate::EnvLookup;
 use super::schema::{AlertSpec, AuditConfig, SurrealAudit};
-use crate::names::SecretSource;
+use crate::names::{SecretSource, read_secret_file};
 
 /// A problem for every secret (`*_file` field) that is unset, unreadable or empty.
 pub(crate) fn check_secrets(parsed: &Parsed, env: EnvLookup<'_>) -> Vec<Problem> {
@@ -80,7 +80,7 @@ fn check(path: &str, source: &SecretSource, env: EnvLookup<'_>) -> Option<Proble
         },
         SecretSource::File(file) => {
             let shown = file.display();
-            match std::fs::read(file) {
+            match read_secret_file(file) {
                 Err(err) if err.kind() == ErrorKind::NotFound => Some(
                     Problem::value(path, format!("secret file `{shown}` does not exist")).hint(
                         "create it (mode 0600) with the secret in it, or write `env:VAR` to read \

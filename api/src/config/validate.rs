@@ -1,5 +1,5 @@
 //! Semantic checks on the typed config: what serde cannot see (references between blocks,
-//! numbers that must be positive, settings that only make sense together). Each check
+//! numbers out of their range, settings that only make sense together). Each check
 //! returns problems by field path; blocks that failed to parse are skipped, their problem
 //! is already reported.
 
@@ -12,6 +12,7 @@ use super::error::Problem;
 use super::field_path::{child, item};
 use super::interpolate::EnvLookup;
 use super::locate::PositionIndex;
+use super::ranges::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
     InstallSpec, Tagged,
@@ -51,6 +52,7 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
         check_alert(&path, alert, &mut found);
     }
     found.extend(check_access(parsed));
+    found.extend(check_ranges(parsed));
     found.extend(check_secrets(parsed, env));
     found.extend(check_availability(parsed));
     found
@@ -72,45 +74,7 @@ fn check_unique_ids(parsed: &Parsed, found: &mut Vec<Problem>) {
 }
 
 fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
-    for (path, value, hint) in [
-        (
-            "daemon.check_interval_seconds",
-            daemon.check_interval_seconds,
-            "the sweep runs every this many seconds; 3600 (an hour) is the default",
-        ),
-        (
-            "daemon.renew_threshold_days",
-            daemon.renew_threshold_days.into(),
-            "renew this many days before expiry; 30 is the default",
-        ),
-        (
-            "daemon.max_concurrent_renewals",
-            daemon.max_concurrent_renewals as u64,
-            "how many renewals may run at once against one CA; 4 is the default",
-        ),
-        (
-            "daemon.renewal_timeout_seconds",
-            daemon.renewal_timeout_seconds,
-            "a renewal is failed after this many seconds; 900 (15 minutes) is the default",
-        ),
-    ] {
-        at_least(1, value, path, hint, found);
-    }
     let dns = &daemon.dns_propagation;
-    at_least(
-        1,
-        dns.timeout_seconds,
-        "daemon.dns_propagation.timeout_seconds",
-        "300 (five minutes) is the default",
-        found,
-    );
-    at_least(
-        1,
-        dns.interval_seconds,
-        "daemon.dns_propagation.interval_seconds",
-        "5 is the default",
-        found,
-    );
     for (i, server) in dns.nameservers.iter().enumerate() {
         if server.parse::<std::net::SocketAddr>().is_err() {
             found.push(
@@ -136,21 +100,11 @@ fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
     }
 }
 
-fn at_least(min: u64, value: u64, path: &str, hint: &str, found: &mut Vec<Problem>) {
-    if value < min {
-        found.push(
-            Problem::value(path, format!("must be at least {min}, found {value}")).hint(hint),
-        );
-    }
-}
-
 /// The local CA's lifetime; a local-CA cert due for renewal the moment it is issued would be
 /// renewed on every sweep.
 fn check_local_ca(parsed: &Parsed, index: &PositionIndex, found: &mut Vec<Problem>) {
     let config = &parsed.config;
     let validity = config.local_ca.validity_days;
-    let hint = "90 days is the default";
-    at_least(1, validity.into(), "local_ca.validity_days", hint, found);
     let threshold = config.daemon.renew_threshold_days;
     let uses_local = config
         .certs
@@ -196,15 +150,6 @@ fn check_cluster(cluster: &ClusterConfig, audit: Option<&AuditConfig>, found: &m
                 .hint("give each node a unique name, e.g. `host-a`"),
         );
     }
-    // The lease is refreshed every third of it; under 3 s that rounds down to a busy loop.
-    let hint = "60 seconds is the default";
-    at_least(
-        3,
-        cluster.lease_seconds,
-        "cluster.lease_seconds",
-        hint,
-        found,
-    );
 }
 
 fn check_url(path: &str, url: &str, example: &str, found: &mut Vec<Problem>) {
@@ -436,9 +381,6 @@ fn check_alert(path: &str, alert: &AlertSpec, found: &mut Vec<Problem>) {
         AlertSpec::Webhook(hook) => {
             let example = "https://hooks.example.com/incoming/abc";
             check_url(&child(path, "url"), &hook.url, example, found);
-            let timeout = child(path, "timeout_seconds");
-            let hint = "10 seconds is the default";
-            at_least(1, hook.timeout_seconds, &timeout, hint, found);
         }
     }
 }

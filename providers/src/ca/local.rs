@@ -207,7 +207,10 @@ fn sign_leaf(
             ),
         });
     }
-    let not_after = (now + time::Duration::days(i64::from(validity_days))).min(root.not_after);
+    // Validation bounds `validity_days`; past the year 9999 the root's end is the cap anyway.
+    let not_after = now
+        .checked_add(time::Duration::days(i64::from(validity_days)))
+        .map_or(root.not_after, |end| end.min(root.not_after));
     let first = domains
         .first()
         .ok_or_else(|| BackendError::invalid(KIND, "a cert needs at least one domain"))?;

@@ -4,6 +4,13 @@
 //! CA and becomes a file name, so anything that is not a plain base64url string is refused
 //! before the disk is touched: a misbehaving CA must not be able to write outside the challenge
 //! directory.
+//!
+//! The document root usually belongs to the web server's user, who must not be able to turn
+//! rotad (root) into a writer of arbitrary files either: `.well-known` or `acme-challenge` may
+//! be symlinks (some setups share one challenge directory between sites) only if they resolve
+//! inside the document root; one that leads outside it is refused before anything is created
+//! or written. The token file itself is written as every rota file is, never through a
+//! symlink (see `atomic_write`).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -21,7 +28,9 @@ const CHALLENGE_DIR: &str = ".well-known/acme-challenge";
 
 /// Answers HTTP-01 by writing token files under a web server's document root.
 pub(crate) struct WebrootDcv {
-    /// `<directory>/.well-known/acme-challenge`.
+    /// The document root.
+    root: PathBuf,
+    /// `<root>/.well-known/acme-challenge`.
     challenge_dir: PathBuf,
 }
 
@@ -29,6 +38,7 @@ impl WebrootDcv {
     /// A solver writing under the document root `directory`.
     pub(crate) fn new(directory: &Path) -> Self {
         Self {
+            root: directory.to_owned(),
             challenge_dir: directory.join(CHALLENGE_DIR),
         }
     }
@@ -87,9 +97,10 @@ impl DcvBackend for WebrootDcv {
 
     async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
         let (path, body) = self.token_file(challenge)?;
-        let dir = self.challenge_dir.clone();
+        let (root, dir) = (self.root.clone(), self.challenge_dir.clone());
         let body = body.to_owned();
         run_blocking(&path, "writing", move |path| {
+            check_within_root(&root)?;
             create_dir_all_with_mode(&dir, 0o755)
                 .map_err(|e| BackendError::io(KIND, "creating", &dir, e))?;
             // Replacing an existing file makes a second publish (retry, crash recovery) a no-op.
@@ -101,16 +112,61 @@ impl DcvBackend for WebrootDcv {
 
     async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
         let (path, _) = self.token_file(challenge)?;
+        let root = self.root.clone();
         // The directories stay: the web server's config may point at them, and other certs
         // sharing this document root may have challenges in flight.
-        run_blocking(&path, "removing", |path| match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                Err(BackendError::io(KIND, "removing", path, e))
+        run_blocking(&path, "removing", move |path| {
+            check_within_root(&root)?;
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(BackendError::io(KIND, "removing", path, e))
+                }
+                _ => Ok(()),
             }
-            _ => Ok(()),
         })
         .await
     }
+}
+
+/// Refuses a `.well-known` or `acme-challenge` under `root` that is a symlink leading outside
+/// `root` (or nowhere). Components that do not exist yet are fine: rota creates them as
+/// directories. (A symlink swapped in between this check and the write is not caught; the
+/// check stops the planted-in-advance case, which needs no race.)
+fn check_within_root(root: &Path) -> Result<(), BackendError> {
+    let io_error = |path: &Path, e| BackendError::io(KIND, "checking", path, e);
+    let real_root = match root.canonicalize() {
+        Ok(real) => real,
+        // Nothing planted in a document root that does not exist yet; rota creates it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error(root, e)),
+    };
+    let mut current = root.to_owned();
+    for component in Path::new(CHALLENGE_DIR).components() {
+        current.push(component);
+        match std::fs::symlink_metadata(&current) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_error(&current, e)),
+            Ok(meta) if !meta.is_symlink() => {}
+            Ok(_) => {
+                let target = current.canonicalize().ok();
+                if !target.as_ref().is_some_and(|t| t.starts_with(&real_root)) {
+                    let shown =
+                        target.map_or_else(|| "nowhere".to_owned(), |t| t.display().to_string());
+                    return Err(BackendError::invalid(
+                        KIND,
+                        format!(
+                            "{} is a symlink to {shown}, outside the document root {}: rota will not \
+                             write challenge files through it; make it a directory, or a symlink to \
+                             one inside the document root",
+                            current.display(),
+                            real_root.display()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs `work` on `path` on the blocking pool, so file I/O never stalls the runtime.
@@ -134,7 +190,75 @@ async fn run_blocking(
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::symlink;
+
     use super::*;
+
+    fn http01(token: &str) -> DcvChallenge {
+        DcvChallenge::Http01 {
+            domain: "a.test".to_owned(),
+            token: token.to_owned(),
+            key_authorization: format!("{token}.thumbprint"),
+        }
+    }
+
+    #[tokio::test]
+    async fn symlinks_leading_outside_the_document_root_are_refused() {
+        // One row per place a web server's user could plant a symlink.
+        for (link, points_inside, why) in [
+            (
+                ".well-known",
+                false,
+                "the well-known directory leads outside",
+            ),
+            (
+                ".well-known/acme-challenge",
+                false,
+                "the challenge directory leads outside",
+            ),
+            (
+                ".well-known/acme-challenge",
+                true,
+                "a challenge directory shared inside the root",
+            ),
+        ] {
+            let scratch = tempfile::tempdir().unwrap();
+            let (root, outside) = (scratch.path().join("www"), scratch.path().join("etc"));
+            std::fs::create_dir_all(root.join("shared")).unwrap();
+            if link != ".well-known" {
+                std::fs::create_dir(root.join(".well-known")).unwrap();
+            }
+            std::fs::create_dir(&outside).unwrap();
+            let target = if points_inside {
+                root.join("shared")
+            } else {
+                outside.clone()
+            };
+            symlink(&target, root.join(link)).unwrap();
+            let solver = WebrootDcv::new(&root);
+
+            let published = solver.publish(&http01("tok")).await;
+            let written: Vec<_> = std::fs::read_dir(&outside).unwrap().collect();
+            assert!(
+                written.is_empty(),
+                "{why}: nothing may land outside the root"
+            );
+            if points_inside {
+                published.unwrap();
+                assert!(
+                    root.join("shared/tok").exists(),
+                    "{why}: written through the link"
+                );
+            } else {
+                let err = published.unwrap_err().to_string();
+                assert!(err.contains("outside the document root"), "{why}: {err}");
+                assert!(
+                    solver.remove(&http01("tok")).await.is_err(),
+                    "{why}: remove refuses too"
+                );
+            }
+        }
+    }
 
     #[test]
     fn tokens_outside_base64url_are_refused() {

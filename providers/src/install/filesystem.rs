@@ -105,6 +105,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn symlinks_planted_in_the_install_directory_are_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, outside) = (dir.path().join("certs"), dir.path().join("outside"));
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        // The directory's owner links each file rota writes to a file of root's.
+        for name in ["privkey.pem", "chain.pem", "fullchain.pem", "cert.pem"] {
+            std::fs::write(outside.join(name), b"root's file").unwrap();
+            std::fs::set_permissions(outside.join(name), PermissionsExt::from_mode(0o644)).unwrap();
+            std::os::unix::fs::symlink(outside.join(name), target.join(name)).unwrap();
+        }
+        let key = SecretString::new("private key\n".into());
+        FilesystemInstall::new(&target)
+            .install(&issued("1"), &key, &[])
+            .await
+            .unwrap();
+        for name in ["privkey.pem", "chain.pem", "fullchain.pem", "cert.pem"] {
+            let planted = outside.join(name);
+            assert_eq!(
+                std::fs::read(&planted).unwrap(),
+                b"root's file",
+                "{name}: not written through"
+            );
+            assert_eq!(mode_of(&planted), 0o644, "{name}: not chmodded");
+            let link = std::fs::symlink_metadata(target.join(name)).unwrap();
+            assert!(
+                link.is_file(),
+                "{name}: the link was replaced by rota's file"
+            );
+        }
+        assert_eq!(mode_of(&target.join("privkey.pem")), 0o600);
+    }
+
+    #[tokio::test]
     async fn reinstall_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
         let installer = FilesystemInstall::new(dir.path());

@@ -223,11 +223,18 @@ async fn new_account(State(shared): State<Shared>, body: Bytes) -> Answer {
     Ok(json_answer(StatusCode::CREATED, Some(url), &account))
 }
 
-/// RFC 8555 §7.4 newOrder, or the scripted `rateLimited` (§6.6), or `invalidProfile` for a
+/// RFC 8555 §7.4 newOrder, or the scripted `rateLimited` (§6.6) or oversized answer, or `invalidProfile` for a
 /// profile the directory does not advertise (draft-ietf-acme-profiles).
 async fn new_order(State(shared): State<Shared>, body: Bytes) -> Answer {
     let mut inner = lock(&shared);
     let payload = inner.record(Endpoint::NewOrder, &body);
+    if let NewOrderAnswer::Oversized { bytes } = inner.new_order {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "x".repeat(bytes),
+        ));
+    }
     if let NewOrderAnswer::RateLimited { retry_after_secs } = inner.new_order {
         let detail = "too many new orders recently: see https://acme.example.com/docs/rate-limits";
         let limited = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rateLimited", detail);

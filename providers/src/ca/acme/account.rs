@@ -252,11 +252,28 @@ fn external_account_key(eab: &ExternalAccountBinding) -> Result<ExternalAccountK
                 KIND,
                 format!(
                     "acme.external_account_binding.hmac_key_file does not hold a base64url key \
-                 ({e}): paste the HMAC key exactly as the CA shows it"
+                 ({}): paste the HMAC key exactly as the CA shows it",
+                    decode_problem(&e)
                 ),
             )
         })?;
     Ok(ExternalAccountKey::new(eab.kid.clone(), &key))
+}
+
+/// What is wrong with an encoded key, without the key's bytes: base64's own message quotes
+/// the offending byte.
+fn decode_problem(err: &base64::DecodeError) -> String {
+    match err {
+        base64::DecodeError::InvalidByte(offset, _)
+        | base64::DecodeError::InvalidLastSymbol(offset, _) => {
+            format!(
+                "a character outside the base64url alphabet at position {}",
+                offset + 1
+            )
+        }
+        base64::DecodeError::InvalidLength(_) => "its length is not that of base64 text".to_owned(),
+        base64::DecodeError::InvalidPadding => "its `=` padding is wrong".to_owned(),
+    }
 }
 
 /// What to check when the CA refuses to create the account, by its problem type.
@@ -338,6 +355,7 @@ mod tests {
             ("YWI=", true, "padded"),
             ("a+b/", false, "standard base64 alphabet"),
             ("not base64!", false, "garbage"),
+            ("QUJD~", false, "a stray byte after a valid prefix"),
         ] {
             let file = dir.path().join("hmac");
             std::fs::write(&file, content).unwrap();
@@ -345,7 +363,15 @@ mod tests {
                 kid: "kid-1".into(),
                 hmac_key_file: SecretSource::File(file),
             };
-            assert_eq!(external_account_key(&eab).is_ok(), ok, "{why}");
+            let result = external_account_key(&eab);
+            assert_eq!(result.is_ok(), ok, "{why}");
+            if let Err(err) = result {
+                let message = err.to_string();
+                // base64's own message names the bad byte by value (`+` is 43, `~` is 126).
+                for leaked in ["43", "126", "32", "+", "~", "QUJD", content.trim()] {
+                    assert!(!message.contains(leaked), "{why}: `{leaked}` in {message}");
+                }
+            }
         }
         let missing = ExternalAccountBinding {
             kid: "kid-1".into(),

@@ -115,7 +115,10 @@ async fn poll_until(
         let wait = last_response()
             .retry_after
             .map_or(interval, |asked| asked.max(MIN_POLL));
-        if Instant::now() + wait > deadline {
+        if Instant::now()
+            .checked_add(wait)
+            .is_none_or(|then| then > deadline)
+        {
             return Err(BackendError::Timeout {
                 backend: KIND,
                 what: format!(

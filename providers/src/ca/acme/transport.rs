@@ -1,7 +1,8 @@
 //! The HTTP client every ACME request goes through. instant-acme's own client trusts either
 //! the platform's roots or one custom root, never both, and has no timeouts; this one trusts
 //! the system roots plus the operator's `ca_bundle_file`, bounds every request (connect, TLS,
-//! response and body) with [`REQUEST_TIMEOUT`], and notes each response's status and
+//! response and body) with [`REQUEST_TIMEOUT`] and every body with [`MAX_RESPONSE_BYTES`]
+//! (instant-acme reads a body to its end, however long), and notes each response's status and
 //! `Retry-After` in a task-local slot: instant-acme drops the headers of error responses and
 //! keeps an order's `Retry-After` private, and rota needs both to back off as the CA asks.
 
@@ -14,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -25,6 +27,11 @@ use rustls_platform_verifier::Verifier;
 
 /// The longest one request may take, from connecting to the last byte of the body.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest response body read from a CA. The biggest ACME answers are a cert chain and
+/// an order for 100 names, a few KiB each; a body past this is a broken or hostile server,
+/// and reading on would only fill memory.
+pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// What rota needs to know about the most recent response of the current ACME operation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,6 +67,17 @@ pub(crate) struct RequestTimedOut {
     pub url: String,
     /// How long rota waited.
     pub after: Duration,
+}
+
+/// A response body over [`MAX_RESPONSE_BYTES`]; reading stopped there.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the answer from {url} is larger than {} KiB, more than any ACME response: rota stopped reading it",
+    MAX_RESPONSE_BYTES / 1024
+)]
+pub(crate) struct ResponseTooLarge {
+    /// What was asked.
+    pub url: String,
 }
 
 /// The ACME HTTP client: cheap to clone, every clone shares one connection pool.
@@ -108,15 +126,29 @@ impl HttpClient for AcmeHttp {
     ) -> Pin<Box<dyn Future<Output = Result<BytesResponse, Error>> + Send>> {
         let url = req.uri().to_string();
         let method = req.method().clone();
-        let sent = HttpClient::request(&self.inner, req);
+        let sent = self.inner.request(req);
         Box::pin(async move {
             // A failure below must not be read as the previous response's 503.
             let _ = LAST_RESPONSE.try_with(|slot| slot.set(ResponseMeta::default()));
-            // The body is read here, inside the timeout, rather than later by instant-acme.
+            // The body is read here, inside the timeout and the size cap, rather than later
+            // by instant-acme.
             let exchange = async {
-                let mut response = sent.await?;
-                let body = response.body.into_bytes().await.map_err(Error::Other)?;
-                Ok::<_, Error>((response.parts, body))
+                let (parts, body) = sent
+                    .await
+                    .map_err(|e| Error::Other(Box::new(e)))?
+                    .into_parts();
+                let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                    .collect()
+                    .await
+                    .map_err(|e| {
+                        if e.is::<LengthLimitError>() {
+                            Error::Other(Box::new(ResponseTooLarge { url: url.clone() }))
+                        } else {
+                            Error::Other(e)
+                        }
+                    })?
+                    .to_bytes();
+                Ok::<_, Error>((parts, body))
             };
             let (parts, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
                 .await
@@ -141,15 +173,24 @@ impl HttpClient for AcmeHttp {
     }
 }
 
-/// The `Retry-After` delay in `headers`, as seconds or an HTTP date (RFC 9110 §10.2.3).
+/// The longest `Retry-After` honoured: Let's Encrypt's longest rate-limit window. A CA that
+/// asks for more (`Retry-After: 999999999999`, 31,000 years) is waited on this long, not
+/// added to a clock past the year 9999.
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The `Retry-After` delay in `headers`, as seconds or an HTTP date (RFC 9110 §10.2.3), at
+/// most [`MAX_RETRY_AFTER`].
 pub(crate) fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    // A date already past means "now".
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    let delay = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        // A date already past means "now".
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or(Duration::ZERO),
+    };
+    Some(delay.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -173,6 +214,26 @@ mod tests {
                 Some("Sun, 06 Nov 1994 08:00:00 GMT"),
                 Some(0),
                 "HTTP date in the past",
+            ),
+            (
+                Some("999999999999"),
+                Some(7 * 86_400),
+                "31,000 years is clamped to a week",
+            ),
+            (
+                Some("18446744073709551615"),
+                Some(7 * 86_400),
+                "u64::MAX seconds too",
+            ),
+            (
+                Some("Fri, 31 Dec 9999 23:59:59 GMT"),
+                Some(7 * 86_400),
+                "the last HTTP date there is",
+            ),
+            (
+                Some("99999999999999999999"),
+                None,
+                "past u64 is not a number of seconds",
             ),
             (Some("soon"), None, "neither form"),
             (Some("-5"), None, "negative"),
