@@ -6,6 +6,7 @@
 
 pub mod atomic_write;
 pub mod keys;
+mod tls_client;
 
 mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
