@@ -21,6 +21,7 @@ mod dcv {
 
 mod install {
     //! Installers, one module per `install: { kind }`.
+    pub(crate) mod dsm;
     pub(crate) mod filesystem;
 }
 
@@ -37,6 +38,7 @@ use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
 use dcv::webroot::WebrootDcv;
+use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
 
 /// Builds backends from config variants; keep one for the daemon's lifetime so certs share
@@ -144,15 +146,21 @@ impl BackendFactory for Providers {
 
     fn install(
         &self,
-        _config: &Config,
+        config: &Config,
         cert: &CertSpec,
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
             InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
-            InstallSpec::Dsm(_)
-            | InstallSpec::Nginx(_)
-            | InstallSpec::Haproxy(_)
-            | InstallSpec::K8sSecret(_) => not_available(&cert.install),
+            InstallSpec::Dsm(dsm) => {
+                let connection = config.dsm.as_ref().ok_or(BackendError::invalid(
+                    "dsm",
+                    "`install: { kind: dsm }` needs the top-level `dsm:` block",
+                ))?;
+                Ok(Arc::new(DsmInstall::new(connection, &dsm.description)?))
+            }
+            InstallSpec::Nginx(_) | InstallSpec::Haproxy(_) | InstallSpec::K8sSecret(_) => {
+                not_available(&cert.install)
+            }
         }
     }
 
