@@ -23,6 +23,8 @@ mod install {
     //! Installers, one module per `install: { kind }`.
     pub(crate) mod dsm;
     pub(crate) mod filesystem;
+    #[cfg(feature = "k8s")]
+    pub(crate) mod k8s_secret;
 }
 
 use std::collections::HashMap;
@@ -158,9 +160,13 @@ impl BackendFactory for Providers {
                 ))?;
                 Ok(Arc::new(DsmInstall::new(connection, &dsm.description)?))
             }
-            InstallSpec::Nginx(_) | InstallSpec::Haproxy(_) | InstallSpec::K8sSecret(_) => {
-                not_available(&cert.install)
-            }
+            #[cfg(feature = "k8s")]
+            InstallSpec::K8sSecret(spec) => Ok(Arc::new(
+                install::k8s_secret::K8sSecretInstall::new(&cert.id, spec),
+            )),
+            #[cfg(not(feature = "k8s"))]
+            InstallSpec::K8sSecret(_) => not_available(&cert.install),
+            InstallSpec::Nginx(_) | InstallSpec::Haproxy(_) => not_available(&cert.install),
         }
     }
 
