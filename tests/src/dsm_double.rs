@@ -147,7 +147,7 @@ fn refused(code: u32) -> Response {
     Json(json!({"success": false, "error": {"code": code}})).into_response()
 }
 
-fn ok(data: Value) -> Response {
+fn ok(data: &Value) -> Response {
     Json(json!({"success": true, "data": data})).into_response()
 }
 
@@ -155,7 +155,7 @@ async fn query_cgi(Query(params): Query<HashMap<String, String>>) -> Response {
     if params.get("api").map(String::as_str) != Some("SYNO.API.Info") {
         return refused(102);
     }
-    ok(json!({"SYNO.API.Auth": {"maxVersion": 7, "minVersion": 1, "path": "entry.cgi"}}))
+    ok(&json!({"SYNO.API.Auth": {"maxVersion": 7, "minVersion": 1, "path": "entry.cgi"}}))
 }
 
 /// `entry.cgi`: parameters from the query string and the form or multipart body.
@@ -248,7 +248,7 @@ fn login(inner: &mut Inner, params: &HashMap<String, String>) -> Response {
     let sid = format!("sid-{n}");
     let token = format!("synotoken-{n}");
     inner.sessions.push((sid.clone(), token.clone()));
-    ok(json!({"did": "", "is_portal_port": false, "sid": sid, "synotoken": token}))
+    ok(&json!({"did": "", "is_portal_port": false, "sid": sid, "synotoken": token}))
 }
 
 fn list(inner: &Inner) -> Response {
@@ -268,7 +268,7 @@ fn list(inner: &Inner) -> Response {
             })
         })
         .collect();
-    ok(json!({"certificates": certificates}))
+    ok(&json!({"certificates": certificates}))
 }
 
 fn import(inner: &mut Inner, params: &HashMap<String, String>) -> Response {
@@ -306,7 +306,7 @@ fn import(inner: &mut Inner, params: &HashMap<String, String>) -> Response {
     stored.chain_pem = params.get("inter_cert").cloned().unwrap_or_default();
     stored.desc = params.get("desc").cloned().unwrap_or_default();
     stored.is_default = as_default;
-    ok(json!({"id": id, "restart_httpd": true}))
+    ok(&json!({"id": id, "restart_httpd": true}))
 }
 
 /// The Control Panel's "Export certificate": a zip of the certificate's PEM files.

@@ -317,7 +317,23 @@ async fn apply_secret(
     let key = (ns.clone(), name.clone());
     let created = !inner.secrets.contains_key(&key);
     let stored = inner.secrets.entry(key).or_default();
-    let conflicts: Vec<(String, FieldPath)> = fields
+    let conflicts = conflicts(stored, &fields, manager);
+    if !conflicts.is_empty() && !force {
+        return conflict_status(&conflicts);
+    }
+    apply(stored, manager, fields, force);
+    let object = object(&ns, &name, stored);
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(object)).into_response()
+}
+
+/// `(other manager, field)` for each applied field another manager owns with another value.
+fn conflicts(stored: &StoredSecret, fields: &Fields, manager: &str) -> Vec<(String, FieldPath)> {
+    fields
         .iter()
         .filter(|(path, value)| stored.fields.get(*path).is_some_and(|v| v != *value))
         .flat_map(|(path, _)| {
@@ -329,37 +345,38 @@ async fn apply_secret(
                 .filter(|owner| *owner != manager)
                 .map(|owner| (owner.clone(), path.clone()))
         })
+        .collect()
+}
+
+/// The 409 the API server answers a conflicting apply with: one `FieldManagerConflict` cause
+/// per field, and a message listing them.
+fn conflict_status(conflicts: &[(String, FieldPath)]) -> Response {
+    let causes: Vec<Value> = conflicts
+        .iter()
+        .map(|(owner, path)| {
+            json!({
+                "reason": "FieldManagerConflict",
+                "message": format!("conflict with \"{owner}\""),
+                "field": path.to_string(),
+            })
+        })
         .collect();
-    if !conflicts.is_empty() && !force {
-        let causes: Vec<Value> = conflicts
-            .iter()
-            .map(|(owner, path)| json!({"reason": "FieldManagerConflict", "message": format!("conflict with \"{owner}\""), "field": path.to_string()}))
-            .collect();
-        let summary: Vec<String> = conflicts
-            .iter()
-            .map(|(o, p)| format!("conflict with \"{o}\": {p}"))
-            .collect();
-        let message = format!(
-            "Apply failed with {} conflict{}: {}",
-            conflicts.len(),
-            if conflicts.len() == 1 { "" } else { "s" },
-            summary.join(", ")
-        );
-        return status(
-            StatusCode::CONFLICT,
-            "Conflict",
-            &message,
-            Some(json!({"causes": causes})),
-        );
-    }
-    apply(stored, manager, fields, force);
-    let object = object(&ns, &name, stored);
-    let code = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    (code, Json(object)).into_response()
+    let summary: Vec<String> = conflicts
+        .iter()
+        .map(|(o, p)| format!("conflict with \"{o}\": {p}"))
+        .collect();
+    let message = format!(
+        "Apply failed with {} conflict{}: {}",
+        conflicts.len(),
+        if conflicts.len() == 1 { "" } else { "s" },
+        summary.join(", ")
+    );
+    status(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &message,
+        Some(json!({"causes": causes})),
+    )
 }
 
 /// Applies `fields` for `manager`: sets them, takes ownership (sole with `force`, shared
