@@ -15,6 +15,8 @@
 //! The password (and a 2-factor account's device token) are read from their `*_file` at each
 //! call, so rotating them needs no restart, and are never logged.
 
+mod archive;
+mod refusal;
 mod webapi;
 
 use async_trait::async_trait;

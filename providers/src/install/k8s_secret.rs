@@ -317,3 +317,72 @@ fn private_root(chain_pem: &str) -> Option<String> {
     let self_signed = cert.subject() == cert.issuer() && cert.verify_signature(None).is_ok();
     self_signed.then_some(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+
+    use super::*;
+
+    /// A CA's certificate PEM and its issuer, signed by `parent` (self-signed without one).
+    fn ca(parent: Option<&Issuer<'static, KeyPair>>) -> (String, Issuer<'static, KeyPair>) {
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = match parent {
+            Some(parent) => params.clone().signed_by(&key, parent),
+            None => params.clone().self_signed(&key),
+        };
+        (cert.unwrap().pem(), Issuer::new(params, key))
+    }
+
+    #[test]
+    fn ca_crt_is_the_chains_last_cert_only_when_it_is_a_self_signed_root() {
+        let (root_pem, root) = ca(None);
+        let (intermediate_pem, _) = ca(Some(&root));
+        // Private CA: the local CA serves its root as the chain.
+        assert_eq!(private_root(&root_pem), Some(root_pem.clone()));
+        assert_eq!(
+            private_root(&format!("{intermediate_pem}{root_pem}")),
+            Some(root_pem.clone())
+        );
+        // Public CA: intermediates only, the root is in every trust store.
+        assert_eq!(private_root(&intermediate_pem), None);
+        assert_eq!(private_root(""), None);
+    }
+
+    #[test]
+    fn the_leaf_is_the_first_block_of_tls_crt() {
+        let (first, root) = ca(None);
+        let (second, _) = ca(Some(&root));
+        let chain = format!("junk before\n{first}\n{second}");
+        assert_eq!(first_certificate(&chain), Some(first.clone()));
+        assert_eq!(certificate_blocks(&chain), [first, second]);
+        assert_eq!(first_certificate("-----BEGIN CERTIFICATE-----\ncut"), None);
+    }
+
+    /// A 409 as the API server sends it (a `Status` with `FieldManagerConflict` causes).
+    #[test]
+    fn a_conflict_names_each_manager_and_field() {
+        let status: Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+            "reason": "Conflict", "message": "Apply failed with 2 conflicts",
+            "details": {"causes": [
+                {"reason": "FieldManagerConflict", "message": "conflict with \"helm\"", "field": ".data.tls.crt"},
+                {"reason": "FieldManagerConflict", "message": "conflict with \"kubectl\"", "field": ".type"},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            conflict_summary(&status),
+            "field conflict: conflict with \"helm\" on .data.tls.crt, conflict with \"kubectl\" on .type"
+        );
+        let bare = Status {
+            message: "Apply failed with 1 conflict: conflict with \"helm\": .data.tls.key".into(),
+            details: None,
+            ..status
+        };
+        assert_eq!(conflict_summary(&bare), bare.message);
+    }
+}

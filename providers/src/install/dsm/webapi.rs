@@ -16,7 +16,7 @@
 //!   `X-SYNO-TOKEN` header) and `export` (`file="archive"`: a zip with `cert.pem`).
 //! - Every answer is the envelope `{"success":true,"data":…}` or
 //!   `{"success":false,"error":{"code":N}}`; the codes' meanings are the guide's tables
-//!   (common codes 100–150, `SYNO.API.Auth` codes 400–410).
+//!   (common codes 100–150, `SYNO.API.Auth` codes 400–410), kept in [`super::refusal`].
 //!
 //! The session id and SynoToken ride in URLs as DSM requires; transport errors are reported
 //! without their URL so neither reaches a log.
@@ -25,40 +25,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
+
+use super::KIND;
+use super::archive::leaf_from_archive;
+use super::refusal::{login_refusal, refusal};
 use rota_api::{BackendError, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-
-/// The leaf in an `export` archive: its `cert.pem` member.
-fn leaf_from_archive(archive: &[u8]) -> Result<String, BackendError> {
-    let unreadable = |detail: String| BackendError::Unreachable {
-        backend: KIND,
-        detail: format!("SYNO.Core.Certificate export: {detail}"),
-    };
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive))
-        .map_err(|e| unreadable(format!("the answer is not a zip archive: {e}")))?;
-    let names: Vec<String> = zip
-        .file_names()
-        .filter_map(Result::ok)
-        .map(std::borrow::Cow::into_owned)
-        .collect();
-    let mut member = zip.by_name(LEAF_MEMBER).map_err(|_| {
-        unreadable(format!(
-            "the archive has no `{LEAF_MEMBER}` (it holds {names:?})"
-        ))
-    })?;
-    let mut pem = String::new();
-    std::io::Read::read_to_string(&mut member, &mut pem)
-        .map_err(|e| unreadable(format!("cannot read `{LEAF_MEMBER}`: {e}")))?;
-    Ok(pem)
-}
-
-/// The member of an `export` archive holding the leaf (beside `privkey.pem` and `chain.pem`,
-/// which rota never reads).
-const LEAF_MEMBER: &str = "cert.pem";
-
-/// The config `kind` these calls serve.
-const KIND: &str = "dsm";
 
 /// The `SYNO.API.Auth` version the Login Web API Guide documents.
 const AUTH_VERSION: u32 = 6;
@@ -165,11 +138,10 @@ impl<'a> Session<'a> {
             ("method", "query"),
             ("query", "SYNO.API.Auth"),
         ];
-        let info: AuthInfo = envelope(
-            "SYNO.API.Info query",
-            http.get(&info_url).query(&query),
-            false,
-        )
+        let what = "SYNO.API.Info query";
+        let info: AuthInfo = envelope(what, http.get(&info_url).query(&query), |code| {
+            refusal(what, code)
+        })
         .await?;
         let auth_version = info.auth.max_version.min(AUTH_VERSION);
         let auth_path = info.auth.path;
@@ -189,9 +161,12 @@ impl<'a> Session<'a> {
             form.push(("device_name", name));
         }
         let url = format!("{base}/webapi/{auth_path}");
-        let login: LoginData = envelope("SYNO.API.Auth login", http.post(&url).form(&form), true)
-            .await
-            .map_err(|e| login_hint(e, who.device.is_some()))?;
+        let what = "SYNO.API.Auth login";
+        let has_device = who.device.is_some();
+        let login: LoginData = envelope(what, http.post(&url).form(&form), |code| {
+            login_refusal(what, code, has_device)
+        })
+        .await?;
         Ok(Self {
             http,
             base,
@@ -211,7 +186,8 @@ impl<'a> Session<'a> {
             ("_sid", self.sid.as_str()),
         ];
         let request = self.authorized(self.http.post(self.entry()).form(&form));
-        let list: CertList = envelope("SYNO.Core.Certificate.CRT list", request, false).await?;
+        let what = "SYNO.Core.Certificate.CRT list";
+        let list: CertList = envelope(what, request, |code| refusal(what, code)).await?;
         Ok(list.certificates)
     }
 
@@ -255,12 +231,9 @@ impl<'a> Session<'a> {
             ("_sid", self.sid.as_str()),
         ];
         let request = self.http.post(self.entry()).query(&query).multipart(form);
-        let _: serde_json::Value = envelope(
-            "SYNO.Core.Certificate import",
-            self.authorized(request),
-            false,
-        )
-        .await?;
+        let what = "SYNO.Core.Certificate import";
+        let _: serde_json::Value =
+            envelope(what, self.authorized(request), |code| refusal(what, code)).await?;
         Ok(())
     }
 
@@ -303,12 +276,9 @@ impl<'a> Session<'a> {
             ("_sid", self.sid.as_str()),
         ];
         let url = format!("{}/webapi/{}", self.base, self.auth_path);
-        let _: serde_json::Value = envelope(
-            "SYNO.API.Auth logout",
-            self.http.get(url).query(&query),
-            true,
-        )
-        .await?;
+        let what = "SYNO.API.Auth logout";
+        let request = self.http.get(url).query(&query);
+        let _: serde_json::Value = envelope(what, request, |code| refusal(what, code)).await?;
         Ok(())
     }
 
@@ -347,12 +317,12 @@ async fn send(
     })
 }
 
-/// Sends `request` and unwraps DSM's envelope; `auth` says the call belongs to
-/// `SYNO.API.Auth`, whose codes 400–410 mean something of their own.
+/// Sends `request` and unwraps DSM's envelope; `refuse` turns a refusal's error code into
+/// the error (codes mean different things to different APIs).
 async fn envelope<T: DeserializeOwned>(
     what: &str,
     request: reqwest::RequestBuilder,
-    auth: bool,
+    refuse: impl FnOnce(Option<i64>) -> BackendError,
 ) -> Result<T, BackendError> {
     let body = send(what, request)
         .await?
@@ -373,17 +343,11 @@ async fn envelope<T: DeserializeOwned>(
                 detail: format!("{what}: DSM answered success without its data"),
             })
         }
-        Envelope { error, .. } => {
-            let code = error.map(|e| e.code);
-            Err(if auth {
-                auth_refusal(what, code)
-            } else {
-                refusal(what, code)
-            })
-        }
+        Envelope { error, .. } => Err(refuse(error.map(|e| e.code))),
     }
 }
 
+/// `body` as JSON of type `T`; anything else means `dsm.url` is not a DSM.
 fn parse<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, BackendError> {
     serde_json::from_slice(body).map_err(|e| BackendError::Unreachable {
         backend: KIND,
@@ -417,95 +381,4 @@ fn transport_error(what: &str, err: reqwest::Error) -> BackendError {
         backend: KIND,
         detail,
     }
-}
-
-/// A refusal by any API, with the guide's meaning of its common code.
-fn refusal(what: &str, code: Option<i64>) -> BackendError {
-    let detail = match code {
-        Some(code) => {
-            let meaning =
-                common_meaning(code).unwrap_or("a code Synology does not document for this API");
-            let hint = if code == 105 {
-                "; rota's DSM account must be in the `administrators` group"
-            } else {
-                ""
-            };
-            format!("{what} refused with error code {code} ({meaning}){hint}")
-        }
-        None => format!("{what} refused without an error code"),
-    };
-    BackendError::Refused {
-        backend: KIND,
-        detail,
-    }
-}
-
-/// A refusal by `SYNO.API.Auth`.
-fn auth_refusal(what: &str, code: Option<i64>) -> BackendError {
-    match code.and_then(|c| auth_meaning(c).map(|m| (c, m))) {
-        Some((code, meaning)) => BackendError::Refused {
-            backend: KIND,
-            detail: format!("{what} refused with error code {code} ({meaning})"),
-        },
-        None => refusal(what, code),
-    }
-}
-
-/// What to do about the login refusals an operator can fix.
-fn login_hint(err: BackendError, has_device: bool) -> BackendError {
-    let BackendError::Refused { backend, detail } = err else {
-        return err;
-    };
-    let hint = if detail.contains("code 400") {
-        "; check `dsm.username` and the password in `dsm.password_file`"
-    } else if detail.contains("code 403") && !has_device {
-        "; this account signs in with 2-factor authentication: set `dsm.device_token_file` (see the README)"
-    } else if detail.contains("code 403") || detail.contains("code 404") {
-        "; the device token in `dsm.device_token_file` is no longer trusted: issue a new one (see the README)"
-    } else {
-        ""
-    };
-    BackendError::Refused {
-        backend,
-        detail: format!("{detail}{hint}"),
-    }
-}
-
-/// The Login Web API Guide's table of codes common to every API.
-fn common_meaning(code: i64) -> Option<&'static str> {
-    Some(match code {
-        100 => "unknown error",
-        101 => "no parameter of API, method or version",
-        102 => "the requested API does not exist",
-        103 => "the requested method does not exist",
-        104 => "the requested version does not support the functionality",
-        105 => "the logged in session does not have permission",
-        106 => "session timeout",
-        107 => "session interrupted by duplicated login",
-        108 => "failed to upload the file",
-        109..=111 | 117 | 118 => "the network connection is unstable or the system is busy",
-        114 => "lost parameters for this API",
-        115 => "not allowed to upload a file",
-        116 => "not allowed to perform for a demo site",
-        119 => "invalid session",
-        150 => "request source IP does not match the login IP",
-        _ => return None,
-    })
-}
-
-/// The Login Web API Guide's table of `SYNO.API.Auth` codes.
-fn auth_meaning(code: i64) -> Option<&'static str> {
-    Some(match code {
-        400 => "no such account or incorrect password",
-        401 => "disabled account",
-        402 => "denied permission",
-        403 => "2-factor authentication code required",
-        404 => "failed to authenticate 2-factor authentication code",
-        406 => "enforce to authenticate with 2-factor authentication code",
-        407 => "blocked IP source",
-        408 => "expired password cannot change",
-        409 => "expired password",
-        410 => "password must be changed",
-        _ => return None,
-    })
 }
