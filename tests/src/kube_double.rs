@@ -14,6 +14,7 @@
 //! Only the leaf fields a TLS Secret uses are tracked: `type`, `data.*`,
 //! `metadata.annotations.*`, `metadata.labels.*`. A test reads what was applied with
 //! [`KubeDouble::secret`] and seeds a Secret another manager owns with [`KubeDouble::seed`].
+//! It speaks HTTPS with a root of its own, so rota's kube client runs its real TLS path.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -75,10 +76,12 @@ struct Inner {
 
 type Shared = Arc<Mutex<Inner>>;
 
-/// An API server double on a free loopback port (plain HTTP).
+/// An API server double on a free loopback port, over TLS with a root of its own (which its
+/// kubeconfig carries as `certificate-authority-data`, as a cluster's does).
 pub struct KubeDouble {
     shared: Shared,
     served: Served,
+    root_pem: String,
     dir: tempfile::TempDir,
 }
 
@@ -106,9 +109,17 @@ impl KubeDouble {
                 get(get_secret).patch(apply_secret),
             )
             .with_state(Arc::clone(&shared));
+        let mut root = rcgen::CertificateParams::default();
+        root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root.distinguished_name
+            .push(rcgen::DnType::CommonName, "rota kube double CA");
+        let root_key = rcgen::KeyPair::generate().expect("root key");
+        let root_pem = root.clone().self_signed(&root_key).expect("root").pem();
+        let root = rcgen::Issuer::new(root, root_key);
         Self {
             shared,
-            served: Served::http(app),
+            served: Served::https(app, &root),
+            root_pem,
             dir: tempfile::tempdir().expect("kubeconfig dir"),
         }
     }
@@ -119,10 +130,11 @@ impl KubeDouble {
         let path = self.dir.path().join("kubeconfig");
         let text = format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: double\n\
-             clusters:\n- name: double\n  cluster:\n    server: {}\n\
+             clusters:\n- name: double\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n\
              users:\n- name: rota\n  user:\n    token: {TOKEN}\n\
              contexts:\n- name: double\n  context:\n    cluster: double\n    user: rota\n",
-            self.served.base_url()
+            self.served.base_url(),
+            STANDARD.encode(&self.root_pem),
         );
         std::fs::write(&path, text).expect("write kubeconfig");
         path
