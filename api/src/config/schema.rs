@@ -21,7 +21,8 @@ pub enum Availability {
 }
 
 impl Availability {
-    /// `k8s_secret`: runs when rota-providers was built with its `k8s` feature (the default).
+    /// `k8s_secret`: runs when this crate's `k8s` feature is on, which rota-providers' default
+    /// `k8s` feature (the one that compiles the Kubernetes client) turns on.
     pub const K8S: Self = if cfg!(feature = "k8s") {
         Self::Available
     } else {

@@ -6,14 +6,18 @@
 //!   `login` with `account`, `passwd`, `format=sid`, `enable_syno_token=yes` (and, for a
 //!   2-factor account, the trusted device's `device_id` with its `device_name`) answers
 //!   `{"success":true,"data":{"sid":…,"synotoken":…}}`; `logout` ends the session. rota asks
-//!   for version 6, the one the guide describes, or the NAS's highest when that is lower.
+//!   for at most version 6, which DSM 6.2 and 7 both serve with these fields (version 7 only
+//!   renames the device id in the answer, `did` to `device_id`, as acme.sh's script notes;
+//!   rota never reads it).
 //!   The password goes in a form body, never in a URL that DSM's access log would keep.
 //! - Certificates: not in Synology's public guides; rota follows the calls DSM's own Control
 //!   Panel makes, as acme.sh's `deploy/synology_dsm.sh` and N4S4/synology-api's
 //!   `core_certificate.py` use them: `SYNO.Core.Certificate.CRT` `list` (each entry's `id`,
 //!   `desc`, `is_default`), `SYNO.Core.Certificate` `import` (multipart `key`, `cert`,
 //!   `inter_cert`, `id`, `desc`, `as_default`; the `SynoToken` in the query and the
-//!   `X-SYNO-TOKEN` header) and `export` (`file="archive"`: a zip with `cert.pem`).
+//!   `X-SYNO-TOKEN` header) and `export` (`file="archive"`: a zip with `cert.pem`). The
+//!   archive's member names come from those clients and DSM's UI, not from a Synology
+//!   document; an archive without `cert.pem` is reported with the names it does hold.
 //! - Every answer is the envelope `{"success":true,"data":…}` or
 //!   `{"success":false,"error":{"code":N}}`; the codes' meanings are the guide's tables
 //!   (common codes 100–150, `SYNO.API.Auth` codes 400–410), kept in [`super::refusal`].
