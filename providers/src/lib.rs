@@ -6,6 +6,7 @@
 
 pub mod atomic_write;
 pub mod keys;
+mod tls_client;
 
 mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
@@ -22,8 +23,11 @@ mod install {
     //! Installers, one module per `install: { kind }`, and what they share: the PEM files,
     //! running an operator's command, and checking what a server serves.
     mod command;
+    pub(crate) mod dsm;
     pub(crate) mod filesystem;
     pub(crate) mod haproxy;
+    #[cfg(feature = "k8s")]
+    pub(crate) mod k8s_secret;
     pub(crate) mod nginx;
     mod pem_files;
     mod verify;
@@ -42,6 +46,7 @@ use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
 use dcv::webroot::WebrootDcv;
+use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
 use install::haproxy::HaproxyInstall;
 use install::nginx::NginxInstall;
@@ -151,14 +156,26 @@ impl BackendFactory for Providers {
 
     fn install(
         &self,
-        _config: &Config,
+        config: &Config,
         cert: &CertSpec,
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
             InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
             InstallSpec::Nginx(nginx) => Ok(Arc::new(NginxInstall::new(nginx))),
             InstallSpec::Haproxy(haproxy) => Ok(Arc::new(HaproxyInstall::new(haproxy))),
-            InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => not_available(&cert.install),
+            InstallSpec::Dsm(dsm) => {
+                let connection = config.dsm.as_ref().ok_or(BackendError::invalid(
+                    "dsm",
+                    "`install: { kind: dsm }` needs the top-level `dsm:` block",
+                ))?;
+                Ok(Arc::new(DsmInstall::new(connection, &dsm.description)?))
+            }
+            #[cfg(feature = "k8s")]
+            InstallSpec::K8sSecret(spec) => Ok(Arc::new(
+                install::k8s_secret::K8sSecretInstall::new(&cert.id, spec),
+            )),
+            #[cfg(not(feature = "k8s"))]
+            InstallSpec::K8sSecret(_) => not_available(&cert.install),
         }
     }
 

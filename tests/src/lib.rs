@@ -4,9 +4,13 @@
 
 pub mod acme_double;
 pub mod acme_peers;
+pub mod dsm_double;
 pub mod haproxy;
+pub mod kube_double;
 pub mod nginx;
 pub mod pebble;
+pub mod serve;
+pub mod test_chain;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Refuses every backend this build cannot run yet. The config reference lists kinds whose
-//! backends have not landed; they parse (so the error can be precise) and are refused here,
-//! never silently ignored. Driven by [`Tagged::availability`], so landing a backend is a
+//! backends have not landed, or whose cargo feature this build left out; they parse (so the
+//! error can be precise) and are refused here, never silently ignored. Driven by [`Tagged::availability`], so landing a backend is a
 //! one-word change in the schema.
 
 use super::blocks::Parsed;
@@ -36,9 +36,11 @@ pub(crate) fn check_availability(parsed: &Parsed) -> Vec<Problem> {
 }
 
 fn refuse_not_yet<T: Tagged>(value: &T, path: &str, found: &mut Vec<Problem>) {
-    if value.availability() == Availability::Available {
-        return;
-    }
+    let feature = match value.availability() {
+        Availability::Available => return,
+        Availability::NotYet => None,
+        Availability::BuiltWithout(feature) => Some(feature),
+    };
     let label = last_field(path);
     let available: Vec<String> = T::KINDS
         .iter()
@@ -55,14 +57,21 @@ fn refuse_not_yet<T: Tagged>(value: &T, path: &str, found: &mut Vec<Problem>) {
     } else {
         format!("available in this build: {}", available.join(", "))
     };
-    found.push(
-        Problem::value(
-            child(path, "kind"),
-            format!(
-                "`kind: {}` is not available in this build yet",
-                value.kind()
-            ),
-        )
-        .hint(hint),
-    );
+    let message = match feature {
+        None => format!(
+            "`kind: {}` is not available in this build yet",
+            value.kind()
+        ),
+        Some(feature) => format!(
+            "`kind: {}` is not available: rota was built without feature `{feature}`",
+            value.kind()
+        ),
+    };
+    let hint = match feature {
+        None => hint,
+        Some(feature) => {
+            format!("rebuild with the default features (or `--features {feature}`); {hint}")
+        }
+    };
+    found.push(Problem::value(child(path, "kind"), message).hint(hint));
 }

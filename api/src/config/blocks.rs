@@ -23,6 +23,7 @@ const BLOCKS: &[&str] = &[
     "namecheap",
     "cloudflare",
     "acme",
+    "dsm",
     "cluster",
     "alerts",
     "certs",
@@ -125,6 +126,7 @@ fn read_block(parsed: &mut Parsed, name: &'static str, value: Value) -> Result<(
         "namecheap" => config.namecheap = Some(plain(value, name)?),
         "cloudflare" => config.cloudflare = Some(plain(value, name)?),
         "acme" => config.acme = Some(plain(value, name)?),
+        "dsm" => config.dsm = Some(plain(value, name)?),
         "cluster" => config.cluster = Some(plain(value, name)?),
         "alerts" => {
             let list = list(value, name, tagged::<AlertSpec>);
@@ -252,6 +254,7 @@ fn empty_config() -> Config {
         namecheap: None,
         cloudflare: None,
         acme: None,
+        dsm: None,
         cluster: None,
         alerts: Vec::new(),
         certs: Vec::new(),

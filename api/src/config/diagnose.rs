@@ -75,6 +75,9 @@ fn kind_list<T: Tagged>() -> String {
         .iter()
         .map(|kind| match T::kind_availability(kind) {
             Some(Availability::NotYet) => format!("`{kind}` (not available yet)"),
+            Some(Availability::BuiltWithout(feature)) => {
+                format!("`{kind}` (built without feature `{feature}`)")
+            }
             _ => format!("`{kind}`"),
         })
         .collect();

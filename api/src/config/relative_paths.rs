@@ -46,6 +46,13 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
             rebase.secret(Some(&mut eab.hmac_key_file));
         }
     }
+    if let Some(dsm) = &mut config.dsm {
+        rebase.secret(Some(&mut dsm.password_file));
+        rebase.secret(dsm.device_token_file.as_mut());
+        if let Some(bundle) = &mut dsm.ca_bundle_file {
+            rebase.path("dsm.ca_bundle_file", bundle);
+        }
+    }
     match &mut config.audit {
         AuditConfig::Sqlite(_) => {}
         AuditConfig::Surrealdb(surreal) => rebase.secret(surreal.password_file.as_mut()),

@@ -16,6 +16,18 @@ pub enum Availability {
     Available,
     /// Part of the config reference, but its backend has not landed yet.
     NotYet,
+    /// Implemented, but this build left out the cargo feature it needs (named here).
+    BuiltWithout(&'static str),
+}
+
+impl Availability {
+    /// `k8s_secret`: runs when this crate's `k8s` feature is on, which rota-providers' default
+    /// `k8s` feature (the one that compiles the Kubernetes client) turns on.
+    pub const K8S: Self = if cfg!(feature = "k8s") {
+        Self::Available
+    } else {
+        Self::BuiltWithout("k8s")
+    };
 }
 
 /// Implemented by the `kind`-tagged enums so the loader can point at the exact field that
@@ -107,6 +119,9 @@ pub struct Config {
     /// ACME account, for `ca: { kind: acme }`.
     #[serde(default)]
     pub acme: Option<AcmeAccount>,
+    /// The Synology NAS and its login, for `install: { kind: dsm }`.
+    #[serde(default)]
+    pub dsm: Option<DsmConnection>,
     /// Optional federation of several rotad nodes.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
@@ -302,6 +317,28 @@ pub struct AcmeAccount {
     #[serde(default)]
     pub profile: Option<String>,
     /// PEM roots to trust for the directory's TLS, besides the system's (private ACME servers).
+    #[serde(default)]
+    pub ca_bundle_file: Option<PathBuf>,
+}
+
+/// The `dsm:` block: where the Synology NAS answers and how rota logs in to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DsmConnection {
+    /// DSM's web address, e.g. `https://nas.home.arpa:5001`.
+    pub url: String,
+    /// A DSM account in the `administrators` group.
+    pub username: String,
+    /// That account's password.
+    pub password_file: SecretSource,
+    /// For accounts with 2-factor sign-in: the device token (`did`) DSM issued to a trusted
+    /// device, so no one-time code is asked for.
+    #[serde(default)]
+    pub device_token_file: Option<SecretSource>,
+    /// The device name the token was issued to; `rota` by default.
+    #[serde(default)]
+    pub device_name: Option<String>,
+    /// PEM roots to trust for DSM's TLS besides the system's (DSM's own self-signed CA).
     #[serde(default)]
     pub ca_bundle_file: Option<PathBuf>,
 }
@@ -502,7 +539,7 @@ tagged_enum! {
     /// A cert's `install:` block.
     pub enum InstallSpec {
         /// Synology DSM certificate store.
-        "dsm" => Dsm(DsmInstall) = NotYet,
+        "dsm" => Dsm(DsmInstall) = Available,
         /// PEM files in a directory.
         "filesystem" => Filesystem(FilesystemInstall) = Available,
         /// PEM files plus an nginx reload.
@@ -510,7 +547,7 @@ tagged_enum! {
         /// PEM files plus an HAProxy runtime API hot-swap.
         "haproxy" => Haproxy(HaproxyInstall) = Available,
         /// A `kubernetes.io/tls` Secret, server-side applied.
-        "k8s_secret" => K8sSecret(K8sSecretInstall) = NotYet,
+        "k8s_secret" => K8sSecret(K8sSecretInstall) = K8S,
     }
 }
 
@@ -532,7 +569,7 @@ impl InstallSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DsmInstall {
-    /// The label shown in DSM's Control Panel.
+    /// The label shown in DSM's Control Panel; rota replaces the certificate with this label.
     pub description: String,
 }
 

@@ -50,6 +50,12 @@ fn secret_fields(parsed: &Parsed) -> Vec<(String, &SecretSource)> {
         let path = "acme.external_account_binding.hmac_key_file".to_owned();
         fields.push((path, &eab.hmac_key_file));
     }
+    if let Some(dsm) = &config.dsm {
+        fields.push(("dsm.password_file".to_owned(), &dsm.password_file));
+        if let Some(token) = &dsm.device_token_file {
+            fields.push(("dsm.device_token_file".to_owned(), token));
+        }
+    }
     for (path, alert) in parsed.alerts() {
         let (field, source) = match alert {
             AlertSpec::Email(email) => ("password_file", email.password_file.as_ref()),

@@ -43,6 +43,14 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
             &mut found,
         );
     }
+    if let Some(dsm) = &config.dsm {
+        check_url(
+            "dsm.url",
+            &dsm.url,
+            "https://nas.home.arpa:5001",
+            &mut found,
+        );
+    }
     check_unique_ids(parsed, &mut found);
     for (path, cert) in parsed.certs() {
         check_cert(&path, cert, &mut found);
@@ -229,6 +237,12 @@ fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
                 );
             }
         }
+        InstallSpec::Dsm(dsm) if dsm.description.trim().is_empty() => {
+            found.push(
+                Problem::value(child(path, "description"), "`description` is empty")
+                    .hint("name the certificate as DSM's Control Panel shows it, e.g. `description: My Public Site`; rota replaces the one with that label"),
+            );
+        }
         InstallSpec::Filesystem(_) | InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => {}
     }
 }
@@ -291,7 +305,9 @@ fn check_accounts(parsed: &Parsed, path: &str, cert: &CertSpec, found: &mut Vec<
         .dcv
         .as_ref()
         .and_then(|dcv| Some(("dcv", dcv.kind(), Account::for_dcv(dcv)?)));
-    for (surface, kind, account) in ca.into_iter().chain(dcv) {
+    let install = Account::for_install(&cert.install)
+        .map(|account| ("install", cert.install.kind(), account));
+    for (surface, kind, account) in ca.into_iter().chain(dcv).chain(install) {
         let block = account.block();
         // A block that was written but failed to parse has its own problem already.
         if account.is_configured(&parsed.config) || !parsed.usable(block) {
@@ -313,6 +329,7 @@ enum Account {
     Acme,
     Namecheap,
     Cloudflare,
+    Dsm,
 }
 
 impl Account {
@@ -332,11 +349,16 @@ impl Account {
         }
     }
 
+    fn for_install(install: &InstallSpec) -> Option<Self> {
+        matches!(install, InstallSpec::Dsm(_)).then_some(Self::Dsm)
+    }
+
     fn block(self) -> &'static str {
         match self {
             Self::Acme => "acme",
             Self::Namecheap => "namecheap",
             Self::Cloudflare => "cloudflare",
+            Self::Dsm => "dsm",
         }
     }
 
@@ -345,6 +367,7 @@ impl Account {
             Self::Acme => config.acme.is_some(),
             Self::Namecheap => config.namecheap.is_some(),
             Self::Cloudflare => config.cloudflare.is_some(),
+            Self::Dsm => config.dsm.is_some(),
         }
     }
 
@@ -360,6 +383,10 @@ impl Account {
             }
             Self::Cloudflare => {
                 "`cloudflare: { api_token_file: /etc/rota/secrets/cloudflare.token }`"
+            }
+            Self::Dsm => {
+                "`dsm: { url: https://nas.home.arpa:5001, username: rota, \
+                 password_file: /etc/rota/secrets/dsm.password }`"
             }
         }
     }

@@ -11,14 +11,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use instant_acme::{Account, AccountCredentials, ExternalAccountKey, NewAccount};
 use rota_api::BackendError;
 use rota_api::config::{AcmeAccount, ExternalAccountBinding};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use tokio::sync::OnceCell;
 
 use super::problem::{backend_error, retry_bad_nonce, with_hint};
 use super::transport::{AcmeHttp, observed};
 use super::{KIND, ari};
 use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
+use crate::tls_client::parse_ca_bundle;
 
 /// The account of one `acme:` block, loaded or created on first use.
 pub(crate) struct SharedAccount {
@@ -150,26 +149,7 @@ async fn http_client(bundle: Option<&Path>) -> Result<AcmeHttp, BackendError> {
         let pem = tokio::fs::read(bundle)
             .await
             .map_err(|source| BackendError::io(KIND, "reading", bundle, source))?;
-        extra_roots = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                BackendError::invalid(
-                    KIND,
-                    format!(
-                        "acme.ca_bundle_file {} is not PEM certificates: {e}",
-                        bundle.display()
-                    ),
-                )
-            })?;
-        if extra_roots.is_empty() {
-            return Err(BackendError::invalid(
-                KIND,
-                format!(
-                    "acme.ca_bundle_file {} holds no certificate",
-                    bundle.display()
-                ),
-            ));
-        }
+        extra_roots = parse_ca_bundle(KIND, "acme.ca_bundle_file", bundle, &pem)?;
     }
     AcmeHttp::new(extra_roots).map_err(|e| {
         BackendError::invalid(

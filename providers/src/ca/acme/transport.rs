@@ -9,7 +9,6 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -21,9 +20,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use instant_acme::{BodyWrapper, BytesResponse, Error, HttpClient};
-use rustls::ClientConfig;
 use rustls_pki_types::CertificateDer;
-use rustls_platform_verifier::Verifier;
+
+use crate::tls_client::client_config;
 
 /// The longest one request may take, from connecting to the last byte of the body.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -89,16 +88,7 @@ pub(crate) struct AcmeHttp {
 impl AcmeHttp {
     /// A client trusting the system roots and `extra_roots` (the operator's CA bundle).
     pub(crate) fn new(extra_roots: Vec<CertificateDer<'static>>) -> Result<Self, rustls::Error> {
-        // Named explicitly so the build never depends on a process-wide default provider.
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Verifier::new_with_extra_roots(extra_roots, Arc::clone(&provider))?;
-        let tls = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            // `dangerous` is rustls' name for any verifier besides its own; this one is the
-            // platform's chain verification with more roots, not a relaxation.
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
+        let tls = client_config(extra_roots)?;
         let mut tcp = HttpConnector::new();
         // The HTTPS layer above checks the scheme; this one only connects.
         tcp.enforce_http(false);
