@@ -254,9 +254,6 @@ const ROWS: &[Row] = &[
         concat!("cloudflare:\n  api_token_file: 'env:'\n", ok_cert!()), 1, "cloudflare.api_token_file", "not a valid `env:VAR` reference", (2, 19)),
 
     // --- backends not in this build, federation, audit ---
-    row("an install kind not available yet names the available ones",
-        "certs:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: local }\n    install: { kind: dsm, description: NAS }\n",
-        1, "certs[0].install.kind", "`kind: dsm` is not available in this build yet", (6, 22)),
     row("the Cloudflare solver is not available yet",
         "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\ncloudflare: { api_token_file: token }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: acme }\n    dcv: { kind: cloudflare }\n    install: { kind: filesystem, directory: out }\n",
         1, "certs[0].dcv.kind", "`kind: cloudflare` is not available in this build yet", (8, 18)),

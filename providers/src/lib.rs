@@ -194,7 +194,7 @@ impl BackendFactory for Providers {
 mod tests {
     use std::path::Path;
 
-    use rota_api::config::{AcmeCa, CloudflareDcv, DsmInstall, NamecheapCa};
+    use rota_api::config::{AcmeCa, CloudflareDcv, NamecheapCa};
 
     use super::*;
 
@@ -233,14 +233,10 @@ mod tests {
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
         other.ca = CaSpec::Namecheap(NamecheapCa { ssl_id: 1 });
-        other.install = InstallSpec::Dsm(DsmInstall {
-            description: "NAS".into(),
-        });
         assert_eq!(
             refused(providers.ca(&config, &other).map(drop)),
             "namecheap"
         );
-        assert_eq!(refused(providers.install(&config, &other).map(drop)), "dsm");
         let webroot = DcvSpec::Webroot(rota_api::config::WebrootDcv {
             directory: "/w".into(),
         });
