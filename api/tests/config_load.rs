@@ -53,8 +53,6 @@ fn every_block_parses_and_only_backends_not_in_this_build_are_refused() {
         [
             "audit.kind",
             "cluster.enabled",
-            "alerts[0].kind",
-            "alerts[1].kind",
             "certs[1].ca.kind",
             "certs[1].dcv.kind",
             "certs[1].install.kind",

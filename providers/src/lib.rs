@@ -7,6 +7,8 @@
 pub mod atomic_write;
 pub mod keys;
 
+mod alert;
+
 mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
@@ -32,6 +34,8 @@ use rota_api::config::{
 };
 use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
 
+use alert::email::EmailSink;
+use alert::webhook::WebhookSink;
 use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
@@ -161,7 +165,8 @@ impl BackendFactory for Providers {
         spec: &AlertSpec,
     ) -> Result<Arc<dyn AlertBackend>, BackendError> {
         match spec {
-            AlertSpec::Email(_) | AlertSpec::Webhook(_) => not_available(spec),
+            AlertSpec::Email(email) => Ok(Arc::new(EmailSink::new(email)?)),
+            AlertSpec::Webhook(hook) => Ok(Arc::new(WebhookSink::new(hook)?)),
         }
     }
 }

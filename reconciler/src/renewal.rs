@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
-use rota_api::{AlertEvent, AlertKind};
+use rota_api::{AlertDetails, AlertEvent, AlertKind};
 use rota_store::IssuedCertRow;
 
 use crate::backoff;
@@ -295,6 +295,7 @@ impl Reconciler {
             kind: AlertKind::RenewalFailed,
             message,
             timestamp: now,
+            details: AlertDetails::default(),
         };
         self.dispatch_alert(&event).await;
     }

@@ -6,6 +6,8 @@ pub mod acme_double;
 pub mod acme_peers;
 pub mod nginx;
 pub mod pebble;
+pub mod smtp;
+pub mod webhook;
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -338,9 +338,9 @@ tagged_enum! {
     /// One entry of `alerts:`.
     pub enum AlertSpec {
         /// SMTP mail.
-        "email" => Email(EmailAlert) = NotYet,
+        "email" => Email(EmailAlert) = Available,
         /// JSON POST to a URL.
-        "webhook" => Webhook(WebhookAlert) = NotYet,
+        "webhook" => Webhook(WebhookAlert) = Available,
     }
 }
 
@@ -376,6 +376,9 @@ pub struct EmailAlert {
     pub from: String,
     /// Recipients.
     pub to: Vec<String>,
+    /// PEM roots to trust for the server's TLS besides the system's (a private relay).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `kind: webhook` alert sink.
