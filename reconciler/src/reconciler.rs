@@ -437,7 +437,8 @@ impl Reconciler {
         time::Duration::days(i64::from(days))
     }
 
-    /// Records the `Ready` condition a plan implies and what was observed.
+    /// Records the `Ready` condition a plan implies and what was observed, and warns when
+    /// that makes the cert's expiry news.
     pub(crate) async fn record_plan(
         &self,
         cert: &CertRuntime,
@@ -454,6 +455,7 @@ impl Reconciler {
         if let Some(conds) = changed {
             self.store_conditions(&cert.spec.id, &conds).await;
         }
+        self.alert_on_plan(cert, decision).await;
     }
 
     /// Updates one condition in memory and in the store.

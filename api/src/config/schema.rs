@@ -151,6 +151,8 @@ pub struct DaemonConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// How DNS-01 records are checked before the CA is asked to validate them.
     pub dns_propagation: DnsPropagation,
+    /// Warn (`expiry_warning`) when a cert that is not Ready expires within this many days.
+    pub alert_before_days: u32,
 }
 
 /// `daemon.dns_propagation`: which servers must answer a DNS-01 record, and how long to wait.
@@ -191,6 +193,7 @@ impl Default for DaemonConfig {
             tls: None,
             allowed_paths: Vec::new(),
             dns_propagation: DnsPropagation::default(),
+            alert_before_days: 14,
         }
     }
 }
