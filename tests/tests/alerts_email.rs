@@ -200,5 +200,6 @@ async fn starttls_is_required_never_skipped() {
         .dispatch(&failure())
         .await
         .expect_err("a server without STARTTLS gets nothing");
+    assert!(err.to_string().contains("STARTTLS"), "{err}");
     assert!(relay.received().is_empty(), "{err}");
 }

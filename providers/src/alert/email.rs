@@ -15,6 +15,8 @@ use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
 
 use rota_api::config::{EmailAlert, SmtpTls};
 use rota_api::{AlertBackend, AlertEvent, AlertKind, BackendError};
@@ -181,18 +183,27 @@ fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
 fn tls_parameters(spec: &EmailAlert) -> Result<TlsParameters, BackendError> {
     let mut builder = TlsParameters::builder(spec.smtp_host.clone());
     if let Some(path) = &spec.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| BackendError::io(BACKEND, "reading ca_file", path, e))?;
-        let roots = Certificate::from_pem(&pem).map_err(|e| {
+        let unusable = |why: String| {
             BackendError::invalid(
                 BACKEND,
-                format!(
-                    "`ca_file` {} holds no usable PEM certificate: {e}",
-                    path.display()
-                ),
+                format!("`ca_file` {} {why}: give PEM certificates", path.display()),
             )
-        })?;
-        builder = builder.add_root_certificate(roots);
+        };
+        let pem = std::fs::read(path)
+            .map_err(|e| BackendError::io(BACKEND, "reading ca_file", path, e))?;
+        // Parsed here because lettre takes a file without any certificate as an empty set of
+        // roots, which would make the file's mistake show only at the first alert.
+        let roots = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| unusable(format!("is not PEM ({e})")))?;
+        if roots.is_empty() {
+            return Err(unusable("holds no certificate".to_owned()));
+        }
+        for root in roots {
+            let root = Certificate::from_der(root.to_vec())
+                .map_err(|e| unusable(format!("holds a certificate rustls refuses ({e})")))?;
+            builder = builder.add_root_certificate(root);
+        }
     }
     builder
         .build_rustls()
@@ -255,6 +266,30 @@ mod tests {
             assert!(err.contains(want), "{err}");
         }
         assert!(EmailSink::new(&spec()).is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_that_is_missing_or_not_pem_is_a_config_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        for (path, want) in [
+            (dir.path().join("missing.pem"), "reading ca_file"),
+            (garbage, "holds no certificate"),
+        ] {
+            let spec = EmailAlert {
+                ca_file: Some(path.clone()),
+                ..spec()
+            };
+            let err = EmailSink::new(&spec)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains(want) && err.contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
     }
 
     #[test]
