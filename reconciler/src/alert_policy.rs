@@ -60,15 +60,26 @@ pub(crate) fn failure_kind(reason: Reason) -> AlertKind {
     }
 }
 
-/// Whether the installed cert, expiring at `not_after`, calls for an expiry warning at
-/// `now`: within `alert_before` of its end (or past it) while the cert is not Ready.
+/// What the expiry warning looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ExpiryFacts {
+    /// The installed cert's notAfter, if one is installed.
+    pub not_after: Option<OffsetDateTime>,
+    /// Whether the cert is Ready.
+    pub ready: bool,
+    /// Whether its last renewal of the current spec failed.
+    pub failing: bool,
+}
+
+/// Whether the installed cert calls for an expiry warning at `now`: within `alert_before` of
+/// its end (or past it), not Ready, and its renewal failing — a cert merely about to be renewed
+/// is no news, and one with nothing installed is covered by the failure alert.
 pub(crate) fn expiry_warning_due(
-    not_after: Option<OffsetDateTime>,
-    ready: bool,
+    facts: ExpiryFacts,
     alert_before: Duration,
     now: OffsetDateTime,
 ) -> bool {
-    !ready && not_after.is_some_and(|end| end - now <= alert_before)
+    facts.failing && !facts.ready && facts.not_after.is_some_and(|end| end - now <= alert_before)
 }
 
 #[cfg(test)]
@@ -136,23 +147,25 @@ mod tests {
     }
 
     #[test]
-    fn an_expiry_warning_needs_a_close_end_and_a_cert_not_ready() {
+    fn an_expiry_warning_needs_a_close_end_a_cert_not_ready_and_a_failing_renewal() {
         let window = Duration::days(14);
+        let facts = |days: Option<i64>, ready, failing| ExpiryFacts {
+            not_after: days.map(|d| NOW + Duration::days(d)),
+            ready,
+            failing,
+        };
         #[rustfmt::skip]
         let rows = [
-            ("13 days left, not Ready", Some(NOW + Duration::days(13)), false, true),
-            ("exactly 14 days left, not Ready", Some(NOW + Duration::days(14)), false, true),
-            ("15 days left, not Ready", Some(NOW + Duration::days(15)), false, false),
-            ("13 days left but Ready (the CA's window is later)", Some(NOW + Duration::days(13)), true, false),
-            ("expired", Some(NOW - Duration::days(1)), false, true),
-            ("nothing installed: a failure alert covers it", None, false, false),
+            ("13 days left, failing", facts(Some(13), false, true), true),
+            ("exactly 14 days left, failing", facts(Some(14), false, true), true),
+            ("15 days left, failing", facts(Some(15), false, true), false),
+            ("expired, failing", facts(Some(-1), false, true), true),
+            ("13 days left but Ready (the CA's window is later)", facts(Some(13), true, true), false),
+            ("13 days left, not Ready, about to renew: no news yet", facts(Some(13), false, false), false),
+            ("nothing installed: the failure alert covers it", facts(None, false, true), false),
         ];
-        for (why, not_after, ready, want) in rows {
-            assert_eq!(
-                expiry_warning_due(not_after, ready, window, NOW),
-                want,
-                "{why}"
-            );
+        for (why, facts, want) in rows {
+            assert_eq!(expiry_warning_due(facts, window, NOW), want, "{why}");
         }
     }
 }

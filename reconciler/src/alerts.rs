@@ -16,7 +16,7 @@ use rota_api::wire::{AlertDelivery, AlertTestResult};
 use rota_api::{AlertBackend, AlertDetails, AlertEvent, AlertKind, CertId};
 use rota_store::AlertEpisode;
 
-use crate::alert_policy::{FAILURE_KINDS, decide, expiry_warning_due, failure_kind};
+use crate::alert_policy::{ExpiryFacts, FAILURE_KINDS, decide, expiry_warning_due, failure_kind};
 use crate::clock::rfc3339;
 use crate::desired::CertRuntime;
 use crate::plan::{Observation, Plan};
@@ -98,7 +98,7 @@ impl Reconciler {
     }
 
     /// After a plan: warns when the installed cert is close to its end, not Ready and its
-    /// last renewal failed (a cert merely about to be renewed is no news), at most daily.
+    /// renewal failing (see `expiry_warning_due`), at most daily.
     pub(crate) async fn alert_on_plan(&self, cert: &CertRuntime, decision: &Plan) {
         let now = self.shared.clock.now();
         let days = self.desired().loaded.config.daemon.alert_before_days;
@@ -112,7 +112,12 @@ impl Reconciler {
             let failing = state.condition(ConditionType::Failing).is_some_and(|c| {
                 c.status == ConditionStatus::True && c.observed_generation == cert.generation
             });
-            let due = failing && expiry_warning_due(not_after, ready, alert_before, now);
+            let facts = ExpiryFacts {
+                not_after,
+                ready,
+                failing,
+            };
+            let due = expiry_warning_due(facts, alert_before, now);
             let kind = AlertKind::ExpiryWarning;
             let verdict = decide(due, state.alert_episodes.get(&kind).copied(), now);
             let change = keep(&mut state.alert_episodes, kind, verdict.episode);
@@ -120,16 +125,17 @@ impl Reconciler {
         });
         self.store_episodes(&cert.spec.id, change).await;
         let Some(not_after) = send else { return };
-        let left = (not_after - now).whole_days();
         let mut details = self.details_of(cert);
         if let Plan::BackingOff { until, .. } = decision {
             details.next_attempt_at = Some(*until);
         }
-        let message = format!(
-            "{} expires {} ({left} days left) and renewing it keeps failing",
-            cert.spec.id,
-            rfc3339(not_after)
-        );
+        let left = (not_after - now).whole_days();
+        let when = if not_after <= now {
+            format!("expired at {}", rfc3339(not_after))
+        } else {
+            format!("expires {} ({left} days left)", rfc3339(not_after))
+        };
+        let message = format!("{} {when} and renewing it keeps failing", cert.spec.id);
         self.send_alert(&cert.spec.id, AlertKind::ExpiryWarning, message, details);
     }
 
