@@ -529,9 +529,9 @@ impl Reconciler {
         });
     }
 
-    /// Stops sweeping and queuing, and waits up to `grace` for running renewals to finish.
-    /// Renewals still running after that stay journalled and are closed as interrupted at
-    /// the next start.
+    /// Stops sweeping and queuing, and waits up to `grace` for running renewals (and alert
+    /// deliveries) to finish. Renewals still running after that stay journalled and are
+    /// closed as interrupted at the next start.
     pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();

@@ -110,7 +110,7 @@ pub struct Config {
     /// Optional federation of several rotad nodes.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
-    /// Notification sinks; every failure goes to each of them.
+    /// Notification sinks; every alert goes to each of them.
     #[serde(default)]
     pub alerts: Vec<AlertSpec>,
     /// The certificates rota keeps fresh.
