@@ -1,6 +1,6 @@
 //! Email alerts against a real SMTP server (aiosmtpd): plain, STARTTLS and implicit TLS, with
 //! and without a login; what arrives is checked header by header, and a refused login or an
-//! untrusted server is an error that says what to fix.
+//! untrusted server is an error that says what to fix; `rota alert test` through the real rotad.
 
 use std::path::Path;
 
@@ -202,4 +202,59 @@ async fn starttls_is_required_never_skipped() {
         .expect_err("a server without STARTTLS gets nothing");
     assert!(err.to_string().contains("STARTTLS"), "{err}");
     assert!(relay.received().is_empty(), "{err}");
+}
+
+#[test]
+fn rota_alert_test_mails_through_the_real_rotad_and_reports_a_refused_login() {
+    let server = Smtp::start(smtp::SmtpTls::Starttls, Some(("alerts", "hunter2")));
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("smtp.password");
+    let config = |sinks: &str| {
+        format!(
+            "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  \
+             socket_path: {{dir}}/rota.sock\n\
+             local_ca:\n  directory: {{dir}}/ca\n\
+             alerts:\n{sinks}\
+             certs:\n  - id: web\n    domains: [web.home.arpa]\n    key_path: {{dir}}/web.key\n    \
+             ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {{dir}}/out }}\n"
+        )
+    };
+    let sink = format!(
+        "  - kind: email\n    smtp_host: 127.0.0.1\n    smtp_port: {}\n    tls: starttls\n    \
+         username: alerts\n    password_file: {}\n    from: rota@example.test\n    \
+         to: [oncall@example.test]\n    ca_file: {}\n",
+        server.port,
+        password.display(),
+        server.ca_file().display()
+    );
+    std::fs::write(&password, "hunter2\n").unwrap();
+    let rotad = rota_e2e::Rotad::start(&config(&sink));
+
+    let out = rotad.rota_ok(&["alert", "test"]);
+    assert!(
+        out.contains("sink 0 (email to oncall@example.test): delivered"),
+        "{out}"
+    );
+    let mail = server.received();
+    assert_eq!(mail.len(), 1, "{}", server.log());
+    assert_eq!(
+        mail[0].header("Subject").as_deref(),
+        Some("[rota] rota-alert-test: test alert")
+    );
+
+    // The password file is read at each send: a wrong one now is a refused login, reported.
+    std::fs::write(&password, "not-the-password\n").unwrap();
+    let out = rotad.rota(&["alert", "test"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("FAILED: email: "), "{stdout}");
+    assert!(
+        stdout.contains("535") && stdout.contains("password_file"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("not-the-password") && !rotad.log().contains("not-the-password"));
+    assert!(
+        !rotad.log().contains("hunter2"),
+        "the password is never logged"
+    );
 }
