@@ -363,12 +363,40 @@ pub trait InstallBackend: Send + Sync {
     }
 }
 
-/// What an alert is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What an alert is about; the snake_case name is the webhook envelope's `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
-    /// A renewal attempt failed.
+    /// A renewal attempt failed (before anything was issued, or at any step but install).
     RenewalFailed,
+    /// The CA issued a cert but installing it failed.
+    InstallFailed,
+    /// The installed cert expires within `daemon.alert_before_days` and is not Ready.
+    ExpiryWarning,
+    /// A renewal succeeded after one or more failures.
+    RenewalRecovered,
+    /// An operator asked for a test alert (`rota alert test`).
+    Test,
+}
+
+impl AlertKind {
+    /// The snake_case name, as on the wire and in the store.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RenewalFailed => "renewal_failed",
+            Self::InstallFailed => "install_failed",
+            Self::ExpiryWarning => "expiry_warning",
+            Self::RenewalRecovered => "renewal_recovered",
+            Self::Test => "test",
+        }
+    }
+
+    /// Parses the stored name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+    }
 }
 
 /// One notification sent to every alert sink.
@@ -383,6 +411,25 @@ pub struct AlertEvent {
     /// When it happened.
     #[serde(with = "time::serde::rfc3339")]
     pub timestamp: OffsetDateTime,
+    /// What a longer notification (an email) adds to `message`.
+    pub details: AlertDetails,
+}
+
+/// The facts a human needs to act on an alert without opening a shell first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDetails {
+    /// The cert's domains.
+    pub domains: Vec<DomainName>,
+    /// The error of the last attempt, when one failed.
+    pub error: Option<String>,
+    /// The installed cert's notAfter, when one is installed.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub not_after: Option<OffsetDateTime>,
+    /// When rotad tries again on its own, when it will.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// The last steps of the most recent renewal, oldest first.
+    pub recent_steps: Vec<crate::status::StepEvent>,
 }
 
 /// Delivers notifications to a human.

@@ -9,8 +9,8 @@ pub mod status;
 pub mod wire;
 
 pub use backend::{
-    AlertBackend, AlertEvent, AlertKind, BackendError, BackendFactory, CaBackend, ChallengeKind,
-    DcvBackend, DcvChallenge, InstallBackend, IssuedCert, OrderHandle, PlacedOrder, RenewalWindow,
-    RevocationReason,
+    AlertBackend, AlertDetails, AlertEvent, AlertKind, BackendError, BackendFactory, CaBackend,
+    ChallengeKind, DcvBackend, DcvChallenge, InstallBackend, IssuedCert, OrderHandle, PlacedOrder,
+    RenewalWindow, RevocationReason,
 };
 pub use names::{CertId, DomainName, HostPort, SecretError, SecretSource, SecretString};

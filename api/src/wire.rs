@@ -6,7 +6,7 @@ pub mod certificate;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::backend::{RenewalWindow, RevocationReason};
+use crate::backend::{AlertKind, RenewalWindow, RevocationReason};
 use crate::config::ConfigIssue;
 use crate::names::{CertId, DomainName};
 use crate::status::{
@@ -112,6 +112,50 @@ pub struct CertDetail {
     pub renews_at: Option<OffsetDateTime>,
     /// The most recent renewals, newest first.
     pub renewals: Vec<RenewalRecord>,
+    /// The last alert about this cert each sink was sent, by sink.
+    #[serde(default)]
+    pub alerts: Vec<AlertDelivery>,
+}
+
+/// One alert's delivery to one sink, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertDelivery {
+    /// The sink's position in `alerts:` (from 0).
+    pub sink: usize,
+    /// The sink, as `rota` names it (`webhook to https://hooks.example.com`); no secret.
+    pub sink_label: String,
+    /// What the alert was about.
+    pub kind: AlertKind,
+    /// When it was sent.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// Why the sink did not take it, or `None` when it did.
+    pub error: Option<String>,
+}
+
+/// `POST /api/alerts/test`: send a test alert to every sink, or to one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AlertTestRequest {
+    /// Only this sink (its position in `alerts:`, from 0).
+    pub sink: Option<usize>,
+}
+
+/// The answer to an [`AlertTestRequest`]: one result per sink tried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlertTestResponse {
+    /// Each sink's result, in config order.
+    pub results: Vec<AlertTestResult>,
+}
+
+/// Whether one sink took the test alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertTestResult {
+    /// The sink's position in `alerts:`.
+    pub sink: usize,
+    /// The sink, as `rota` names it.
+    pub sink_label: String,
+    /// Why it failed, or `None` when it took the alert.
+    pub error: Option<String>,
 }
 
 /// `GET /api/certs/{id}/log`: one renewal and its steps.

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use rota_api::config::{
-    AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, InstallSpec, LoadedConfig,
-    config_path_with_env, load_file, load_str_with_env,
+    AlertSpec, AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, InstallSpec,
+    LoadedConfig, config_path_with_env, load_file, load_str_with_env,
 };
 use rota_api::names::{DomainName, SecretSource};
 
@@ -60,8 +60,6 @@ fn every_block_parses_and_only_backends_not_in_this_build_are_refused() {
         [
             "audit.kind",
             "cluster.enabled",
-            "alerts[0].kind",
-            "alerts[1].kind",
             "certs[1].ca.kind",
             "certs[1].dcv.kind",
             "certs[2].dcv.kind",
@@ -149,6 +147,7 @@ fn defaults_follow_the_configuration_reference() {
         assert_eq!(daemon.check_interval_seconds, 3600);
         assert_eq!(daemon.renew_threshold_days, 30);
         assert_eq!(daemon.max_concurrent_renewals, 4);
+        assert_eq!(daemon.alert_before_days, 14);
         assert_eq!(daemon.api_token_file, None);
         assert_eq!(config.audit, AuditConfig::default());
         assert_eq!(config.local_ca.validity_days, 90);
@@ -171,6 +170,9 @@ fn relative_paths_are_taken_from_the_config_directory() {
         "  api_token_file: secrets/api.token\n",
         "cloudflare: { api_token_file: secrets/cloudflare.token }\n",
         "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: secrets/acct.json }\n",
+        "alerts:\n",
+        "  - { kind: email, smtp_host: smtp.test, smtp_port: 587, tls: starttls, from: r@a.test,\n",
+        "      to: [o@a.test], username: u, password_file: secrets/smtp.password, ca_file: smtp-ca.pem }\n",
         "certs:\n",
         "  - id: web\n",
         "    domains: [a.test]\n",
@@ -196,6 +198,12 @@ fn relative_paths_are_taken_from_the_config_directory() {
         acme.account_credentials_file,
         base.join("secrets/acct.json")
     );
+    let AlertSpec::Email(email) = &config.alerts[0] else {
+        panic!("an email sink: {:?}", config.alerts)
+    };
+    let password = SecretSource::File(base.join("secrets/smtp.password"));
+    assert_eq!(email.password_file, Some(password));
+    assert_eq!(email.ca_file, Some(base.join("smtp-ca.pem")));
     assert_eq!(config.certs[0].key_path, base.join("keys/web.key"));
     let InstallSpec::Filesystem(fs) = &config.certs[0].install else {
         panic!()

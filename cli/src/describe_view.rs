@@ -1,9 +1,10 @@
 //! `rota describe cert ID` as text, from a [`CertDetail`]: the spec, the conditions, the
-//! installed cert, the backoff and the recent renewals, in kubectl's `describe` layout.
+//! installed cert, the backoff, the recent renewals and the last alert to each sink, in
+//! kubectl's `describe` layout.
 
 use rota_api::DomainName;
 use rota_api::status::{BackoffState, Condition, ConditionType, RenewalRecord};
-use rota_api::wire::{CertDetail, InstalledCert};
+use rota_api::wire::{AlertDelivery, CertDetail, InstalledCert};
 use time::OffsetDateTime;
 
 use crate::certs_view::condition_status;
@@ -49,6 +50,7 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
         detail.installed.as_ref().map(|c| installed(c, now)),
     ));
     out.push_str(&section("Renewals:", renewals(&detail.renewals, now)));
+    out.push_str(&section("Alerts:", alerts(&detail.alerts, now)));
     out
 }
 
@@ -195,10 +197,28 @@ fn renewals(renewals: &[RenewalRecord], now: OffsetDateTime) -> Option<String> {
     })
 }
 
+/// The last alert each sink was sent about this cert, and whether it took it.
+fn alerts(deliveries: &[AlertDelivery], now: OffsetDateTime) -> Option<String> {
+    let rows: Vec<Vec<String>> = deliveries
+        .iter()
+        .map(|d| {
+            vec![
+                format!("{} {}", d.sink, d.sink_label),
+                relative_and_timestamp(d.at, now),
+                d.kind.as_str().to_owned(),
+                d.error.clone().unwrap_or_else(|| "delivered".to_owned()),
+            ]
+        })
+        .collect();
+    (!rows.is_empty())
+        .then(|| table::render("  ", &["SINK", "LAST SENT", "EVENT", "RESULT"], &rows))
+}
+
 #[cfg(test)]
 mod tests {
     use rota_api::status::{ConditionStatus, Reason, RenewalStatus};
-    use rota_api::{CertId, RenewalWindow};
+    use rota_api::wire::AlertDelivery;
+    use rota_api::{AlertKind, CertId, RenewalWindow};
     use time::Duration;
 
     use super::*;
@@ -248,6 +268,22 @@ mod tests {
                 started_at: NOW - Duration::days(3),
                 finished_at: Some(NOW - Duration::days(3) + Duration::milliseconds(4_200)),
             }],
+            alerts: vec![
+                AlertDelivery {
+                    sink: 0,
+                    sink_label: "email to ops@example.com".into(),
+                    kind: AlertKind::RenewalFailed,
+                    at: NOW - Duration::days(4),
+                    error: None,
+                },
+                AlertDelivery {
+                    sink: 1,
+                    sink_label: "webhook to https://hooks.example.com".into(),
+                    kind: AlertKind::RenewalRecovered,
+                    at: NOW - Duration::days(3),
+                    error: Some("webhook: the receiver answered 404 Not Found".into()),
+                },
+            ],
         }
     }
 
@@ -280,6 +316,10 @@ Installed certificate:
 Renewals:
   ID   TRIGGER      STATUS      STARTED                         DURATION   ERROR
   42   RenewalDue   succeeded   3d ago (2025-02-26T12:00:00Z)   4.2s       -
+Alerts:
+  SINK                                     LAST SENT                       EVENT               RESULT
+  0 email to ops@example.com               4d ago (2025-02-25T12:00:00Z)   renewal_failed      delivered
+  1 webhook to https://hooks.example.com   3d ago (2025-02-26T12:00:00Z)   renewal_recovered   webhook: the receiver answered 404 Not Found
 "
         );
     }
@@ -293,6 +333,7 @@ Renewals:
         detail.renews_at = None;
         detail.conditions.clear();
         detail.renewals.clear();
+        detail.alerts.clear();
         let text = describe(&detail, NOW);
         for line in [
             "Backoff:      <none>",
@@ -301,6 +342,7 @@ Renewals:
             "Conditions:   <none>",
             "Installed certificate:  <none>",
             "Renewals:     <none>",
+            "Alerts:       <none>",
         ] {
             assert!(text.contains(&format!("{line}\n")), "{line} in\n{text}");
         }

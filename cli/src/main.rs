@@ -11,6 +11,7 @@
 //! - 69: rotad unreachable (socket missing, connection refused, permission denied, no answer)
 //! - 76: protocol mismatch (rotad speaks another wire protocol version)
 
+mod alert;
 mod apply;
 mod certs_view;
 mod client;
@@ -132,6 +133,11 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Work with the alert sinks of `alerts:`.
+    Alert {
+        #[command(subcommand)]
+        action: AlertAction,
+    },
     /// Validate a config file offline, without rotad.
     Check {
         /// The config file.
@@ -161,6 +167,16 @@ enum GetResource {
         /// interrupted.
         #[arg(short, long)]
         watch: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AlertAction {
+    /// Send a test alert to every sink and report each result (exit 1 if any failed).
+    Test {
+        /// Only the sink at this position in `alerts:` (from 0).
+        #[arg(long, value_name = "N")]
+        sink: Option<usize>,
     },
 }
 
@@ -294,6 +310,9 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
             ))
         }
         Command::Apply { file, dry_run } => apply::apply(daemon, &file, dry_run).await,
+        Command::Alert {
+            action: AlertAction::Test { sink },
+        } => alert::test(daemon, sink).await,
         Command::Check { file } => apply::check(&file),
     }
 }

@@ -8,6 +8,8 @@ pub mod atomic_write;
 pub mod keys;
 mod tls_client;
 
+mod alert;
+
 mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
@@ -42,6 +44,8 @@ use rota_api::config::{
 };
 use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
 
+use alert::email::EmailSink;
+use alert::webhook::WebhookSink;
 use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
@@ -185,7 +189,8 @@ impl BackendFactory for Providers {
         spec: &AlertSpec,
     ) -> Result<Arc<dyn AlertBackend>, BackendError> {
         match spec {
-            AlertSpec::Email(_) | AlertSpec::Webhook(_) => not_available(spec),
+            AlertSpec::Email(email) => Ok(Arc::new(EmailSink::new(email)?)),
+            AlertSpec::Webhook(hook) => Ok(Arc::new(WebhookSink::new(hook)?)),
         }
     }
 }

@@ -3,6 +3,8 @@
 //! work queue, and every cert looked at again at the time its plan names. It talks to
 //! backends and the store only through their traits.
 
+mod alert_policy;
+mod alerts;
 mod ari;
 mod backoff;
 mod clock;
@@ -25,6 +27,7 @@ mod startup;
 mod state;
 mod watcher;
 
+pub use alerts::AlertTestError;
 pub use ari::{AriStatus, pick_time};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock, rfc3339};
 pub use desired::{CertRuntime, ConfigDiff, Desired};

@@ -437,7 +437,8 @@ impl Reconciler {
         time::Duration::days(i64::from(days))
     }
 
-    /// Records the `Ready` condition a plan implies and what was observed.
+    /// Records the `Ready` condition a plan implies and what was observed, and warns when
+    /// that makes the cert's expiry news.
     pub(crate) async fn record_plan(
         &self,
         cert: &CertRuntime,
@@ -454,6 +455,7 @@ impl Reconciler {
         if let Some(conds) = changed {
             self.store_conditions(&cert.spec.id, &conds).await;
         }
+        self.alert_on_plan(cert, decision).await;
     }
 
     /// Updates one condition in memory and in the store.
@@ -527,9 +529,9 @@ impl Reconciler {
         });
     }
 
-    /// Stops sweeping and queuing, and waits up to `grace` for running renewals to finish.
-    /// Renewals still running after that stay journalled and are closed as interrupted at
-    /// the next start.
+    /// Stops sweeping and queuing, and waits up to `grace` for running renewals (and alert
+    /// deliveries) to finish. Renewals still running after that stay journalled and are
+    /// closed as interrupted at the next start.
     pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();

@@ -1,7 +1,8 @@
 //! One renewal as a tracked task: it waits for a slot of its CA, runs the pipeline under a
 //! deadline in a task of its own (so a panic fails this renewal only, and a stuck one is cut
 //! off), removes whatever a cut-off pipeline left published, closes its audit row whatever
-//! happened, and records the outcome: conditions, backoff, alerts. Clients only follow it.
+//! happened, and records the outcome: conditions, backoff, alerts (when and what to send is
+//! `alerts`' business). Clients only follow it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +11,9 @@ use tracing::Instrument;
 
 use rota_api::status::{ConditionStatus, ConditionType, Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
-use rota_api::{AlertEvent, AlertKind};
 use rota_store::IssuedCertRow;
 
+use crate::alerts::FailedAttempt;
 use crate::backoff;
 use crate::clock::rfc3339;
 use crate::conditions::Update;
@@ -22,9 +23,6 @@ use crate::progress::{Following, ProgressLog};
 use crate::queue::{BusyMark, Occupied};
 use crate::reconciler::Reconciler;
 use crate::renew::{Audit, RenewError, run_pipeline};
-
-/// How long one alert sink may take before it is given up on.
-const ALERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Reconciler {
     /// Queues a renewal of `cert` unless it is busy already; the returned follower sees it
@@ -257,6 +255,7 @@ impl Reconciler {
             ),
         )
         .await;
+        self.alert_after_renewal(cert, None).await;
     }
 
     async fn renewal_failed(&self, cert: &CertRuntime, error: &RenewError) {
@@ -295,31 +294,13 @@ impl Reconciler {
             ),
         )
         .await;
-        let event = AlertEvent {
-            cert_id: cert.spec.id.clone(),
-            kind: AlertKind::RenewalFailed,
+        let failed = FailedAttempt {
+            reason: error.reason,
+            error: error.to_string(),
             message,
-            timestamp: now,
+            next_attempt_at: next.next_attempt_at,
         };
-        self.dispatch_alert(&event).await;
-    }
-
-    /// Sends `event` to every alert sink at once; a sink's failure is logged, never fatal.
-    async fn dispatch_alert(&self, event: &AlertEvent) {
-        let sinks = self.desired().alerts.clone();
-        let mut sends = tokio::task::JoinSet::new();
-        for sink in sinks {
-            let event = event.clone();
-            sends.spawn(async move {
-                let kind = sink.kind();
-                match tokio::time::timeout(ALERT_TIMEOUT, sink.dispatch(&event)).await {
-                    Ok(Ok(())) => tracing::info!(sink = kind, "alert sent"),
-                    Ok(Err(e)) => tracing::error!(sink = kind, error = %e, "alert not delivered"),
-                    Err(_) => tracing::error!(sink = kind, "alert timed out"),
-                }
-            });
-        }
-        while sends.join_next().await.is_some() {}
+        self.alert_after_renewal(cert, Some(&failed)).await;
     }
 }
 

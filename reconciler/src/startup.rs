@@ -22,13 +22,14 @@ use crate::reconciler::Reconciler;
 const STARTUP_SPREAD: Duration = Duration::minutes(10);
 
 impl Reconciler {
-    /// Loads conditions, backoffs and revoked serials from the store.
+    /// Loads conditions, backoffs, revoked serials and open alert episodes from the store.
     pub(crate) async fn restore_state(&self) -> Result<(), StoreError> {
         let store = &self.shared.store;
-        let (conditions, backoffs, revoked) = (
+        let (conditions, backoffs, revoked, episodes) = (
             store.all_conditions().await?,
             store.backoffs().await?,
             store.revoked_serials().await?,
+            store.alert_episodes().await?,
         );
         let states = &self.shared.states;
         for (id, c) in conditions {
@@ -39,6 +40,9 @@ impl Reconciler {
         }
         for (id, serials) in revoked {
             states.update(&id, |s| s.revoked = serials);
+        }
+        for (id, open) in episodes {
+            states.update(&id, |s| s.alert_episodes = open);
         }
         Ok(())
     }

@@ -5,8 +5,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use rota_api::CertId;
 use rota_api::status::{BackoffState, Condition, ConditionStatus, ConditionType, Reason};
+use rota_api::{AlertKind, CertId};
+use rota_store::AlertEpisode;
 
 use crate::ari::AriStatus;
 use crate::locks::lock;
@@ -25,6 +26,8 @@ pub struct CertState {
     pub ari: Option<AriStatus>,
     /// Serials of this cert revoked through rota: one of them installed means "replace it".
     pub revoked: BTreeSet<String>,
+    /// The open alert episodes (a failure, an expiry warning) and when each was last sent.
+    pub alert_episodes: HashMap<AlertKind, AlertEpisode>,
 }
 
 impl CertState {

@@ -1,5 +1,5 @@
 //! The JSON API. Routes mirror the CLI: status, certs, one cert, its log, a forced renewal
-//! streamed as NDJSON, config apply, and the certs as whole objects (`objects`).
+//! streamed as NDJSON, config apply, a test alert, and the certs as whole objects (`objects`).
 
 use std::convert::Infallible;
 
@@ -14,10 +14,10 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use rota_api::wire::{
-    CertDetail, CertSummary, RenewProgress, RenewalLog, RevokeRequest, RevokeResponse,
-    StatusResponse,
+    AlertTestRequest, AlertTestResponse, CertDetail, CertSummary, RenewProgress, RenewalLog,
+    RevokeRequest, RevokeResponse, StatusResponse,
 };
-use rota_reconciler::{RenewRequestError, RevokeError};
+use rota_reconciler::{AlertTestError, RenewRequestError, RevokeError};
 
 use crate::error::{ApiError, JsonBody, MAX_BODY_BYTES, parse_id};
 use crate::state::AppState;
@@ -34,6 +34,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/api/certs/{id}/renew", post(renew))
         .route("/api/certs/{id}/revoke", post(revoke))
         .route("/api/config", post(apply::apply))
+        .route("/api/alerts/test", post(test_alerts))
         .route("/api/certificates", get(objects::list))
         .route("/api/certificates/{id}", get(objects::one))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -155,4 +156,25 @@ async fn revoke(
             }
             _ => ApiError::new(StatusCode::BAD_GATEWAY, "revoke_failed", e.to_string()),
         })
+}
+
+/// Sends a test alert to every sink (or one) and answers with each result; a sink that
+/// failed is a result, not an error of the request.
+async fn test_alerts(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<AlertTestRequest>,
+) -> Result<Json<AlertTestResponse>, ApiError> {
+    match state.reconciler.test_alerts(request.sink).await {
+        Ok(results) => Ok(Json(AlertTestResponse { results })),
+        Err(e @ AlertTestError::NoSuchSink { .. }) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            e.to_string(),
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_alert_sinks",
+            e.to_string(),
+        )),
+    }
 }

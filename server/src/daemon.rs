@@ -95,10 +95,11 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
 
     let servers = tokio::spawn(serve(tcp, tcp_app, socket, socket_app, shutdown.clone()));
     wait_for_signal().await?;
-    tracing::info!("stopping: letting in-flight renewals finish");
+    tracing::info!("stopping: letting in-flight renewals and alert deliveries finish");
     if !reconciler.shutdown(SHUTDOWN_GRACE).await {
         tracing::warn!(
-            "renewals still running after the grace period; they will be closed as interrupted at the next start"
+            "renewals or alert deliveries still running after the grace period; a renewal is \
+             closed as interrupted at the next start, an alert in flight may be lost"
         );
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), servers).await;

@@ -209,6 +209,7 @@ mod tests {
                 renewal(12, RenewalStatus::Failed, NOW - Duration::minutes(5)),
                 renewal(9, RenewalStatus::Succeeded, NOW - Duration::days(30)),
             ],
+            alerts: Vec::new(),
         }
     }
 

@@ -87,6 +87,7 @@ pub(crate) async fn detail(
     };
     let cert_state = state.reconciler.state(id);
     let renewals = state.store.renewals(id, DESCRIBE_RENEWALS).await?;
+    let alerts = state.store.last_alert_deliveries(id).await?;
     let last: HashMap<_, _> = renewals
         .first()
         .map(|r| (id.clone(), r.status))
@@ -113,5 +114,6 @@ pub(crate) async fn detail(
         renewal_window: current_ari.and_then(|a| a.window.clone()),
         renews_at: state.reconciler.renews_at(cert),
         renewals,
+        alerts,
     }))
 }

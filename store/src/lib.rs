@@ -15,7 +15,8 @@ use rota_api::config::DcvSpec;
 use rota_api::status::{
     BackoffState, Condition, Reason, RenewalRecord, RenewalStatus, Step, StepEvent, StepStatus,
 };
-use rota_api::{CertId, RevocationReason};
+use rota_api::wire::AlertDelivery;
+use rota_api::{AlertKind, CertId, RevocationReason};
 
 pub use sqlite::SqliteStore;
 
@@ -46,6 +47,16 @@ pub struct SpecGeneration {
     pub spec_hash: u64,
     /// How many distinct specs the cert has had, this one included.
     pub generation: u64,
+}
+
+/// An open alert episode of one cert and kind: the condition it alerts about (a failure, an
+/// expiry warning) began at `since` and was last sent at `last_sent_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertEpisode {
+    /// When the condition began.
+    pub since: OffsetDateTime,
+    /// When an alert about it last went out.
+    pub last_sent_at: OffsetDateTime,
 }
 
 /// A DCV response that was (or was about to be) published and not yet confirmed removed.
@@ -220,4 +231,30 @@ pub trait AuditStore: Send + Sync {
 
     /// Every serial revoked through rota, per cert.
     async fn revoked_serials(&self) -> Result<HashMap<CertId, BTreeSet<String>>, StoreError>;
+
+    /// Opens or updates (`Some`) or closes (`None`) the cert's alert episode of `kind`.
+    async fn put_alert_episode(
+        &self,
+        cert_id: &CertId,
+        kind: AlertKind,
+        episode: Option<&AlertEpisode>,
+    ) -> Result<(), StoreError>;
+
+    /// Every open alert episode, per cert and kind.
+    async fn alert_episodes(
+        &self,
+    ) -> Result<HashMap<CertId, HashMap<AlertKind, AlertEpisode>>, StoreError>;
+
+    /// Appends one alert delivery (or failed delivery) to the audit trail.
+    async fn record_alert_delivery(
+        &self,
+        cert_id: &CertId,
+        delivery: &AlertDelivery,
+    ) -> Result<(), StoreError>;
+
+    /// The newest delivery to each sink about `cert_id`, by sink.
+    async fn last_alert_deliveries(
+        &self,
+        cert_id: &CertId,
+    ) -> Result<Vec<AlertDelivery>, StoreError>;
 }

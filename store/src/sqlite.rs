@@ -4,6 +4,7 @@
 //! itself lives in one submodule per table family (`renewals`, `dcv`, `cert_state`), the
 //! schema and its migrations in `migrate`, and the file preparation in `db_file`.
 
+mod alerts;
 mod cert_state;
 mod codec;
 mod db_file;
@@ -27,7 +28,10 @@ use rota_api::status::{
 };
 use rota_api::{CertId, RevocationReason};
 
-use crate::{AuditStore, DcvJournalEntry, IssuedCertRow, SpecGeneration, StoreError};
+use rota_api::AlertKind;
+use rota_api::wire::AlertDelivery;
+
+use crate::{AlertEpisode, AuditStore, DcvJournalEntry, IssuedCertRow, SpecGeneration, StoreError};
 use codec::Context as _;
 
 /// How long a statement waits for another process's lock (an operator's `sqlite3` shell, a
@@ -258,5 +262,41 @@ impl AuditStore for SqliteStore {
 
     async fn revoked_serials(&self) -> Result<HashMap<CertId, BTreeSet<String>>, StoreError> {
         self.run(|conn| cert_state::revoked_serials(conn)).await
+    }
+
+    async fn put_alert_episode(
+        &self,
+        cert_id: &CertId,
+        kind: AlertKind,
+        episode: Option<&AlertEpisode>,
+    ) -> Result<(), StoreError> {
+        let (cert_id, episode) = (cert_id.clone(), episode.copied());
+        self.run(move |conn| alerts::put_episode(conn, &cert_id, kind, episode.as_ref()))
+            .await
+    }
+
+    async fn alert_episodes(
+        &self,
+    ) -> Result<HashMap<CertId, HashMap<AlertKind, AlertEpisode>>, StoreError> {
+        self.run(|conn| alerts::episodes(conn)).await
+    }
+
+    async fn record_alert_delivery(
+        &self,
+        cert_id: &CertId,
+        delivery: &AlertDelivery,
+    ) -> Result<(), StoreError> {
+        let (cert_id, delivery) = (cert_id.clone(), delivery.clone());
+        self.run(move |conn| alerts::record_delivery(conn, &cert_id, &delivery))
+            .await
+    }
+
+    async fn last_alert_deliveries(
+        &self,
+        cert_id: &CertId,
+    ) -> Result<Vec<AlertDelivery>, StoreError> {
+        let cert_id = cert_id.clone();
+        self.run(move |conn| alerts::last_deliveries(conn, &cert_id))
+            .await
     }
 }

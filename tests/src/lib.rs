@@ -10,7 +10,9 @@ pub mod kube_double;
 pub mod nginx;
 pub mod pebble;
 pub mod serve;
+pub mod smtp;
 pub mod test_chain;
+pub mod webhook;
 
 use std::fs;
 use std::path::{Path, PathBuf};

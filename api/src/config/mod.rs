@@ -2,6 +2,7 @@
 //! problem found, each located by file, line, column and field path.
 
 mod access;
+mod alert_label;
 mod as_written;
 mod availability;
 mod blocks;

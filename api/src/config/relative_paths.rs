@@ -57,9 +57,14 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
         AuditConfig::Sqlite(_) => {}
         AuditConfig::Surrealdb(surreal) => rebase.secret(surreal.password_file.as_mut()),
     }
-    for alert in &mut config.alerts {
+    for (row, alert) in parsed.alert_rows.iter().zip(&mut config.alerts) {
         match alert {
-            AlertSpec::Email(email) => rebase.secret(email.password_file.as_mut()),
+            AlertSpec::Email(email) => {
+                rebase.secret(email.password_file.as_mut());
+                if let Some(ca_file) = &mut email.ca_file {
+                    rebase.path(&child(&item("alerts", *row), "ca_file"), ca_file);
+                }
+            }
             AlertSpec::Webhook(webhook) => rebase.secret(webhook.bearer_token_file.as_mut()),
         }
     }

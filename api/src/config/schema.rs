@@ -125,7 +125,7 @@ pub struct Config {
     /// Optional federation of several rotad nodes.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
-    /// Notification sinks; every failure goes to each of them.
+    /// Notification sinks; every alert goes to each of them.
     #[serde(default)]
     pub alerts: Vec<AlertSpec>,
     /// The certificates rota keeps fresh.
@@ -166,6 +166,8 @@ pub struct DaemonConfig {
     pub allowed_paths: Vec<PathBuf>,
     /// How DNS-01 records are checked before the CA is asked to validate them.
     pub dns_propagation: DnsPropagation,
+    /// Warn (`expiry_warning`) when a cert that is not Ready expires within this many days.
+    pub alert_before_days: u32,
 }
 
 /// `daemon.dns_propagation`: which servers must answer a DNS-01 record, and how long to wait.
@@ -206,6 +208,7 @@ impl Default for DaemonConfig {
             tls: None,
             allowed_paths: Vec::new(),
             dns_propagation: DnsPropagation::default(),
+            alert_before_days: 14,
         }
     }
 }
@@ -375,9 +378,9 @@ tagged_enum! {
     /// One entry of `alerts:`.
     pub enum AlertSpec {
         /// SMTP mail.
-        "email" => Email(EmailAlert) = NotYet,
+        "email" => Email(EmailAlert) = Available,
         /// JSON POST to a URL.
-        "webhook" => Webhook(WebhookAlert) = NotYet,
+        "webhook" => Webhook(WebhookAlert) = Available,
     }
 }
 
@@ -413,6 +416,9 @@ pub struct EmailAlert {
     pub from: String,
     /// Recipients.
     pub to: Vec<String>,
+    /// PEM roots to trust for the server's TLS besides the system's (a private relay).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `kind: webhook` alert sink.

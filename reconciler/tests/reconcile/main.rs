@@ -4,6 +4,7 @@
 
 mod support;
 
+mod alerts;
 mod concurrency;
 mod config_change;
 mod crash_recovery;

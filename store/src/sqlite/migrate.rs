@@ -101,6 +101,30 @@ const MIGRATIONS: &[&str] = &[
     ) STRICT, WITHOUT ROWID;
     DROP TABLE reconciled_generations;
     ",
+    // Version 4. Alerts: the open episode of each cert and kind (a failure, an expiry
+    // warning) with when it was last sent, so an alert goes out on a change and then at most
+    // daily, across restarts; and every delivery to every sink, the alerts' audit trail.
+    "
+    CREATE TABLE alert_episodes (
+        cert_id      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        since        TEXT NOT NULL,
+        last_sent_at TEXT NOT NULL,
+        PRIMARY KEY (cert_id, kind)
+    ) STRICT, WITHOUT ROWID;
+
+    CREATE TABLE alert_deliveries (
+        id         INTEGER PRIMARY KEY,
+        cert_id    TEXT NOT NULL,
+        sink       INTEGER NOT NULL,
+        sink_label TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        at         TEXT NOT NULL,
+        error      TEXT
+    ) STRICT;
+    -- `describe` reads the newest row of each sink for one cert.
+    CREATE INDEX alert_deliveries_by_cert ON alert_deliveries (cert_id, sink, id);
+    ",
 ];
 
 /// Brings the schema up to date, refusing a database written by a newer rota.

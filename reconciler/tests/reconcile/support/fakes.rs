@@ -342,14 +342,29 @@ impl InstallBackend for FakeInstall {
     }
 }
 
-/// An alert sink that keeps every event.
+/// An alert sink that keeps every event it is handed; it can be told to refuse them, or to
+/// never answer, as a broken mail server or webhook receiver would.
 #[derive(Default)]
-pub struct FakeAlerts(Mutex<Vec<AlertEvent>>);
+pub struct FakeAlerts {
+    events: Mutex<Vec<AlertEvent>>,
+    refusal: Mutex<Option<String>>,
+    hang: AtomicBool,
+}
 
 impl FakeAlerts {
     /// Every event dispatched, in order.
     pub fn events(&self) -> Vec<AlertEvent> {
-        guard(&self.0).clone()
+        guard(&self.events).clone()
+    }
+
+    /// From now on every dispatch fails with `detail` (`None`: succeeds again).
+    pub fn refuse(&self, detail: Option<&str>) {
+        *guard(&self.refusal) = detail.map(str::to_owned);
+    }
+
+    /// From now on every dispatch waits forever.
+    pub fn hang(&self) {
+        self.hang.store(true, Ordering::SeqCst);
     }
 }
 
@@ -360,8 +375,17 @@ impl AlertBackend for FakeAlerts {
     }
 
     async fn dispatch(&self, event: &AlertEvent) -> Result<(), BackendError> {
-        guard(&self.0).push(event.clone());
-        Ok(())
+        guard(&self.events).push(event.clone());
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        match guard(&self.refusal).clone() {
+            Some(detail) => Err(BackendError::Refused {
+                backend: "fake-alerts",
+                detail,
+            }),
+            None => Ok(()),
+        }
     }
 }
 

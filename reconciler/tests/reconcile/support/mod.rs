@@ -12,7 +12,7 @@ use rota_api::wire::InstalledCert;
 use rota_reconciler::Observation;
 use tokio_util::sync::CancellationToken;
 
-use rota_api::config::{AlertSpec, LoadedConfig, WebhookAlert, load_str_with_env};
+use rota_api::config::{LoadedConfig, load_str_with_env};
 use rota_api::status::{Condition, ConditionType, RenewalRecord, RenewalStatus};
 use rota_api::{BackendFactory, CertId, ChallengeKind};
 use rota_reconciler::{Clock, ManualClock, Reconciler};
@@ -92,8 +92,9 @@ impl World {
     }
 
     /// A valid config with `certs` (id, domains), each with a `dcv:` block, its own key and
-    /// install directory, and one alert sink. Certs whose id starts with `acme-` use
-    /// `ca: { kind: acme }` (faked by [`FakeFactory::acme`]), the others the local CA.
+    /// install directory, and one alert sink (a webhook, faked). Certs whose id starts with
+    /// `acme-` use `ca: { kind: acme }` (faked by [`FakeFactory::acme`]), the others the
+    /// local CA.
     pub fn config(&self, max_concurrent: usize, certs: &[(&str, &[&str])]) -> LoadedConfig {
         self.config_with(
             &format!("  max_concurrent_renewals: {max_concurrent}\n"),
@@ -124,16 +125,10 @@ impl World {
                  install: {{ kind: filesystem, directory: {d}/{cert} }}\n"
             );
         }
+        // The fake factory answers every alert sink with `FakeFactory::alerts`.
+        text.push_str("alerts:\n  - { kind: webhook, url: 'https://hooks.test/rota' }\n");
         let path = self.dir.path().join("rota.yaml");
-        let mut loaded = load_str_with_env(&path, text, &|_| None).expect("a valid config");
-        // The validator refuses alert sinks until one is available in this build; the fake
-        // factory builds one for any spec, so it is added after validation.
-        loaded.config.alerts.push(AlertSpec::Webhook(WebhookAlert {
-            url: "https://hooks.test/rota".to_owned(),
-            bearer_token_file: None,
-            timeout_seconds: 10,
-        }));
-        loaded
+        load_str_with_env(&path, text, &|_| None).expect("a valid config")
     }
 
     /// A file in this world's scratch directory.

@@ -1,0 +1,115 @@
+//! Alert episodes and deliveries survive a reopen; `describe` reads the newest delivery per
+//! sink, of one cert only.
+
+mod support;
+
+use std::collections::HashMap;
+
+use rota_api::AlertKind;
+use rota_api::wire::AlertDelivery;
+use rota_store::{AlertEpisode, AuditStore};
+use support::{Scratch, at, cert};
+
+fn delivery(sink: usize, kind: AlertKind, secs: i64, error: Option<&str>) -> AlertDelivery {
+    AlertDelivery {
+        sink,
+        sink_label: format!("webhook to https://hooks{sink}.test"),
+        kind,
+        at: at(secs, 0),
+        error: error.map(str::to_owned),
+    }
+}
+
+#[tokio::test]
+async fn episodes_open_update_and_close_across_a_reopen() {
+    let scratch = Scratch::new();
+    let store = scratch.store();
+    let failing = AlertEpisode {
+        since: at(0, 5),
+        last_sent_at: at(0, 5),
+    };
+    let warning = AlertEpisode {
+        since: at(10, 0),
+        last_sent_at: at(86_410, 0),
+    };
+    let web = cert("web");
+    store
+        .put_alert_episode(&web, AlertKind::RenewalFailed, Some(&failing))
+        .await
+        .unwrap();
+    store
+        .put_alert_episode(&web, AlertKind::ExpiryWarning, Some(&failing))
+        .await
+        .unwrap();
+    store
+        .put_alert_episode(&web, AlertKind::ExpiryWarning, Some(&warning))
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = scratch.store();
+    let want = HashMap::from([(
+        web.clone(),
+        HashMap::from([
+            (AlertKind::RenewalFailed, failing),
+            (AlertKind::ExpiryWarning, warning),
+        ]),
+    )]);
+    assert_eq!(store.alert_episodes().await.unwrap(), want);
+    store
+        .put_alert_episode(&web, AlertKind::RenewalFailed, None)
+        .await
+        .unwrap();
+    store
+        .put_alert_episode(&web, AlertKind::RenewalFailed, None)
+        .await
+        .expect("closing a closed episode is no error");
+    let left = store.alert_episodes().await.unwrap();
+    assert_eq!(
+        left[&web].keys().collect::<Vec<_>>(),
+        [&AlertKind::ExpiryWarning]
+    );
+}
+
+#[tokio::test]
+async fn the_newest_delivery_per_sink_of_one_cert() {
+    let scratch = Scratch::new();
+    let store = scratch.store();
+    let (web, api) = (cert("web"), cert("api"));
+    let rows = [
+        (&web, delivery(0, AlertKind::RenewalFailed, 1, None)),
+        (
+            &web,
+            delivery(1, AlertKind::RenewalFailed, 1, Some("webhook: 503")),
+        ),
+        (&web, delivery(1, AlertKind::RenewalRecovered, 9, None)),
+        (
+            &api,
+            delivery(0, AlertKind::ExpiryWarning, 20, Some("email: refused")),
+        ),
+        (
+            &web,
+            delivery(0, AlertKind::ExpiryWarning, 5, Some("email: 535")),
+        ),
+    ];
+    for (id, row) in &rows {
+        store.record_alert_delivery(id, row).await.unwrap();
+    }
+    assert_eq!(
+        store.last_alert_deliveries(&web).await.unwrap(),
+        [rows[4].1.clone(), rows[2].1.clone()],
+        "by sink; the newest of each, whatever the other cert did"
+    );
+    assert_eq!(
+        scratch.count("SELECT count(*) FROM alert_deliveries"),
+        5,
+        "every delivery stays in the audit trail"
+    );
+    assert!(
+        store
+            .last_alert_deliveries(&cert("none"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
