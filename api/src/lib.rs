@@ -3,6 +3,7 @@
 //! beyond reading the config and the secret files it names.
 
 pub mod backend;
+mod clean_path;
 pub mod config;
 pub mod names;
 pub mod status;

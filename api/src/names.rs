@@ -294,7 +294,7 @@ impl SecretSource {
     #[must_use]
     pub fn relative_to(&self, base: &Path) -> Self {
         match self {
-            Self::File(p) if p.is_relative() => Self::File(crate::config::join_clean(base, p)),
+            Self::File(p) if p.is_relative() => Self::File(crate::clean_path::join_clean(base, p)),
             other => other.clone(),
         }
     }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::{child, item};
-use super::relative_paths::join_clean;
 use super::schema::{CertSpec, Config, DaemonConfig, DcvSpec, InstallSpec, Tagged};
+use crate::clean_path::join_clean;
 use crate::names::{CertId, DomainName};
 
 /// Every problem with the access settings of `parsed`.

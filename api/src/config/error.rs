@@ -79,7 +79,7 @@ pub(crate) enum Anchor {
     /// The key naming the node, e.g. an unknown or duplicated field.
     Key,
     /// A position the parser reported itself (syntax errors).
-    At(super::locate::Position),
+    At(super::position::Position),
 }
 
 impl Problem {

@@ -12,7 +12,8 @@ use super::blocks::{Parsed, deserialize_blocks};
 use super::error::{Anchor, ConfigErrors, ConfigIssue, Problem};
 use super::field_path::is_within;
 use super::interpolate::{EnvLookup, Substitution, interpolate, scrub};
-use super::locate::{Position, PositionIndex, locate};
+use super::locate::{PositionIndex, locate};
+use super::position::Position;
 use super::relative_paths::resolve_relative;
 use super::validate::validate;
 

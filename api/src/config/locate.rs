@@ -17,8 +17,9 @@ use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
 use super::error::{Anchor, Problem};
 use super::field_path;
+use super::position::Position;
+pub(crate) use super::position_index::PositionIndex;
 use super::position_index::{NodeId, Spot, Step};
-pub(crate) use super::position_index::{Position, PositionIndex};
 
 /// The deepest nesting accepted. rota's schema is five levels deep; YAML parsers and serde
 /// recurse per level, so this bound is what keeps them off the end of the stack.

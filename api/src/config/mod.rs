@@ -12,7 +12,9 @@ mod field_path;
 mod interpolate;
 mod load;
 mod locate;
+mod position;
 mod position_index;
+mod range_check;
 mod ranges;
 mod relative_paths;
 mod restart_only;
@@ -25,7 +27,6 @@ use std::path::{Path, PathBuf};
 pub use as_written::AsWrittenError;
 pub use error::{ConfigErrors, ConfigIssue};
 pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env, read_config};
-pub(crate) use relative_paths::join_clean;
 pub use schema::*;
 
 use crate::names::CertId;

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::clean_path::join_clean;
+
 use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::{child, item};
@@ -72,28 +74,6 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
         rebase.cert(&item("certs", *row), cert);
     }
     rebase.problems
-}
-
-/// `base/rel` with `.` and `..` resolved lexically, so `../state` under `/etc/rota` reads
-/// `/etc/state` in logs and errors, as the operator wrote it, not `/etc/rota/../state`.
-pub(crate) fn join_clean(base: &Path, rel: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out = PathBuf::new();
-    for part in base.join(rel).components() {
-        match part {
-            Component::CurDir => {}
-            Component::ParentDir => match out.components().next_back() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                // `..` of the root is the root.
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                _ => out.push(Component::ParentDir),
-            },
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 struct Rebase<'a> {

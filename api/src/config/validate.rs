@@ -12,7 +12,7 @@ use super::error::Problem;
 use super::field_path::{child, item};
 use super::interpolate::EnvLookup;
 use super::locate::PositionIndex;
-use super::ranges::check_ranges;
+use super::range_check::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
     InstallSpec, Tagged,
