@@ -3,11 +3,12 @@
 //! insisting on a login; every message it accepts can be read back with its envelope.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::pebble::free_port;
+use crate::test_chain::TestChain;
 use crate::wait_for;
 
 /// How the server secures its port.
@@ -216,30 +217,13 @@ fn python() -> &'static str {
     }
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
-}
-
 /// A test CA (`ca.pem`) and a server cert for 127.0.0.1 signed by it; returns the cert and key
 /// paths.
 fn write_server_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let ca_key = rcgen::KeyPair::generate().expect("a CA key");
-    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("CA params");
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "rota test SMTP CA");
-    let ca = ca_params.self_signed(&ca_key).expect("the CA cert");
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let key = rcgen::KeyPair::generate().expect("a server key");
-    let params =
-        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server params");
-    let cert = params.signed_by(&key, &issuer).expect("the server cert");
+    let chain = TestChain::private(&["127.0.0.1"]);
     let (cert_path, key_path) = (dir.join("server.pem"), dir.join("server.key"));
-    fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
-    fs::write(&cert_path, cert.pem()).expect("write server.pem");
-    fs::write(&key_path, key.serialize_pem()).expect("write server.key");
+    fs::write(dir.join("ca.pem"), &chain.root_pem).expect("write ca.pem");
+    fs::write(&cert_path, &chain.leaf_pem).expect("write server.pem");
+    fs::write(&key_path, &chain.key_pem).expect("write server.key");
     (cert_path, key_path)
 }
