@@ -15,6 +15,7 @@ pub mod test_chain;
 pub mod webhook;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -204,6 +205,28 @@ impl Rotad {
             .expect("run rota")
     }
 
+    /// Starts `rota ARGS` against this rotad without waiting for it; each line of its stdout
+    /// arrives on the receiver as it is printed (stderr is discarded).
+    #[must_use]
+    pub fn spawn_rota(&self, args: &[&str]) -> (Child, std::sync::mpsc::Receiver<String>) {
+        let mut child = Command::new(bin_dir().join("rota"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn rota");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                lines_tx.send(line).ok();
+            }
+        });
+        (child, lines)
+    }
+
     /// Runs `rota` and returns stdout, failing the test (with rotad's log) if it fails.
     #[must_use]
     pub fn rota_ok(&self, args: &[&str]) -> String {
@@ -272,6 +295,22 @@ pub fn rotad_refuses(config: &str, prepare: impl FnOnce(&Path)) -> (tempfile::Te
         std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read rotad's stderr");
     }
     (dir, stderr)
+}
+
+/// Stops a peer the way its service manager would: SIGTERM, so a master process stops its
+/// workers too, then SIGKILL if it is still there after a grace period.
+pub(crate) fn terminate(child: &mut Child) {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Asserts with `openssl verify` that the `cert.pem` installed in `dir` chains, through the

@@ -127,25 +127,20 @@ fn rota_renew_during_the_first_issuance_follows_it() {
         log.contains("await_issuance").then_some(())
     });
 
-    let follower = Command::new(bin_dir().join("rota"))
-        .arg("--socket")
-        .arg(rotad.socket())
-        .args(["renew", "web"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("rota renew");
-    std::thread::sleep(Duration::from_millis(500));
+    let (mut follower, lines) = rotad.spawn_rota(&["renew", "web"]);
+    let mut seen = Vec::new();
+    // Released only once the follower says it joined, so it cannot start a renewal of its own.
+    while !seen.iter().any(|l: &String| l.contains("following it")) {
+        let line = lines
+            .recv_timeout(READY_WITHIN)
+            .unwrap_or_else(|e| panic!("rota renew said {seen:?}, then {e}"));
+        seen.push(line);
+    }
     peers.nginx.freeze(false);
-    let out = follower.wait_with_output().expect("rota renew ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("following it"), "{stdout}");
+    let status = follower.wait().expect("rota renew ends");
+    seen.extend(lines.iter());
+    let stdout = seen.join("\n");
+    assert!(status.success(), "{status}\n{stdout}");
     assert!(
         stdout.contains("load_key"),
         "replayed from the first step: {stdout}"

@@ -4,12 +4,11 @@
 //! expanded `${VAR}` nor a secret; `rota get certs -w` prints a new row when a renewal changes
 //! the cert.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use rota_e2e::{Rotad, bin_dir, condition, openssl, serial_hex, wait_for};
+use rota_e2e::{Rotad, condition, openssl, serial_hex, wait_for};
 use serde_json::Value;
 
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -207,22 +206,7 @@ fn yaml_output_is_the_json_output_and_one_cert_is_one_row() {
 
 /// `rota get certs -w -o wide` against `rotad`, its stdout lines on a channel.
 fn watch(rotad: &Rotad) -> (Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(bin_dir().join("rota"))
-        .arg("--socket")
-        .arg(rotad.socket())
-        .args(["get", "certs", "-w", "-o", "wide"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn rota get certs -w");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            lines_tx.send(line).ok();
-        }
-    });
-    (child, lines)
+    rotad.spawn_rota(&["get", "certs", "-w", "-o", "wide"])
 }
 
 /// The NOT AFTER cell, the last column of `-o wide`.
