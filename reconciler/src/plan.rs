@@ -139,10 +139,14 @@ fn key_mismatch(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
 
 fn domains_changed(input: &PlanInput<'_>, _: OffsetDateTime) -> Option<Reason> {
     let cert = installed(input)?;
-    let wanted: BTreeSet<&str> = input.domains.iter().map(DomainName::as_str).collect();
-    let have: BTreeSet<String> = cert.sans.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let have: BTreeSet<&str> = have.iter().map(String::as_str).collect();
-    (wanted != have).then_some(Reason::DomainsChanged)
+    (!names_match(input.domains, &cert.sans)).then_some(Reason::DomainsChanged)
+}
+
+/// Whether a cert's `sans` are exactly the spec's `domains`, whatever their order and case.
+pub(crate) fn names_match(domains: &[DomainName], sans: &[String]) -> bool {
+    let wanted: BTreeSet<&str> = domains.iter().map(DomainName::as_str).collect();
+    let have: BTreeSet<String> = sans.iter().map(|s| s.to_ascii_lowercase()).collect();
+    wanted == have.iter().map(String::as_str).collect()
 }
 
 fn expired(input: &PlanInput<'_>, now: OffsetDateTime) -> Option<Reason> {

@@ -18,7 +18,7 @@ use crate::backoff;
 use crate::clock::rfc3339;
 use crate::conditions::Update;
 use crate::desired::CertRuntime;
-use crate::plan::Observation;
+use crate::plan::{Observation, names_match};
 use crate::progress::{Following, ProgressLog};
 use crate::queue::{BusyMark, Occupied};
 use crate::reconciler::Reconciler;
@@ -223,17 +223,9 @@ impl Reconciler {
             _ => None,
         };
         let facts = crate::observe::inspect_pem(&row.cert_pem).ok()?;
-        let names: std::collections::BTreeSet<String> =
-            facts.sans.iter().map(|s| s.to_ascii_lowercase()).collect();
-        let wanted: std::collections::BTreeSet<String> = cert
-            .spec
-            .domains
-            .iter()
-            .map(|d| d.as_str().to_owned())
-            .collect();
         let usable = installed != Some(row.serial.as_str())
             && !state.revoked.contains(&row.serial)
-            && names == wanted
+            && names_match(&cert.spec.domains, &facts.sans)
             && facts.not_after > self.shared.clock.now();
         usable.then_some(row)
     }
