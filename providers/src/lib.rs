@@ -5,6 +5,7 @@
 //! private [`keys`].
 
 pub mod atomic_write;
+mod error_chain;
 pub mod keys;
 mod tls_client;
 

@@ -15,8 +15,6 @@ use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 
 use rota_api::config::{EmailAlert, SmtpTls};
 use rota_api::{AlertBackend, AlertEvent, AlertKind, BackendError};
@@ -183,25 +181,21 @@ fn is_tls_failure(e: &lettre::transport::smtp::Error) -> bool {
 fn tls_parameters(spec: &EmailAlert) -> Result<TlsParameters, BackendError> {
     let mut builder = TlsParameters::builder(spec.smtp_host.clone());
     if let Some(path) = &spec.ca_file {
-        let unusable = |why: String| {
-            BackendError::invalid(
-                BACKEND,
-                format!("`ca_file` {} {why}: give PEM certificates", path.display()),
-            )
-        };
         let pem = std::fs::read(path)
             .map_err(|e| BackendError::io(BACKEND, "reading ca_file", path, e))?;
         // Parsed here because lettre takes a file without any certificate as an empty set of
         // roots, which would make the file's mistake show only at the first alert.
-        let roots = CertificateDer::pem_slice_iter(&pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| unusable(format!("is not PEM ({e})")))?;
-        if roots.is_empty() {
-            return Err(unusable("holds no certificate".to_owned()));
-        }
+        let roots = crate::tls_client::parse_ca_bundle(BACKEND, "ca_file", path, &pem)?;
         for root in roots {
-            let root = Certificate::from_der(root.to_vec())
-                .map_err(|e| unusable(format!("holds a certificate rustls refuses ({e})")))?;
+            let root = Certificate::from_der(root.to_vec()).map_err(|e| {
+                BackendError::invalid(
+                    BACKEND,
+                    format!(
+                        "ca_file {} holds a certificate rustls refuses: {e}",
+                        path.display()
+                    ),
+                )
+            })?;
             builder = builder.add_root_certificate(root);
         }
     }

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::{StatusCode, Url};
+
+use crate::error_chain::error_chain;
 use serde::Serialize;
 
 use rota_api::config::WebhookAlert;
@@ -141,18 +143,6 @@ fn judge(status: StatusCode, body: &str) -> Attempt {
             detail: format!("the receiver answered {status}{said}"),
         })
     }
-}
-
-/// `e` and its causes, `: `-joined (reqwest's own message is only "error sending request").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[async_trait]

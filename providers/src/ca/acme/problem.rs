@@ -9,6 +9,8 @@ use http::StatusCode;
 use instant_acme::{Error, Problem};
 use rota_api::BackendError;
 
+use crate::error_chain::error_chain;
+
 use super::KIND;
 use super::transport::{RequestTimedOut, ResponseMeta, last_response};
 
@@ -191,20 +193,6 @@ pub(crate) fn with_hint(err: BackendError, hint: &str) -> BackendError {
         },
         other => other,
     }
-}
-
-/// `err` and each of its causes, joined, so "error trying to connect" says why.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            let _ = write!(text, ": {cause_text}");
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// One line for a problem document: `type: detail`, then each subproblem as

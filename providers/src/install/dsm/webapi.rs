@@ -25,10 +25,11 @@
 //! The session id and SynoToken ride in URLs as DSM requires; transport errors are reported
 //! without their URL so neither reaches a log.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
+
+use crate::error_chain::error_chain;
 
 use super::KIND;
 use super::archive::leaf_from_archive;
@@ -372,12 +373,7 @@ fn transport_error(what: &str, err: reqwest::Error) -> BackendError {
     let connect = err.is_connect();
     // Without the URL: it may carry the session id. The causes say what actually failed.
     let err = err.without_url();
-    let mut detail = format!("{what}: {err}");
-    let mut cause = std::error::Error::source(&err);
-    while let Some(inner) = cause {
-        let _ = write!(detail, ": {inner}");
-        cause = inner.source();
-    }
+    let mut detail = format!("{what}: {}", error_chain(&err));
     if connect {
         detail.push_str("; check `dsm.url` and that DSM is up");
     }
