@@ -46,6 +46,7 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
                     "daemon.renewal_timeout_seconds",
                     daemon.renewal_timeout_seconds,
                 ),
+                ("daemon.alert_before_days", daemon.alert_before_days.into()),
                 (
                     "daemon.dns_propagation.timeout_seconds",
                     dns.timeout_seconds,
@@ -74,4 +75,48 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
         });
     }
     numbers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ranges::BOUNDS;
+
+    /// A config with every bounded number at 0, below every range.
+    const ALL_ZERO: &str = "\
+daemon:
+  check_interval_seconds: 0
+  renew_threshold_days: 0
+  max_concurrent_renewals: 0
+  renewal_timeout_seconds: 0
+  alert_before_days: 0
+  dns_propagation: { timeout_seconds: 0, interval_seconds: 0 }
+local_ca: { validity_days: 0 }
+cluster: { enabled: true, node_id: a, lease_seconds: 0 }
+alerts:
+  - { kind: webhook, url: 'https://hooks.test/x', timeout_seconds: 0 }
+  - { kind: email, smtp_host: smtp.test, smtp_port: 0, tls: starttls, from: r@a.test, to: [a@a.test] }
+certs: []
+";
+
+    #[test]
+    fn every_bound_in_the_table_is_checked() {
+        let errors = super::super::load_str_with_env(
+            std::path::Path::new("/etc/rota/rota.yaml"),
+            ALL_ZERO.to_owned(),
+            &|_| None,
+        )
+        .expect_err("every number is out of range");
+        let paths: Vec<String> = errors
+            .0
+            .iter()
+            .map(|issue| issue.path.replace(|c: char| c.is_ascii_digit(), ""))
+            .collect();
+        for bound in BOUNDS {
+            assert!(
+                paths.iter().any(|p| p == bound.path),
+                "`{}` has a range but no check reaches it: {paths:?}",
+                bound.path
+            );
+        }
+    }
 }

@@ -14,7 +14,7 @@ pub(super) struct Bound {
 
 const DAY: u64 = 24 * 60 * 60;
 
-const BOUNDS: &[Bound] = &[
+pub(super) const BOUNDS: &[Bound] = &[
     Bound {
         path: "daemon.check_interval_seconds",
         range: 1..=7 * DAY,
@@ -34,6 +34,11 @@ const BOUNDS: &[Bound] = &[
         path: "daemon.renewal_timeout_seconds",
         range: 1..=DAY,
         hint: "a renewal still running after this many seconds is stopped; 900 (15 minutes) is the default",
+    },
+    Bound {
+        path: "daemon.alert_before_days",
+        range: 1..=365,
+        hint: "warn when a failing cert has fewer than this many days left; 14 is the default",
     },
     Bound {
         path: "daemon.dns_propagation.timeout_seconds",
