@@ -257,6 +257,17 @@ impl Reconciler {
         }
     }
 
+    /// Closes every alert episode of a cert that left the config, so a cert later added
+    /// under the same id starts with no history (no stale "recovered", no held-back warning).
+    pub(crate) async fn forget_alerts(&self, cert_id: &CertId) {
+        let open = self
+            .shared
+            .states
+            .update(cert_id, |state| std::mem::take(&mut state.alert_episodes));
+        self.store_episodes(cert_id, open.into_keys().map(|kind| (kind, None)))
+            .await;
+    }
+
     async fn store_episodes(
         &self,
         cert_id: &CertId,

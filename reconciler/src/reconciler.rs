@@ -283,9 +283,12 @@ impl Reconciler {
             removed = diff.removed.len(),
             "config applied"
         );
-        let this = self.clone();
+        let (this, removed) = (self.clone(), diff.removed.clone());
         self.shared.tasks.spawn(async move {
             this.store_generations(new_generations).await;
+            for id in &removed {
+                this.forget_alerts(id).await;
+            }
             for cert in touched {
                 this.reconcile(&cert).await;
             }

@@ -220,3 +220,28 @@ async fn a_broken_sink_neither_fails_nor_delays_a_renewal_and_its_error_is_kept(
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_cert_removed_from_the_config_leaves_no_alert_history() {
+    let world = World::new(&[]);
+    world.fakes.fail_installs(true);
+    let reconciler = world.start(world.config(4, &[("web", &["a.test"])])).await;
+    world.renewals_done(&reconciler, "web", 1).await;
+    eventually("the install failure episode to be stored", async || {
+        let stored = world.store.alert_episodes().await.ok()?;
+        stored.get(&id("web")).filter(|e| !e.is_empty()).map(|_| ())
+    })
+    .await;
+
+    let without = world.config(4, &[("other", &["b.test"])]);
+    reconciler.commit(reconciler.prepare(without).unwrap());
+    eventually("the episodes of `web` to be closed", async || {
+        let stored = world.store.alert_episodes().await.ok()?;
+        stored
+            .get(&id("web"))
+            .is_none_or(std::collections::HashMap::is_empty)
+            .then_some(())
+    })
+    .await;
+    assert!(reconciler.state(&id("web")).alert_episodes.is_empty());
+}
