@@ -13,6 +13,18 @@ use crate::status::{
     BackoffState, Condition, ConditionStatus, Reason, RenewalRecord, RenewalStatus, StepEvent,
 };
 
+/// Formats a time the way operators read it everywhere in rota (CLI, API objects, alerts,
+/// annotations): RFC 3339, UTC, whole seconds.
+#[must_use]
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
+
 /// The wire protocol version this build speaks (2 since `registrar_backend` became `dcv_backend`).
 pub const PROTOCOL_VERSION: u32 = 2;
 

@@ -16,16 +16,7 @@ pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// was suspended or had its clock stepped wakes at most this late.
 const MAX_NAP: Duration = Duration::from_secs(60);
 
-/// Formats a time the way operators read it everywhere in rota: RFC 3339, UTC, whole seconds.
-#[must_use]
-pub fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t
-        .to_offset(time::UtcOffset::UTC)
-        .replace_nanosecond(0)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| t.to_string())
-}
+pub use rota_api::wire::rfc3339;
 
 /// Tells the current time, and waits for a time to come.
 pub trait Clock: Send + Sync {

@@ -176,18 +176,11 @@ pub struct LastRenewal {
 /// Kubernetes' `metav1.Time`: RFC 3339 in UTC, whole seconds. Reading accepts any RFC 3339.
 mod kube_time {
     use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
     use time::format_description::well_known::Rfc3339;
-    use time::macros::format_description;
-    use time::{OffsetDateTime, UtcOffset};
 
     pub(super) fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
-        let text = t
-            .to_offset(UtcOffset::UTC)
-            .format(format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-            ))
-            .map_err(serde::ser::Error::custom)?;
-        s.serialize_str(&text)
+        s.serialize_str(&crate::wire::rfc3339(*t))
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {

@@ -283,11 +283,10 @@ fn leaf_facts(cert_pem: &str) -> Result<LeafFacts, BackendError> {
         .map_err(|e| invalid(format!("not PEM: {e}")))?;
     let (_, cert) =
         X509Certificate::from_der(&pem.contents).map_err(|e| invalid(format!("not X.509: {e}")))?;
-    let not_after =
+    let not_after = rota_api::wire::rfc3339(
         time::OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
-            .map_err(|e| invalid(e.to_string()))?
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| invalid(e.to_string()))?,
+    );
     let alt_names = match cert.subject_alternative_name() {
         Ok(Some(ext)) => ext
             .value
