@@ -22,6 +22,7 @@ mod describe_view;
 mod exit;
 mod get;
 mod human_time;
+mod import_certbot;
 mod log_view;
 mod ndjson;
 mod renew;
@@ -153,6 +154,11 @@ enum Command {
         )]
         file: PathBuf,
     },
+    /// Print a rota.yaml `certs:` block for certificates another tool manages.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
     /// Describe `rota.yaml` itself: its JSON Schema, or every key it has.
     Config {
         #[command(subcommand)]
@@ -175,6 +181,16 @@ enum Command {
         /// Print the facts as data instead of text.
         #[arg(short, long, value_enum)]
         output: Option<DataFormat>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// certbot's lineages (`renewal/*.conf`): same keys, same files, closest DCV.
+    Certbot {
+        /// certbot's config directory.
+        #[arg(long, value_name = "DIR", default_value = "/etc/letsencrypt")]
+        dir: PathBuf,
     },
 }
 
@@ -300,8 +316,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     runtime.block_on(execute(&daemon, cli.command))
 }
 
-/// Runs one command; `check`, `config`, `completions`, `man` and `version` work offline, the
-/// others talk to rotad.
+/// Runs one command; `check`, `import`, `config`, `completions`, `man` and `version` work
+/// offline, the others talk to rotad.
 async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
     let now = OffsetDateTime::now_utc();
     match command {
@@ -357,6 +373,22 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
             action: AlertAction::Test { sink, output },
         } => alert::test(daemon, sink, output).await,
         Command::Check { file } => apply::check(&file),
+        Command::Import {
+            source: ImportSource::Certbot { dir },
+        } => {
+            let (block, problems) = import_certbot::import(&dir)?;
+            emit(&block)?;
+            if problems.is_empty() {
+                return Ok(());
+            }
+            for problem in &problems {
+                eprintln!("rota: skipped: {problem}");
+            }
+            Err(CliError::failed(format!(
+                "{} certbot lineage(s) could not be imported",
+                problems.len()
+            )))
+        }
         Command::Config { action } => config(&action),
         Command::Completions { shell } => {
             let script = completions::script(shell, Cli::command());

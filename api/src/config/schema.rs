@@ -564,7 +564,7 @@ impl InstallSpec {
     #[must_use]
     pub fn pem_directory(&self) -> Option<&std::path::Path> {
         match self {
-            Self::Filesystem(FilesystemInstall { directory })
+            Self::Filesystem(FilesystemInstall { directory, .. })
             | Self::Nginx(NginxInstall { directory, .. })
             | Self::Haproxy(HaproxyInstall { directory, .. }) => Some(directory),
             Self::Dsm(_) | Self::K8sSecret(_) => None,
@@ -580,12 +580,17 @@ pub struct DsmInstall {
     pub description: String,
 }
 
-/// `install: { kind: filesystem, directory }`.
+/// `install: { kind: filesystem, directory, certbot_archive }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemInstall {
     /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
     pub directory: PathBuf,
+    /// For a `directory` that is a certbot lineage's `live/NAME`: that lineage's
+    /// `archive/NAME`. Each install then writes the next numbered version there and points
+    /// the live symlinks at it, as `certbot renew` does, so certbot still reads the lineage.
+    #[serde(default)]
+    pub certbot_archive: Option<PathBuf>,
 }
 
 /// `install: { kind: nginx, directory, test_command, reload_command, verify_address }`.
