@@ -70,7 +70,7 @@ fn run_certbot(peers: &AcmePeers, root: &Path, args: &[&str]) -> Output {
         .expect("run certbot")
 }
 
-fn ok(out: Output, what: &str) -> String {
+fn ok(out: &Output, what: &str) -> String {
     assert!(
         out.status.success(),
         "{what} failed:\n{}\n{}",
@@ -87,7 +87,7 @@ fn an_imported_certbot_lineage_is_renewed_with_its_key_and_certbot_still_reads_i
     let webroot = peers.served.path().display().to_string();
     let server = peers.pebble.directory_url();
     ok(
-        run_certbot(
+        &run_certbot(
             &peers,
             root.path(),
             &[
@@ -121,7 +121,7 @@ fn an_imported_certbot_lineage_is_renewed_with_its_key_and_certbot_still_reads_i
         .args(["import", "certbot", "--dir", &etc.display().to_string()])
         .output()
         .expect("rota import");
-    let block = ok(imported, "rota import certbot");
+    let block = ok(&imported, "rota import certbot");
     assert!(block.contains("set `acme.directory_url` to it"), "{block}");
     assert!(
         block.contains(&format!("domains: [{NAME}, www.{NAME}]")),
@@ -164,7 +164,7 @@ fn an_imported_certbot_lineage_is_renewed_with_its_key_and_certbot_still_reads_i
     }
 
     let listing = ok(
-        run_certbot(&peers, root.path(), &["certificates"]),
+        &run_certbot(&peers, root.path(), &["certificates"]),
         "certbot certificates",
     );
     assert!(

@@ -3,6 +3,7 @@
 //! invisible to rotad's directory watch, so only the signal can bring the new cert in. (A
 //! rotad without a SIGHUP handler dies of the signal, which fails the test too.)
 
+use std::fmt::Write as _;
 use std::fs;
 use std::process::Command;
 use std::time::Duration;
@@ -16,9 +17,10 @@ fn config(ids: &[&str]) -> String {
         "daemon:\n  database_path: {dir}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {dir}/rota.sock\n\nlocal_ca:\n  directory: {dir}/ca\n\ncerts:\n",
     );
     for id in ids {
-        yaml.push_str(&format!(
+        let _ = write!(
+            yaml,
             "  - id: {id}\n    domains: [{id}.home.arpa]\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {{dir}}/installed/{id} }}\n"
-        ));
+        );
     }
     yaml
 }

@@ -74,7 +74,7 @@ fn walk_schema(schema: &Value) -> Vec<KeyPath> {
     let mut merged: Vec<KeyPath> = Vec::with_capacity(out.len());
     for key in out {
         match merged.iter_mut().find(|k| k.path == key.path) {
-            Some(first) if first.path.ends_with(".kind") => {
+            Some(first) if first.path.split('.').next_back() == Some("kind") => {
                 let kind = key.description.trim_start_matches(KIND_LIST);
                 first.description = format!("{}, {kind}", first.description);
             }
