@@ -70,7 +70,9 @@ fn kustomization_lists_every_manifest_and_each_parses_as_its_kind() {
     let mut on_disk: Vec<String> = std::fs::read_dir(manifests_dir())
         .expect("manifests/")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| Path::new(n).extension().is_some_and(|x| x == "yaml") && n != "kustomization.yaml")
+        .filter(|n| {
+            Path::new(n).extension().is_some_and(|x| x == "yaml") && n != "kustomization.yaml"
+        })
         .collect();
     on_disk.sort();
     let mut listed = kustomization_resources();
