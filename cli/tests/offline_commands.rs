@@ -2,6 +2,7 @@
 //! shells accept, man pages that groff renders, `rota version`, `rota config schema|keys`,
 //! and `NO_COLOR` honoured on a terminal.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn rota(args: &[&str]) -> Output {
@@ -203,4 +204,54 @@ fn no_color_turns_colour_off_on_a_terminal() {
     );
     // NO_COLOR set but empty means nothing, per no-color.org.
     assert!(help_on_a_terminal(Some("")).contains('\u{1b}'));
+}
+
+/// rotad's log while it starts on an empty config, on a pseudo-terminal, stopped by SIGINT
+/// after a few seconds (`timeout`), with `NO_COLOR` as given.
+fn rotad_log_on_a_terminal(no_color: Option<&str>) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("rota.yaml");
+    let state = dir.path().display();
+    std::fs::write(
+        &config,
+        format!(
+            "daemon:\n  database_path: {state}/rota.db\n  socket_path: {state}/rota.sock\n  listen_addr: 127.0.0.1:0\ncerts: []\n"
+        ),
+    )
+    .expect("config");
+    let rotad = Path::new(env!("CARGO_BIN_EXE_rota")).with_file_name("rotad");
+    let mut command = Command::new("script");
+    command.args([
+        "-qec",
+        &format!(
+            "timeout -s INT 5 {} --config {}",
+            rotad.display(),
+            config.display()
+        ),
+        "/dev/null",
+    ]);
+    command.env_remove("NO_COLOR").env("RUST_LOG", "info");
+    if let Some(value) = no_color {
+        command.env("NO_COLOR", value);
+    }
+    let out = command.output().expect("script");
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(log.contains("rotad started"), "{log}");
+    log
+}
+
+#[test]
+fn no_color_turns_colour_off_in_rotads_log() {
+    if !have("script") || !have("timeout") {
+        return;
+    }
+    assert!(
+        rotad_log_on_a_terminal(None).contains('\u{1b}'),
+        "coloured on a terminal"
+    );
+    let plain = rotad_log_on_a_terminal(Some("1"));
+    assert!(
+        !plain.contains('\u{1b}'),
+        "NO_COLOR=1 still coloured: {plain:?}"
+    );
 }
