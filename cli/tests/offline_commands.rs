@@ -255,3 +255,37 @@ fn no_color_turns_colour_off_in_rotads_log() {
         "NO_COLOR=1 still coloured: {plain:?}"
     );
 }
+
+#[test]
+fn import_certbot_reports_what_it_cannot_read_and_fails() {
+    let missing = rota(&["import", "certbot", "--dir", "/nonexistent/letsencrypt"]);
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("/nonexistent/letsencrypt/renewal"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--dir"), "says what to check: {stderr}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::create_dir(dir.path().join("renewal")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("renewal/broken.conf"),
+        "archive_dir = /x\n[renewalparams]\nauthenticator = webroot\n",
+    )
+    .expect("conf");
+    let out = rota(&[
+        "import",
+        "certbot",
+        "--dir",
+        &dir.path().display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a lineage was left out");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("certs: []"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.conf has no `cert`"),
+        "names the file and the missing key: {stderr}"
+    );
+}
