@@ -436,3 +436,45 @@ mod tests {
         assert!(!format!("{s:?} {s}").contains("hunter2"));
     }
 }
+
+/// Describes a newtype that is written as one string in `rota.yaml`, for the JSON Schema of
+/// the config (`rota config schema`): inlined, with the grammar its parser checks.
+macro_rules! string_schema {
+    ($ty:ty, $description:literal $(, $key:literal : $value:literal)*) => {
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({
+                    "type": "string",
+                    "description": $description,
+                    $($key: $value,)*
+                })
+            }
+        }
+    };
+}
+
+string_schema!(
+    CertId,
+    "1-64 of letters, digits, `-`, `_` and `.`, starting with a letter or a digit",
+    "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+);
+string_schema!(
+    DomainName,
+    "a DNS name (lower-cased), or a wildcard `*.example.com`"
+);
+string_schema!(
+    HostPort,
+    "`host:port`; an IPv6 address in brackets, e.g. `[::1]:443`"
+);
+string_schema!(
+    SecretSource,
+    "a file holding the secret (trailing newline trimmed), or `env:VAR` for an environment variable"
+);

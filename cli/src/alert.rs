@@ -6,15 +6,23 @@ use std::fmt::Write as _;
 use rota_api::wire::{AlertTestRequest, AlertTestResponse, AlertTestResult};
 
 use crate::client::Daemon;
-use crate::emit;
 use crate::exit::CliError;
+use crate::{DataFormat, emit, serialize};
 
-/// Asks rotad for the test and reports it; exit 1 if any sink failed.
-pub(crate) async fn test(daemon: &Daemon, sink: Option<usize>) -> Result<(), CliError> {
+/// Asks rotad for the test and reports it (as text, or as data with `-o`); exit 1 if any
+/// sink failed.
+pub(crate) async fn test(
+    daemon: &Daemon,
+    sink: Option<usize>,
+    output: Option<DataFormat>,
+) -> Result<(), CliError> {
     let answer: AlertTestResponse = daemon
         .post("/api/alerts/test", &AlertTestRequest { sink })
         .await?;
-    emit(&report(&answer.results))?;
+    emit(&match output {
+        None => report(&answer.results),
+        Some(format) => serialize(format, &answer)?,
+    })?;
     let failed = answer.results.iter().filter(|r| r.error.is_some()).count();
     if failed == 0 {
         return Ok(());

@@ -13,22 +13,27 @@
 
 mod alert;
 mod apply;
+mod build_info;
 mod certs_view;
 mod client;
+mod completions;
+mod config_cmd;
 mod describe_view;
 mod exit;
 mod get;
 mod human_time;
+mod import_certbot;
 mod log_view;
 mod ndjson;
 mod renew;
+mod rotad_args;
 mod table;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rota_api::CertId;
 use rota_api::RevocationReason;
 use rota_api::wire::{CertDetail, RenewalLog, RevokeRequest, RevokeResponse, StatusResponse};
@@ -149,6 +154,56 @@ enum Command {
         )]
         file: PathBuf,
     },
+    /// Print a rota.yaml `certs:` block for certificates another tool manages.
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+    },
+    /// Describe `rota.yaml` itself: its JSON Schema, or every key it has.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Print a shell completion script (e.g. `rota completions bash > /etc/bash_completion.d/rota`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: completions::CompletionShell,
+    },
+    /// Write the man pages of rota (section 1) and rotad (section 8) into a directory.
+    Man {
+        /// Where to write the pages (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Show this build: version, wire protocol version, features, available backend kinds.
+    Version {
+        /// Print the facts as data instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportSource {
+    /// certbot's lineages (`renewal/*.conf`): same keys, same files, closest DCV.
+    Certbot {
+        /// certbot's config directory.
+        #[arg(long, value_name = "DIR", default_value = "/etc/letsencrypt")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Print the JSON Schema of rota.yaml (field docs as descriptions, ranges as bounds).
+    Schema,
+    /// List every key of rota.yaml with its description.
+    Keys {
+        /// Print the keys as data instead of a table.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,6 +232,9 @@ enum AlertAction {
         /// Only the sink at this position in `alerts:` (from 0).
         #[arg(long, value_name = "N")]
         sink: Option<usize>,
+        /// Print each sink's result as data instead of text (the exit code is the same).
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
     },
 }
 
@@ -258,7 +316,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     runtime.block_on(execute(&daemon, cli.command))
 }
 
-/// Runs one command; all but `check` talk to rotad.
+/// Runs one command; `check`, `import`, `config`, `completions`, `man` and `version` work
+/// offline, the others talk to rotad.
 async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
     let now = OffsetDateTime::now_utc();
     match command {
@@ -311,9 +370,61 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
         }
         Command::Apply { file, dry_run } => apply::apply(daemon, &file, dry_run).await,
         Command::Alert {
-            action: AlertAction::Test { sink },
-        } => alert::test(daemon, sink).await,
+            action: AlertAction::Test { sink, output },
+        } => alert::test(daemon, sink, output).await,
         Command::Check { file } => apply::check(&file),
+        Command::Import {
+            source: ImportSource::Certbot { dir },
+        } => {
+            let (block, problems) = import_certbot::import(&dir)?;
+            emit(&block)?;
+            if problems.is_empty() {
+                return Ok(());
+            }
+            for problem in &problems {
+                eprintln!("rota: skipped: {problem}");
+            }
+            Err(CliError::failed(format!(
+                "{} certbot lineage(s) could not be imported",
+                problems.len()
+            )))
+        }
+        Command::Config { action } => config(&action),
+        Command::Completions { shell } => {
+            let script = completions::script(shell, Cli::command());
+            emit(&String::from_utf8_lossy(&script))
+        }
+        Command::Man { dir } => {
+            let pages = vec![(Cli::command(), "1"), (rotad_args::Args::command(), "8")];
+            let files = completions::write_man_pages(&dir, pages)?;
+            emit(&format!(
+                "wrote {} pages to {}\n",
+                files.len(),
+                dir.display()
+            ))
+        }
+        Command::Version { output } => {
+            let info = build_info::build_info();
+            emit(&match output {
+                None => info.text(),
+                Some(format) => serialize(format, &info)?,
+            })
+        }
+    }
+}
+
+/// `rota config schema|keys`: offline, from the config's types.
+fn config(action: &ConfigAction) -> Result<(), CliError> {
+    match action {
+        ConfigAction::Schema => {
+            let schema = serde_json::to_string_pretty(&rota_api::config::config_schema())
+                .map_err(|e| CliError::failed(format!("cannot format the schema: {e}")))?;
+            emit(&(schema + "\n"))
+        }
+        ConfigAction::Keys { output: None } => emit(&config_cmd::keys_table()),
+        ConfigAction::Keys {
+            output: Some(format),
+        } => emit(&serialize(*format, &config_cmd::keys_data())?),
     }
 }
 
@@ -365,8 +476,6 @@ pub(crate) fn write_stdout(text: &str) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
     use crate::exit::{
         EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_NOT_FOUND, EXIT_PROTOCOL, EXIT_UNREACHABLE,
@@ -375,6 +484,7 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+        rotad_args::Args::command().debug_assert();
     }
 
     #[test]

@@ -1,22 +1,16 @@
 //! `rotad`, the rota daemon: renews, installs and audits the certs in its config, and serves
 //! the API the `rota` CLI and the dashboard talk to.
 
+mod rotad_args;
+
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use rota_api::config::ConfigErrors;
 use tracing_subscriber::EnvFilter;
 
-/// rota's daemon: keeps the configured certificates issued, installed and fresh.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
-    /// The config file; also where `rota apply` writes.
-    #[arg(long, short, env = rota_api::config::CONFIG_ENV, default_value = rota_api::config::DEFAULT_CONFIG_PATH)]
-    config: PathBuf,
-}
+use crate::rotad_args::Args;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -25,7 +19,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal() && !no_color())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -54,4 +48,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether `NO_COLOR` (<https://no-color.org>) asks for plain output: set and not empty.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }

@@ -25,6 +25,7 @@ mod dcv {
 mod install {
     //! Installers, one module per `install: { kind }`, and what they share: the PEM files,
     //! running an operator's command, and checking what a server serves.
+    mod certbot_lineage;
     mod command;
     pub(crate) mod dsm;
     pub(crate) mod filesystem;
@@ -165,7 +166,10 @@ impl BackendFactory for Providers {
         cert: &CertSpec,
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
-            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
+            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(
+                &fs.directory,
+                fs.certbot_archive.as_deref(),
+            ))),
             InstallSpec::Nginx(nginx) => Ok(Arc::new(NginxInstall::new(nginx))),
             InstallSpec::Haproxy(haproxy) => Ok(Arc::new(HaproxyInstall::new(haproxy))),
             InstallSpec::Dsm(dsm) => {

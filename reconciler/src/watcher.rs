@@ -1,5 +1,7 @@
 //! Hot reload: watches the config file's directory (so editors that replace the file by
 //! rename are followed), waits for writes to settle, and applies the new text if it is valid.
+//! SIGHUP asks for the same reload, for changes a directory watch cannot see (a config
+//! symlinked from elsewhere, a network filesystem) and for `systemctl reload rotad`.
 //! An invalid change is logged with every error, surfaced to the API, and the running config
 //! is kept. Settings read only at start (listener, socket, state paths) keep their running
 //! values; the ones the file changes are reported as needing a restart.
@@ -19,11 +21,20 @@ const SETTLE: Duration = Duration::from_millis(300);
 
 /// Why the watcher could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot watch {path}: {source}")]
-pub struct WatchError {
-    path: PathBuf,
-    #[source]
-    source: notify::Error,
+#[non_exhaustive]
+pub enum WatchError {
+    /// The directory watch could not be set up.
+    #[error("cannot watch {path}: {source}")]
+    Watch {
+        /// The directory.
+        path: PathBuf,
+        /// What notify said.
+        #[source]
+        source: notify::Error,
+    },
+    /// The SIGHUP handler could not be installed.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(#[source] std::io::Error),
 }
 
 /// Starts watching `path`; changes are applied to `reconciler` until it shuts down.
@@ -43,16 +54,18 @@ pub fn watch_config(reconciler: &Reconciler, path: &Path) -> Result<(), WatchErr
             let _ = tx.send(());
         }
     })
-    .map_err(|source| WatchError {
+    .map_err(|source| WatchError::Watch {
         path: dir.clone(),
         source,
     })?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|source| WatchError {
+        .map_err(|source| WatchError::Watch {
             path: dir.clone(),
             source,
         })?;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(WatchError::Signal)?;
     let this = reconciler.clone();
     let path = path.to_owned();
     reconciler.shared.tasks.spawn(async move {
@@ -62,6 +75,7 @@ pub fn watch_config(reconciler: &Reconciler, path: &Path) -> Result<(), WatchErr
             tokio::select! {
                 () = this.shared.shutdown.cancelled() => break,
                 got = rx.recv() => if got.is_none() { break },
+                _ = hangup.recv() => tracing::info!("SIGHUP received; reading the config again"),
             }
             while tokio::time::timeout(SETTLE, rx.recv())
                 .await

@@ -72,6 +72,23 @@ struct Inner {
     secrets: BTreeMap<(String, String), StoredSecret>,
     /// `(method, content type, query)` of every request.
     requests: Vec<(String, String, String)>,
+    /// What the API server's authorizer would check for every request.
+    authorizations: Vec<Authorization>,
+}
+
+/// The RBAC attributes the API server authorizes a request by
+/// (<https://kubernetes.io/docs/reference/access-authn-authz/authorization/#determine-the-request-verb>):
+/// `GET` of a named object is `get`, `PATCH` is `patch`, and a server-side apply `PATCH` that
+/// creates the object is authorized as `create` as well
+/// (<https://kubernetes.io/docs/reference/using-api/server-side-apply/#using-server-side-apply-in-a-controller>).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Authorization {
+    /// The RBAC verb.
+    pub verb: &'static str,
+    /// The resource (plural, lower case).
+    pub resource: &'static str,
+    /// The namespace of the object.
+    pub namespace: String,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -204,6 +221,12 @@ impl KubeDouble {
         self.lock().requests.clone()
     }
 
+    /// The RBAC checks every request so far needed.
+    #[must_use]
+    pub fn authorizations(&self) -> Vec<Authorization> {
+        self.lock().authorizations.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -239,6 +262,15 @@ fn record(shared: &Shared, method: &str, headers: &HeaderMap, query: &HashMap<St
         .push((method.to_owned(), content_type, query.join("&")));
 }
 
+fn authorize(shared: &Shared, verb: &'static str, namespace: &str) {
+    let mut inner = shared.lock().unwrap_or_else(PoisonError::into_inner);
+    inner.authorizations.push(Authorization {
+        verb,
+        resource: "secrets",
+        namespace: namespace.to_owned(),
+    });
+}
+
 async fn get_secret(
     State(shared): State<Shared>,
     Path((ns, name)): Path<(String, String)>,
@@ -246,6 +278,7 @@ async fn get_secret(
     headers: HeaderMap,
 ) -> Response {
     record(&shared, "GET", &headers, &query);
+    authorize(&shared, "get", &ns);
     if !authorized(&headers) {
         return status(
             StatusCode::UNAUTHORIZED,
@@ -274,6 +307,15 @@ async fn apply_secret(
     body: String,
 ) -> Response {
     record(&shared, "PATCH", &headers, &query);
+    authorize(&shared, "patch", &ns);
+    let exists = shared
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .secrets
+        .contains_key(&(ns.clone(), name.clone()));
+    if !exists {
+        authorize(&shared, "create", &ns);
+    }
     if !authorized(&headers) {
         return status(
             StatusCode::UNAUTHORIZED,

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::{child, item};
-use super::schema::{CertSpec, Config, DaemonConfig, DcvSpec, InstallSpec, Tagged};
+use super::schema::{
+    CertSpec, Config, DaemonConfig, DcvSpec, FilesystemInstall, InstallSpec, Tagged,
+};
 use crate::clean_path::join_clean;
 use crate::names::{CertId, DomainName};
 
@@ -177,6 +179,13 @@ fn written_paths(cert: &CertSpec) -> Vec<(&'static str, &Path)> {
         InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => None,
     };
     paths.extend(install.map(|dir| ("install.directory", dir.as_path())));
+    if let InstallSpec::Filesystem(FilesystemInstall {
+        certbot_archive: Some(archive),
+        ..
+    }) = &cert.install
+    {
+        paths.push(("install.certbot_archive", archive));
+    }
     if let InstallSpec::Haproxy(haproxy) = &cert.install {
         // The combined PEM, private key included, is written there too.
         let storage = Path::new(&haproxy.cert_storage_name);
@@ -188,7 +197,7 @@ fn written_paths(cert: &CertSpec) -> Vec<(&'static str, &Path)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::{CaSpec, FilesystemInstall, LocalCa};
+    use crate::config::schema::{CaSpec, LocalCa};
 
     #[test]
     fn allowed_paths_compare_whole_components_after_dot_dot() {
@@ -201,6 +210,7 @@ mod tests {
             dcv: None,
             install: InstallSpec::Filesystem(FilesystemInstall {
                 directory: PathBuf::from("/srv/rota/a"),
+                certbot_archive: None,
             }),
         };
         let allowed = [PathBuf::from("/srv/rota")];

@@ -10,6 +10,7 @@ mod diagnose;
 mod error;
 mod field_path;
 mod interpolate;
+mod json_schema;
 mod load;
 mod locate;
 mod position;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 pub use as_written::AsWrittenError;
 pub use error::{ConfigErrors, ConfigIssue};
+pub use json_schema::{KeyPath, config_schema, key_paths};
 pub use load::{MAX_CONFIG_BYTES, load_file, load_str, load_str_with_env, read_config};
 pub use schema::*;
 

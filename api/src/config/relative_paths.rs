@@ -111,7 +111,12 @@ impl Rebase<'_> {
         let install = child(path, "install");
         let directory = child(&install, "directory");
         match &mut cert.install {
-            InstallSpec::Filesystem(fs) => self.path(&directory, &mut fs.directory),
+            InstallSpec::Filesystem(fs) => {
+                self.path(&directory, &mut fs.directory);
+                if let Some(archive) = &mut fs.certbot_archive {
+                    self.path(&child(&install, "certbot_archive"), archive);
+                }
+            }
             InstallSpec::Nginx(nginx) => self.path(&directory, &mut nginx.directory),
             InstallSpec::Haproxy(haproxy) => {
                 self.path(&directory, &mut haproxy.directory);

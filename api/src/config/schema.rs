@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::names::{CertId, DomainName, HostPort, SecretSource};
@@ -60,7 +61,7 @@ macro_rules! tagged_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
         #[serde(tag = "kind")]
         pub enum $name {
             $( $(#[$vmeta])* #[serde(rename = $kind)] $variant($ty), )*
@@ -98,7 +99,7 @@ macro_rules! tagged_enum {
 }
 
 /// The whole of `rota.yaml`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Daemon-wide settings.
@@ -133,7 +134,7 @@ pub struct Config {
 }
 
 /// The `daemon:` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
     /// SQLite audit database (created 0600).
@@ -171,7 +172,7 @@ pub struct DaemonConfig {
 }
 
 /// `daemon.dns_propagation`: which servers must answer a DNS-01 record, and how long to wait.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsPropagation {
     /// `host:port` of the servers to ask; empty means the zone's authoritative nameservers.
@@ -214,7 +215,7 @@ impl Default for DaemonConfig {
 }
 
 /// `daemon.tls`: which managed cert the TCP listener serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// The id of a cert in `certs:` whose install writes PEM files (`filesystem`, `nginx`).
@@ -238,12 +239,12 @@ impl Default for AuditConfig {
 }
 
 /// `audit: { kind: sqlite }` takes no settings of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqliteAudit {}
 
 /// `audit: { kind: surrealdb, ... }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SurrealAudit {
     /// `mem://`, `file://path`, `ws://`, `wss://`, `http://` or `https://`.
@@ -261,7 +262,7 @@ pub struct SurrealAudit {
 }
 
 /// The `local_ca:` block: the embedded CA behind `ca: { kind: local }`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalCaConfig {
     /// Where the CA keeps its root; defaults to `local-ca/` beside `daemon.database_path`.
@@ -280,7 +281,7 @@ impl Default for LocalCaConfig {
 }
 
 /// The `namecheap:` account block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamecheapAccount {
     /// API key.
@@ -295,7 +296,7 @@ pub struct NamecheapAccount {
 }
 
 /// The `cloudflare:` account block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudflareAccount {
     /// API token with Zone.DNS:Edit.
@@ -303,7 +304,7 @@ pub struct CloudflareAccount {
 }
 
 /// The `acme:` account block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeAccount {
     /// The ACME directory URL.
@@ -325,7 +326,7 @@ pub struct AcmeAccount {
 }
 
 /// The `dsm:` block: where the Synology NAS answers and how rota logs in to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DsmConnection {
     /// DSM's web address, e.g. `https://nas.home.arpa:5001`.
@@ -347,7 +348,7 @@ pub struct DsmConnection {
 }
 
 /// ACME external account binding (RFC 8555 §7.3.4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExternalAccountBinding {
     /// CA-assigned key id.
@@ -357,7 +358,7 @@ pub struct ExternalAccountBinding {
 }
 
 /// The `cluster:` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// Turns federation on.
@@ -385,7 +386,7 @@ tagged_enum! {
 }
 
 /// How the email sink secures its SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTls {
     /// STARTTLS upgrade, usually port 587.
@@ -397,7 +398,7 @@ pub enum SmtpTls {
 }
 
 /// `kind: email` alert sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailAlert {
     /// SMTP server host.
@@ -422,7 +423,7 @@ pub struct EmailAlert {
 }
 
 /// `kind: webhook` alert sink.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookAlert {
     /// Where the JSON envelope is POSTed.
@@ -440,7 +441,7 @@ fn default_webhook_timeout() -> u64 {
 }
 
 /// One entry of `certs:`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CertSpec {
     /// Stable id.
@@ -482,12 +483,12 @@ impl CaSpec {
 }
 
 /// `ca: { kind: local }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalCa {}
 
 /// `ca: { kind: namecheap, ssl_id }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamecheapCa {
     /// The numeric SSL subscription id.
@@ -495,7 +496,7 @@ pub struct NamecheapCa {
 }
 
 /// `ca: { kind: acme, profile }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeCa {
     /// Overrides `acme.profile` for this cert.
@@ -524,17 +525,17 @@ impl DcvSpec {
 }
 
 /// `dcv: { kind: namecheap }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamecheapDcv {}
 
 /// `dcv: { kind: cloudflare }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloudflareDcv {}
 
 /// `dcv: { kind: webroot, directory }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebrootDcv {
     /// The document root the web server serves.
@@ -563,7 +564,7 @@ impl InstallSpec {
     #[must_use]
     pub fn pem_directory(&self) -> Option<&std::path::Path> {
         match self {
-            Self::Filesystem(FilesystemInstall { directory })
+            Self::Filesystem(FilesystemInstall { directory, .. })
             | Self::Nginx(NginxInstall { directory, .. })
             | Self::Haproxy(HaproxyInstall { directory, .. }) => Some(directory),
             Self::Dsm(_) | Self::K8sSecret(_) => None,
@@ -572,23 +573,28 @@ impl InstallSpec {
 }
 
 /// `install: { kind: dsm, description }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DsmInstall {
     /// The label shown in DSM's Control Panel; rota replaces the certificate with this label.
     pub description: String,
 }
 
-/// `install: { kind: filesystem, directory }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `install: { kind: filesystem, directory, certbot_archive }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemInstall {
     /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
     pub directory: PathBuf,
+    /// For a `directory` that is a certbot lineage's `live/NAME`: that lineage's
+    /// `archive/NAME`. Each install then writes the next numbered version there and points
+    /// the live symlinks at it, as `certbot renew` does, so certbot still reads the lineage.
+    #[serde(default)]
+    pub certbot_archive: Option<PathBuf>,
 }
 
 /// `install: { kind: nginx, directory, test_command, reload_command, verify_address }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NginxInstall {
     /// Where the PEM files go.
@@ -605,7 +611,7 @@ pub struct NginxInstall {
 }
 
 /// `install: { kind: haproxy, directory, socket_path, cert_storage_name, verify_address }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HaproxyInstall {
     /// Where the PEM files go.
@@ -621,7 +627,7 @@ pub struct HaproxyInstall {
 }
 
 /// `install: { kind: k8s_secret, namespace, secret_name, kubeconfig_path }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct K8sSecretInstall {
     /// Target namespace.

@@ -1,13 +1,14 @@
 //! `install: { kind: filesystem, directory }`: PEM files under certbot's names, so any service
 //! reading certs from disk (and any reload script written for certbot) works unchanged. The
-//! files are written as [`pem_files`] describes; nothing else happens.
+//! files are written as [`pem_files`] describes; nothing else happens. With `certbot_archive`,
+//! `directory` is a certbot lineage's `live/NAME` and [`certbot_lineage`] keeps it one.
 
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
 
-use super::pem_files;
+use super::{certbot_lineage, pem_files};
 
 /// The config `kind` of this installer.
 const KIND: &str = "filesystem";
@@ -15,13 +16,16 @@ const KIND: &str = "filesystem";
 /// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
 pub(crate) struct FilesystemInstall {
     directory: PathBuf,
+    certbot_archive: Option<PathBuf>,
 }
 
 impl FilesystemInstall {
-    /// An installer writing into `directory` (created 0755 when missing).
-    pub(crate) fn new(directory: &Path) -> Self {
+    /// An installer writing into `directory` (created 0755 when missing), as the live
+    /// directory of a certbot lineage whose archive is `certbot_archive` when one is given.
+    pub(crate) fn new(directory: &Path, certbot_archive: Option<&Path>) -> Self {
         Self {
             directory: directory.to_owned(),
+            certbot_archive: certbot_archive.map(Path::to_owned),
         }
     }
 }
@@ -38,6 +42,10 @@ impl InstallBackend for FilesystemInstall {
         private_key_pem: &SecretString,
         _domains: &[DomainName],
     ) -> Result<(), BackendError> {
+        if let Some(archive) = &self.certbot_archive {
+            return certbot_lineage::install(KIND, &self.directory, archive, cert, private_key_pem)
+                .await;
+        }
         let files = pem_files::certbot_files(&self.directory, cert, private_key_pem);
         pem_files::write(KIND, files).await
     }
@@ -78,7 +86,7 @@ mod tests {
     async fn lands_four_files_with_their_modes() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("certs/web");
-        let installer = FilesystemInstall::new(&target);
+        let installer = FilesystemInstall::new(&target, None);
         assert_eq!(installer.current_cert_pem(&id()).await.unwrap(), None);
         let key =
             SecretString::new("-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n".into());
@@ -117,7 +125,7 @@ mod tests {
             std::os::unix::fs::symlink(outside.join(name), target.join(name)).unwrap();
         }
         let key = SecretString::new("private key\n".into());
-        FilesystemInstall::new(&target)
+        FilesystemInstall::new(&target, None)
             .install(&issued("1"), &key, &[])
             .await
             .unwrap();
@@ -141,7 +149,7 @@ mod tests {
     #[tokio::test]
     async fn reinstall_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let installer = FilesystemInstall::new(dir.path());
+        let installer = FilesystemInstall::new(dir.path(), None);
         let key = SecretString::new("key\n".into());
         installer.install(&issued("1"), &key, &[]).await.unwrap();
         installer.install(&issued("2"), &key, &[]).await.unwrap();
@@ -168,7 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-dir");
         std::fs::write(&blocker, b"").unwrap();
-        let installer = FilesystemInstall::new(&blocker.join("web"));
+        let installer = FilesystemInstall::new(&blocker.join("web"), None);
         let err = installer
             .install(&issued("1"), &SecretString::new("k".into()), &[])
             .await

@@ -179,7 +179,7 @@ fn read_previous(backend: &'static str, path: &Path) -> Result<Previous, Backend
 }
 
 /// Runs file work off the runtime; a panic in it is reported as an I/O failure of `action`.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     backend: &'static str,
     action: &'static str,
     work: impl FnOnce() -> Result<T, BackendError> + Send + 'static,
