@@ -135,6 +135,13 @@ impl PebbleOptions {
         self
     }
 
+    /// Resolve names through the DNS server at `addr` (e.g. a [`crate::bind::Bind`]).
+    #[must_use]
+    pub fn dns_server(mut self, addr: SocketAddr) -> Self {
+        self.dns_server = Some(addr);
+        self
+    }
+
     /// The port pebble connects to for HTTP-01 (e.g. an nginx serving the webroot).
     #[must_use]
     pub fn http_port(mut self, port: u16) -> Self {
