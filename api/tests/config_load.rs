@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use rota_api::config::{
-    AlertSpec, AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, DcvSpec,
-    InstallSpec, LoadedConfig, TsigAlgorithm, config_path_with_env, load_file, load_str_with_env,
+    AlertSpec, AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, DcvSpec, InstallSpec,
+    LoadedConfig, TsigAlgorithm, config_path_with_env, load_file, load_str_with_env,
 };
 use rota_api::names::{DomainName, SecretSource};
 

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use base64::Engine as _;
@@ -23,7 +23,8 @@ pub struct Bind {
     addr: SocketAddr,
     zone: String,
     secret: String,
-    dir: tempfile::TempDir,
+    /// Holds the config, zone and journal; removed on drop.
+    _dir: tempfile::TempDir,
 }
 
 impl Bind {
@@ -53,7 +54,7 @@ impl Bind {
                 addr,
                 zone: zone.to_owned(),
                 secret: secret.clone(),
-                dir,
+                _dir: dir,
             })
         })
     }
@@ -62,12 +63,6 @@ impl Bind {
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// The zone it is primary for.
-    #[must_use]
-    pub fn zone(&self) -> &str {
-        &self.zone
     }
 
     /// The key's secret, base64, as `tsig-keygen` prints it.
@@ -123,12 +118,6 @@ impl Bind {
     #[must_use]
     pub fn log(&self) -> String {
         self.process.log()
-    }
-
-    /// The directory holding the config, zone and journal.
-    #[must_use]
-    pub fn dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 }
 

@@ -380,7 +380,10 @@ impl Process {
 
     /// Polls `ready` every 50 ms; `Err` when the process exited (a port race), panics when it
     /// is still not ready after [`READY_TIMEOUT`].
-    pub(crate) fn wait_until_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+    pub(crate) fn wait_until_ready(
+        &mut self,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if ready() {

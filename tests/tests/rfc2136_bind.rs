@@ -29,7 +29,9 @@ fn solver(dir: &Path, server: &str, key_name: &str, secret_file: &Path) -> Arc<d
         .unwrap_or_else(|e| panic!("{e}"))
         .config;
     let spec = config.certs[0].dcv.clone().expect("a dcv block");
-    Providers::new().dcv(&config, &spec).expect("the solver builds")
+    Providers::new()
+        .dcv(&config, &spec)
+        .expect("the solver builds")
 }
 
 fn challenge(value: &str) -> DcvChallenge {
@@ -87,7 +89,11 @@ async fn a_wrong_key_is_refused_with_the_servers_tsig_error() {
 
     // The right name with another secret: the server cannot verify the MAC.
     let wrong_secret = dir.path().join("wrong.key");
-    std::fs::write(&wrong_secret, "c29tZSBvdGhlciBzZWNyZXQgb2YgMzIgYnl0ZXMhIQ==\n").unwrap();
+    std::fs::write(
+        &wrong_secret,
+        "c29tZSBvdGhlciBzZWNyZXQgb2YgMzIgYnl0ZXMhIQ==\n",
+    )
+    .unwrap();
     let err = solver(dir.path(), &server, KEY_NAME, &wrong_secret)
         .publish(&challenge(WILDCARD_VALUE))
         .await

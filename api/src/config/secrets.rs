@@ -50,7 +50,11 @@ fn check_tsig_secret(path: &str, source: &SecretSource, secret: &[u8]) -> Option
         SecretSource::Env(var) => format!("environment variable `{var}`"),
     };
     Some(
-        Problem::value(path, format!("the TSIG secret in {origin} is unusable: {why}")).hint(
+        Problem::value(
+            path,
+            format!("the TSIG secret in {origin} is unusable: {why}"),
+        )
+        .hint(
             "put only the base64 text between the quotes of the `secret \"...\";` line that \
              `tsig-keygen` printed (the same secret the DNS server's `key` clause holds)",
         ),
@@ -116,30 +120,36 @@ fn read(path: &str, source: &SecretSource, env: EnvLookup<'_>) -> Result<Vec<u8>
                     format!("export {var} in rotad's environment, or point `{field}` at a file"),
                 ),
             ),
-            Some(value) if is_blank(value.as_bytes()) => Err(
-                Problem::value(path, format!("environment variable `{var}` is empty")).hint(
-                    format!("put the secret in {var}, or point `{field}` at a file"),
-                ),
-            ),
+            Some(value) if is_blank(value.as_bytes()) => {
+                Err(
+                    Problem::value(path, format!("environment variable `{var}` is empty")).hint(
+                        format!("put the secret in {var}, or point `{field}` at a file"),
+                    ),
+                )
+            }
             Some(value) => Ok(value.into_bytes()),
         },
         SecretSource::File(file) => {
             let shown = file.display();
             match read_secret_file(file) {
-                Err(err) if err.kind() == ErrorKind::NotFound => Err(
-                    Problem::value(path, format!("secret file `{shown}` does not exist")).hint(
-                        "create it (mode 0600) with the secret in it, or write `env:VAR` to read \
+                Err(err) if err.kind() == ErrorKind::NotFound => Err(Problem::value(
+                    path,
+                    format!("secret file `{shown}` does not exist"),
+                )
+                .hint(
+                    "create it (mode 0600) with the secret in it, or write `env:VAR` to read \
                          the secret from an environment variable",
-                    ),
-                ),
-                Err(err) => Err(
-                    Problem::value(path, format!("cannot read secret file `{shown}`: {err}"))
-                        .hint("make it a file readable by the user rotad runs as"),
-                ),
-                Ok(bytes) if is_blank(&bytes) => Err(
-                    Problem::value(path, format!("secret file `{shown}` is empty"))
-                        .hint("write the secret into it"),
-                ),
+                )),
+                Err(err) => Err(Problem::value(
+                    path,
+                    format!("cannot read secret file `{shown}`: {err}"),
+                )
+                .hint("make it a file readable by the user rotad runs as")),
+                Ok(bytes) if is_blank(&bytes) => Err(Problem::value(
+                    path,
+                    format!("secret file `{shown}` is empty"),
+                )
+                .hint("write the secret into it")),
                 Ok(bytes) => Ok(bytes),
             }
         }

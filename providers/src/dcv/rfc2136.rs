@@ -135,7 +135,8 @@ impl Rfc2136Dcv {
             zone = display(&self.zone),
             server = self.server,
         );
-        let record = Record::from_rdata(name, *ttl, RData::TXT(TXT::new(vec![record_value.clone()])));
+        let record =
+            Record::from_rdata(name, *ttl, RData::TXT(TXT::new(vec![record_value.clone()])));
         let rrset = RecordSet::from(record);
         let message = match change {
             Change::Add => update_message::append(rrset, self.zone.clone(), false, false),
@@ -194,10 +195,9 @@ impl Rfc2136Dcv {
         // The provider owns the task that drives the connection and aborts it when dropped,
         // so it must outlive the exchange.
         let provider = TokioRuntimeProvider::default();
-        let client =
-            TcpClientStream::exchange(addr, None, ATTEMPT_TIMEOUT, None, provider.clone())
-                .await
-                .map_err(|e| net_error(&e))?;
+        let client = TcpClientStream::exchange(addr, None, ATTEMPT_TIMEOUT, None, provider.clone())
+            .await
+            .map_err(|e| net_error(&e))?;
         let response = client
             .send(DnsRequest::from(request))
             .first_answer()
@@ -216,13 +216,19 @@ impl Rfc2136Dcv {
     }
 
     fn signer(&self) -> Result<TSigner, AttemptError> {
-        let secret = self.secret.resolve().map_err(|e| {
-            AttemptError::Refused(format!("cannot read tsig_secret_file: {e}"))
-        })?;
+        let secret = self
+            .secret
+            .resolve()
+            .map_err(|e| AttemptError::Refused(format!("cannot read tsig_secret_file: {e}")))?;
         let key = Rfc2136Config::decode_secret(secret.expose())
             .map_err(|why| AttemptError::Refused(format!("the TSIG secret is unusable: {why}")))?;
-        TSigner::new(key, hickory_algorithm(self.algorithm), self.key_name.clone(), TSIG_FUDGE)
-            .map_err(|e| AttemptError::Refused(format!("cannot sign with the TSIG key: {e}")))
+        TSigner::new(
+            key,
+            hickory_algorithm(self.algorithm),
+            self.key_name.clone(),
+            TSIG_FUDGE,
+        )
+        .map_err(|e| AttemptError::Refused(format!("cannot sign with the TSIG key: {e}")))
     }
 
     /// The server's address, looked up again at each attempt so a moved server is followed.
@@ -245,10 +251,14 @@ fn check_answer(response: &DnsResponse) -> Result<(), AttemptError> {
     if rcode == ResponseCode::NoError && tsig_error.is_none() {
         return Ok(());
     }
-    let mut said = format!("the server answered {}", rcode_name(rcode));
-    if let Some(error) = tsig_error {
-        said.push_str(&format!(" with TSIG error {}", tsig_error_name(error)));
-    }
+    let said = match tsig_error {
+        Some(error) => format!(
+            "the server answered {} with TSIG error {}",
+            rcode_name(rcode),
+            tsig_error_name(error)
+        ),
+        None => format!("the server answered {}", rcode_name(rcode)),
+    };
     let why = tsig_error.map_or_else(|| rcode_meaning(rcode), tsig_error_meaning);
     let detail = format!("{said}: {why}");
     if rcode == ResponseCode::ServFail && tsig_error.is_none() {
