@@ -384,3 +384,64 @@ impl DcvBackend for Rfc2136Dcv {
         Some(&self.server)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::OpCode;
+
+    use super::*;
+
+    fn answer(rcode: ResponseCode) -> DnsResponse {
+        let mut message = Message::response(7, OpCode::Update);
+        message.metadata.response_code = rcode;
+        DnsResponse::from_message(message).unwrap()
+    }
+
+    #[test]
+    fn each_refusal_names_the_rcode_and_what_to_change() {
+        for (rcode, says, transient, why) in [
+            (
+                ResponseCode::Refused,
+                "REFUSED: the server does not let this key change this name",
+                false,
+                "update-policy",
+            ),
+            (
+                ResponseCode::NotAuth,
+                "NOTAUTH: the server is not the primary",
+                false,
+                "a secondary",
+            ),
+            (ResponseCode::NotZone, "NOTZONE", false, "wrong zone"),
+            (
+                ResponseCode::NotImp,
+                "NOTIMP: the server does not take dynamic updates",
+                false,
+                "no RFC 2136",
+            ),
+            (
+                ResponseCode::ServFail,
+                "SERVFAIL",
+                true,
+                "may pass: tried again",
+            ),
+        ] {
+            match (check_answer(&answer(rcode)), transient) {
+                (Err(AttemptError::Refused(detail)), false)
+                | (Err(AttemptError::Transient(detail)), true) => {
+                    assert!(detail.contains(says), "{why}: {detail}");
+                }
+                (other, _) => panic!("{why}: {other:?}"),
+            }
+        }
+        assert!(check_answer(&answer(ResponseCode::NoError)).is_ok());
+    }
+
+    #[test]
+    fn names_are_absolute_and_shown_without_the_root() {
+        let zone = absolute_name("Example.Test").unwrap();
+        assert_eq!(display(&zone), "Example.Test");
+        assert!(zone.zone_of(&absolute_name("_acme-challenge.example.test.").unwrap()));
+        assert!(!zone.zone_of(&absolute_name("_acme-challenge.other.test").unwrap()));
+    }
+}
