@@ -417,3 +417,16 @@ fn every_problem_has_a_hint() {
         }
     }
 }
+
+#[test]
+fn a_tsig_secret_that_is_not_base64_is_never_quoted() {
+    let (dir, path) = config_dir();
+    std::fs::write(dir.path().join("bad.key"), "c2Vj!cmV0\n").unwrap();
+    let yaml = rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-sha256", "bad.key");
+    let text = show(&load_errors(&path, yaml).0);
+    assert!(text.contains("is not base64"), "{text}");
+    // base64's own message would name the offending byte and its offset.
+    for piece in ["c2Vj", "cmV0", "!", "symbol", "offset"] {
+        assert!(!text.contains(piece), "`{piece}` leaked: {text}");
+    }
+}

@@ -602,7 +602,12 @@ impl Rfc2136Dcv {
         match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
             Ok(key) if key.is_empty() => Err("it decodes to an empty key".to_owned()),
             Ok(key) => Ok(key),
-            Err(e) => Err(format!("it is not base64 ({e})")),
+            // base64's own error names the offending byte, which is a piece of the secret.
+            Err(_) => Err(
+                "it is not base64 (A–Z, a–z, 0–9, `+` and `/`, padded with `=` to a \
+                           multiple of four characters)"
+                    .to_owned(),
+            ),
         }
     }
 }
