@@ -135,7 +135,7 @@ async fn a_wrong_key_is_refused_with_the_servers_tsig_error() {
 }
 
 #[tokio::test]
-async fn names_outside_the_zone_and_a_silent_server_fail_clearly() {
+async fn names_outside_the_zone_a_missing_key_and_a_silent_server_fail_clearly() {
     let bind = Bind::start(ZONE);
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("tsig.key");
@@ -152,6 +152,21 @@ async fn names_outside_the_zone_and_a_silent_server_fail_clearly() {
         err.to_string().contains("is outside zone example.test"),
         "{err}"
     );
+
+    // A key file gone since the config was loaded: nothing is sent, and the error says why.
+    let moved = dir.path().join("tsig.key.moved");
+    std::fs::rename(&secret, &moved).unwrap();
+    let err = dcv
+        .publish(&challenge(APEX_VALUE))
+        .await
+        .expect_err("no key");
+    assert!(matches!(err, BackendError::Invalid { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("cannot read tsig_secret_file"),
+        "{err}"
+    );
+    assert!(bind.txt(NAME).is_empty(), "nothing was published");
+    std::fs::rename(&moved, &secret).unwrap();
 
     // Nothing listens on this port: every attempt fails, and the error says so.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")

@@ -78,6 +78,8 @@ enum AttemptError {
     Transient(String),
     /// The attempt ran out of time.
     TimedOut,
+    /// rota's side cannot make the request: the key cannot be read or used.
+    Unusable(String),
 }
 
 impl Rfc2136Dcv {
@@ -161,6 +163,9 @@ impl Rfc2136Dcv {
                         detail: format!("{what}: {detail}"),
                     });
                 }
+                Ok(Err(AttemptError::Unusable(detail))) => {
+                    return Err(BackendError::invalid(KIND, format!("{what}: {detail}")));
+                }
                 Ok(Err(AttemptError::Transient(detail))) => detail,
                 Ok(Err(AttemptError::TimedOut)) | Err(_) => {
                     format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs())
@@ -190,8 +195,8 @@ impl Rfc2136Dcv {
             .map_or(0, |d| d.as_secs());
         let mut verifier = request
             .finalize(&signer, now)
-            .map_err(|e| AttemptError::Refused(format!("cannot sign the update: {e}")))?
-            .ok_or_else(|| AttemptError::Refused("the update was left unsigned".to_owned()))?;
+            .map_err(|e| AttemptError::Unusable(format!("cannot sign the update: {e}")))?
+            .ok_or_else(|| AttemptError::Unusable("the update was left unsigned".to_owned()))?;
         // The provider owns the task that drives the connection and aborts it when dropped,
         // so it must outlive the exchange.
         let provider = TokioRuntimeProvider::default();
@@ -219,16 +224,16 @@ impl Rfc2136Dcv {
         let secret = self
             .secret
             .resolve()
-            .map_err(|e| AttemptError::Refused(format!("cannot read tsig_secret_file: {e}")))?;
+            .map_err(|e| AttemptError::Unusable(format!("cannot read tsig_secret_file: {e}")))?;
         let key = Rfc2136Config::decode_secret(secret.expose())
-            .map_err(|why| AttemptError::Refused(format!("the TSIG secret is unusable: {why}")))?;
+            .map_err(|why| AttemptError::Unusable(format!("the TSIG secret is unusable: {why}")))?;
         TSigner::new(
             key,
             hickory_algorithm(self.algorithm),
             self.key_name.clone(),
             TSIG_FUDGE,
         )
-        .map_err(|e| AttemptError::Refused(format!("cannot sign with the TSIG key: {e}")))
+        .map_err(|e| AttemptError::Unusable(format!("cannot sign with the TSIG key: {e}")))
     }
 
     /// The server's address, looked up again at each attempt so a moved server is followed.
