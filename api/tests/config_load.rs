@@ -119,6 +119,20 @@ fn an_rfc2136_block_loads_typed_with_its_secret_file_rebased() {
         dcv.tsig_secret_file,
         SecretSource::File(dir.path().join("secrets/tsig.key"))
     );
+
+    // The DCV journal stores the block as JSON so a restart can remove what a crash left
+    // published: it must come back the same, holding the key's path and never the key.
+    let spec = config.certs[0].dcv.clone().unwrap();
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(
+        json.contains("\"tsig_algorithm\":\"hmac-sha512\""),
+        "{json}"
+    );
+    assert!(
+        !json.contains("zI3Ye2Q8"),
+        "the secret is not stored: {json}"
+    );
+    assert_eq!(serde_json::from_str::<DcvSpec>(&json).unwrap(), spec);
 }
 
 #[test]
