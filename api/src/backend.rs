@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::config::{AlertSpec, CertSpec, Config, DcvSpec};
-use crate::names::{CertId, DomainName, SecretString};
+use crate::names::{CertId, DomainName, HostPort, SecretString};
 
 /// The kinds of domain-control challenge rota can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -335,6 +335,13 @@ pub trait DcvBackend: Send + Sync {
 
     /// Takes the response down. Idempotent: removing what is gone succeeds.
     async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError>;
+
+    /// The DNS server this solver writes its records to, when it should be the one asked
+    /// whether a DNS-01 record is visible (instead of `daemon.dns_propagation`'s servers):
+    /// the operator's own primary, which answers for its zone with authority.
+    fn readiness_server(&self) -> Option<&HostPort> {
+        None
+    }
 }
 
 /// Lands an issued cert where the service that uses it reads it.

@@ -20,6 +20,39 @@ macro_rules! ok_cert {
     };
 }
 
+/// An ACME cert proved by `dcv: rfc2136` with the given server, zone, key name, algorithm and
+/// secret file; the dcv fields sit on lines 9 to 13.
+macro_rules! rfc2136_cert {
+    ($server:literal, $zone:literal, $key:literal, $algorithm:literal, $secret:literal) => {
+        concat!(
+            "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\n",
+            "certs:\n",
+            "  - id: web\n",
+            "    domains: [a.test]\n",
+            "    key_path: k\n",
+            "    ca: { kind: acme }\n",
+            "    dcv:\n",
+            "      kind: rfc2136\n",
+            "      server: ",
+            $server,
+            "\n",
+            "      zone: ",
+            $zone,
+            "\n",
+            "      tsig_key_name: ",
+            $key,
+            "\n",
+            "      tsig_algorithm: ",
+            $algorithm,
+            "\n",
+            "      tsig_secret_file: ",
+            $secret,
+            "\n",
+            "    install: { kind: filesystem, directory: out }\n",
+        )
+    };
+}
+
 /// One malformed config and the problem it must produce.
 struct Row {
     why: &'static str,
@@ -62,11 +95,13 @@ fn fake_env(name: &str) -> Option<String> {
     }
 }
 
-/// A config directory with a readable secret (`token`) and an empty one (`empty`).
+/// A config directory with a readable secret (`token`), an empty one (`empty`) and a TSIG key
+/// (`tsig.key`, base64).
 fn config_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "s3cret\n").unwrap();
     std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    std::fs::write(dir.path().join("tsig.key"), "c2VjcmV0LXRzaWcta2V5\n").unwrap();
     let path = dir.path().join("rota.yaml");
     (dir, path)
 }
@@ -184,6 +219,32 @@ const ROWS: &[Row] = &[
     row("namecheap's client_ip must be an IP address",
         concat!("namecheap: { api_key_file: token, username: u, client_ip: my-host }\n", ok_cert!()),
         1, "namecheap.client_ip", "not a valid IP address", (1, 59)),
+
+    // --- dcv: rfc2136 ---
+    row("an RFC 2136 server needs a port",
+        rfc2136_cert!("ns1.a.test", "a.test", "rota", "hmac-sha256", "tsig.key"),
+        1, "certs[0].dcv.server", "is not `host:port`", (9, 15)),
+    row("a zone is written without the trailing dot",
+        rfc2136_cert!("127.0.0.1:53", "a.test.", "rota", "hmac-sha256", "tsig.key"),
+        1, "certs[0].dcv.zone", "ends with a dot", (10, 13)),
+    row("a zone is never a wildcard",
+        rfc2136_cert!("127.0.0.1:53", "'*.a.test'", "rota", "hmac-sha256", "tsig.key"),
+        1, "certs[0].dcv.zone", "is a wildcard", (10, 13)),
+    row("a TSIG key name travels as a DNS name",
+        rfc2136_cert!("127.0.0.1:53", "a.test", "'rota key'", "hmac-sha256", "tsig.key"),
+        1, "certs[0].dcv.tsig_key_name", "may only contain letters", (11, 22)),
+    row("only the SHA-2 HMACs sign updates",
+        rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-md5", "tsig.key"),
+        1, "certs[0].dcv.tsig_algorithm", "`hmac-md5` is not an accepted value", (12, 23)),
+    row("a missing TSIG secret file",
+        rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-sha256", "missing.key"),
+        1, "certs[0].dcv.tsig_secret_file", "missing.key` does not exist", (13, 25)),
+    row("a TSIG secret that is not base64",
+        rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-sha256", "token"),
+        1, "certs[0].dcv.tsig_secret_file", "is unusable: it is not base64", (13, 25)),
+    row("a TSIG secret from an empty variable",
+        rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-sha256", "env:BLANK"),
+        1, "certs[0].dcv.tsig_secret_file", "environment variable `BLANK` is empty", (13, 25)),
 
     // --- daemon ---
     row("a bad listen address",
@@ -354,5 +415,18 @@ fn every_problem_has_a_hint() {
         for issue in load_errors(&path, row.yaml).0 {
             assert!(issue.hint.is_some(), "{}: no hint for {issue}", row.why);
         }
+    }
+}
+
+#[test]
+fn a_tsig_secret_that_is_not_base64_is_never_quoted() {
+    let (dir, path) = config_dir();
+    std::fs::write(dir.path().join("bad.key"), "c2Vj!cmV0\n").unwrap();
+    let yaml = rfc2136_cert!("127.0.0.1:53", "a.test", "rota", "hmac-sha256", "bad.key");
+    let text = show(&load_errors(&path, yaml).0);
+    assert!(text.contains("is not base64"), "{text}");
+    // base64's own message would name the offending byte and its offset.
+    for piece in ["c2Vj", "cmV0", "!", "symbol", "offset"] {
+        assert!(!text.contains(piece), "`{piece}` leaked: {text}");
     }
 }

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use rota_api::config::{
-    AlertSpec, AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, InstallSpec,
-    LoadedConfig, config_path_with_env, load_file, load_str_with_env,
+    AlertSpec, AuditConfig, CONFIG_ENV, CaSpec, Config, DEFAULT_CONFIG_PATH, DcvSpec, InstallSpec,
+    LoadedConfig, TsigAlgorithm, config_path_with_env, load_file, load_str_with_env,
 };
 use rota_api::names::{DomainName, SecretSource};
 
@@ -33,6 +33,12 @@ fn config_dir() -> (tempfile::TempDir, PathBuf) {
     ] {
         std::fs::write(dir.path().join("secrets").join(name), "s3cret\n").unwrap();
     }
+    // A TSIG secret is base64, as `tsig-keygen` prints it.
+    std::fs::write(
+        dir.path().join("secrets/tsig.key"),
+        "zI3Ye2Q8Tn0aRg3qGgVv7mQ2c8L1uXK9h0bqW1f4yPw=\n",
+    )
+    .unwrap();
     let path = dir.path().join("rota.yaml");
     (dir, path)
 }
@@ -80,6 +86,53 @@ fn every_block_parses_and_only_backends_not_in_this_build_are_refused() {
             "{issue}"
         );
     }
+}
+
+#[test]
+fn an_rfc2136_block_loads_typed_with_its_secret_file_rebased() {
+    let (dir, path) = config_dir();
+    let yaml = concat!(
+        "acme: { directory_url: 'https://ca.test/dir', account_credentials_file: acct.json }\n",
+        "certs:\n",
+        "  - id: home\n",
+        "    domains: ['*.home.test', home.test]\n",
+        "    key_path: keys/home.key\n",
+        "    ca: { kind: acme }\n",
+        "    dcv:\n",
+        "      kind: rfc2136\n",
+        "      server: '[::1]:5353'\n",
+        "      zone: Home.Test\n",
+        "      tsig_key_name: rota-update.\n",
+        "      tsig_algorithm: hmac-sha512\n",
+        "      tsig_secret_file: secrets/tsig.key\n",
+        "    install: { kind: filesystem, directory: out }\n",
+    );
+    let config = load(&path, yaml).config;
+    let Some(DcvSpec::Rfc2136(dcv)) = &config.certs[0].dcv else {
+        panic!("not an rfc2136 block: {:?}", config.certs[0].dcv);
+    };
+    assert_eq!((dcv.server.host(), dcv.server.port()), ("::1", 5353));
+    assert_eq!(dcv.zone.as_str(), "home.test", "zones compare without case");
+    assert_eq!(dcv.tsig_key_name, "rota-update.");
+    assert_eq!(dcv.tsig_algorithm, TsigAlgorithm::HmacSha512);
+    assert_eq!(
+        dcv.tsig_secret_file,
+        SecretSource::File(dir.path().join("secrets/tsig.key"))
+    );
+
+    // The DCV journal stores the block as JSON so a restart can remove what a crash left
+    // published: it must come back the same, holding the key's path and never the key.
+    let spec = config.certs[0].dcv.clone().unwrap();
+    let json = serde_json::to_string(&spec).unwrap();
+    assert!(
+        json.contains("\"tsig_algorithm\":\"hmac-sha512\""),
+        "{json}"
+    );
+    assert!(
+        !json.contains("zI3Ye2Q8"),
+        "the secret is not stored: {json}"
+    );
+    assert_eq!(serde_json::from_str::<DcvSpec>(&json).unwrap(), spec);
 }
 
 #[test]

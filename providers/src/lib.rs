@@ -19,6 +19,7 @@ mod ca {
 
 mod dcv {
     //! Domain-control solvers, one module per `dcv: { kind }`.
+    pub(crate) mod rfc2136;
     pub(crate) mod webroot;
 }
 
@@ -156,6 +157,7 @@ impl BackendFactory for Providers {
     fn dcv(&self, _config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
         match spec {
             DcvSpec::Webroot(webroot) => Ok(Arc::new(WebrootDcv::new(&webroot.directory))),
+            DcvSpec::Rfc2136(rfc2136) => Ok(Arc::new(dcv::rfc2136::Rfc2136Dcv::new(rfc2136)?)),
             DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) => not_available(spec),
         }
     }

@@ -6,7 +6,9 @@
 //! `_acme-challenge.<domain>` into a delegated zone), and when it is visible everywhere
 //! ([`DnsChecker::wait_for_txt`]). Which servers are asked comes from
 //! `daemon.dns_propagation`: the configured `nameservers`, or else the authoritative servers
-//! of the record's zone, found through the system resolver.
+//! of the record's zone, found through the system resolver; a solver that writes to one DNS
+//! server of the operator's own (`dcv: rfc2136`) names it, and then that server alone is
+//! asked ([`DnsChecker::asking_only`]), for an answer from its own zone data.
 
 mod query;
 mod zone;
@@ -24,6 +26,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::{ResolverBuilder, TokioResolver};
 use rota_api::config::DnsPropagation;
+use rota_api::names::HostPort;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -46,6 +49,8 @@ pub(crate) struct DnsChecker {
     resolver: Result<TokioResolver, String>,
     /// `daemon.dns_propagation.nameservers`; empty means the zone's authoritative servers.
     configured: Vec<SocketAddr>,
+    /// The one server to ask instead, when the DCV solver writes to it.
+    readiness_server: Option<HostPort>,
     /// Give up on propagation after this long.
     timeout: Duration,
     /// Ask again after this long.
@@ -125,6 +130,14 @@ pub(crate) enum DnsError {
         /// Why.
         detail: String,
     },
+    /// The DCV solver's own DNS server has no address.
+    #[error("cannot find the address of DNS server {server}: {detail}")]
+    ServerAddress {
+        /// The server as configured (`host:port`).
+        server: String,
+        /// Why.
+        detail: String,
+    },
     /// Finding the authoritative servers alone used up the propagation timeout.
     #[error("finding the nameservers for {name} took longer than the {}s propagation timeout", after.as_secs())]
     DiscoveryTimeout {
@@ -171,12 +184,21 @@ impl DnsChecker {
         Self {
             resolver,
             configured,
+            readiness_server: None,
             timeout: Duration::from_secs(config.timeout_seconds),
             // Validation refuses 0; the floor keeps a hand-built config from spinning.
             interval: Duration::from_secs(config.interval_seconds.max(1)),
             query_timeout: QUERY_TIMEOUT,
             authoritative_port: 53,
         }
+    }
+
+    /// Asks only `server` whether records are visible (the server a solver writes to, which
+    /// answers from its own zone data); CNAMEs are still followed as `daemon.dns_propagation`
+    /// says, since a delegation is set up in the public DNS.
+    pub(crate) fn asking_only(mut self, server: Option<&HostPort>) -> Self {
+        self.readiness_server = server.cloned();
+        self
     }
 
     /// Follows a CNAME chain at `record_name` (e.g. `_acme-challenge.a.test` →
@@ -272,6 +294,9 @@ impl DnsChecker {
 
     /// The servers that must answer the TXT at `name`.
     async fn servers_for(&self, name: &Name) -> Result<Vec<Nameserver>, DnsError> {
+        if let Some(server) = &self.readiness_server {
+            return Ok(vec![solver_server(server).await?]);
+        }
         let resolver = self.resolver()?;
         if self.configured.is_empty() {
             return zone::authoritative_servers(
@@ -292,6 +317,24 @@ impl DnsChecker {
             })
             .collect())
     }
+}
+
+/// The DCV solver's own server, asked without recursion so it answers from its zone data.
+async fn solver_server(server: &HostPort) -> Result<Nameserver, DnsError> {
+    let unknown = |detail: String| DnsError::ServerAddress {
+        server: server.to_string(),
+        detail,
+    };
+    let addr = tokio::net::lookup_host((server.host(), server.port()))
+        .await
+        .map_err(|e| unknown(e.to_string()))?
+        .next()
+        .ok_or_else(|| unknown("the name has no address".to_owned()))?;
+    Ok(Nameserver {
+        label: server.to_string(),
+        addr,
+        recursion_desired: false,
+    })
 }
 
 /// The resolver for CNAME, SOA, NS and address lookups: `servers` when configured (so a

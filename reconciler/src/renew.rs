@@ -369,7 +369,10 @@ async fn validate_and_issue(
     let dns = challenges
         .iter()
         .any(|c| c.kind() == ChallengeKind::Dns01)
-        .then(|| DnsChecker::new(dns_propagation));
+        .then(|| {
+            DnsChecker::new(dns_propagation)
+                .asking_only(dcv.as_ref().and_then(|dcv| dcv.readiness_server()))
+        });
     let mut outcome = Ok(());
     if let (Some(dcv), Some(spec)) = (&dcv, &cert.spec.dcv) {
         outcome = publish_all(

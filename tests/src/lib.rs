@@ -4,6 +4,7 @@
 
 pub mod acme_double;
 pub mod acme_peers;
+pub mod bind;
 pub mod dsm_double;
 pub mod haproxy;
 pub mod kube_double;

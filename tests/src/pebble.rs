@@ -135,6 +135,13 @@ impl PebbleOptions {
         self
     }
 
+    /// Resolve names through the DNS server at `addr` (e.g. a [`crate::bind::Bind`]).
+    #[must_use]
+    pub fn dns_server(mut self, addr: SocketAddr) -> Self {
+        self.dns_server = Some(addr);
+        self
+    }
+
     /// The port pebble connects to for HTTP-01 (e.g. an nginx serving the webroot).
     #[must_use]
     pub fn http_port(mut self, port: u16) -> Self {
@@ -345,14 +352,14 @@ fn write_tls_files(dir: &Path) {
 }
 
 /// A child process whose output goes to a log file; killed on drop.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     log: tempfile::NamedTempFile,
     name: &'static str,
 }
 
 impl Process {
-    fn spawn(mut command: Command, name: &'static str) -> Self {
+    pub(crate) fn spawn(mut command: Command, name: &'static str) -> Self {
         let log = tempfile::NamedTempFile::new().expect("log file");
         let out = log.reopen().expect("log file");
         let err = log.reopen().expect("log file");
@@ -361,17 +368,22 @@ impl Process {
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} (Debian package `pebble`): {e}"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} (scripts/test installs its Debian package): {e}")
+            });
         Self { child, log, name }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
     /// Polls `ready` every 50 ms; `Err` when the process exited (a port race), panics when it
     /// is still not ready after [`READY_TIMEOUT`].
-    fn wait_until_ready(&mut self, mut ready: impl FnMut() -> bool) -> Result<(), String> {
+    pub(crate) fn wait_until_ready(
+        &mut self,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if ready() {
@@ -419,7 +431,7 @@ impl Drop for Process {
     }
 }
 
-fn retry_start<T>(name: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
+pub(crate) fn retry_start<T>(name: &str, mut start: impl FnMut() -> Result<T, String>) -> T {
     let mut last = String::new();
     for _ in 0..START_ATTEMPTS {
         match start() {
@@ -437,7 +449,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// A loopback port free for both UDP and TCP, as a DNS server needs.
-fn free_dns_port() -> u16 {
+pub(crate) fn free_dns_port() -> u16 {
     loop {
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a free UDP port");
         let port = udp.local_addr().expect("local addr").port();

@@ -5,6 +5,9 @@
 //! quote the fields holding them. Every CLI output, every API response, rotad's log at debug
 //! level and the audit database's bytes are searched for each value: none may appear. A
 //! decoy value in a field that is shown on purpose proves the search sees what it searches.
+//! The `dcv: rfc2136` cert's TSIG secret is read at every load and check; the double offers
+//! HTTP-01 only, so that cert's renewals stop before an update is signed (rfc2136_bind.rs
+//! checks the errors of signed updates for the secret).
 
 use std::path::Path;
 use std::process::Command;
@@ -29,6 +32,9 @@ const EAB_KID: &str = "kid-7d2e9b41-never-echo";
 const EAB_HMAC_PHRASE: &str = "hmac-5ea1ed-never-echo";
 /// The same key with a stray `~`, which makes account creation fail.
 const BAD_HMAC_KEY: &str = "aG1hYy01ZWExZWQt~bmV2ZXItZWNobw";
+/// `certs[1].dcv.tsig_secret_file: <file>` (`dcv: rfc2136`): base64 of a readable phrase, so
+/// a leak of the decoded key is found too.
+const TSIG_PHRASE: &str = "tsig-5ec4e7-never-echo";
 /// Written where rota shows it on purpose (a cert's description).
 const DECOY: &str = "decoy-2b7c-shown-on-purpose";
 
@@ -38,10 +44,18 @@ fn hmac_key() -> String {
     URL_SAFE_NO_PAD.encode(EAB_HMAC_PHRASE)
 }
 
+fn tsig_secret() -> String {
+    base64::engine::general_purpose::STANDARD.encode(TSIG_PHRASE)
+}
+
 /// Every secret value, and the pieces of the encoded key a partial leak would show.
 fn secret_values() -> Vec<String> {
     let key = hmac_key();
+    let tsig = tsig_secret();
     vec![
+        TSIG_PHRASE.to_owned(),
+        tsig[..12].to_owned(),
+        tsig[tsig.len() - 12..].to_owned(),
         API_TOKEN.to_owned(),
         NAMECHEAP_KEY.to_owned(),
         CLOUDFLARE_TOKEN.to_owned(),
@@ -77,7 +91,12 @@ fn config(double: &AcmeDouble, secrets: &Path, daemon_extra: &str, domain: &str)
          certs:\n  - id: web\n    description: {DECOY}\n    domains: [{domain}]\n    \
          key_path: {{dir}}/keys/web.key\n    ca: {{ kind: acme }}\n    \
          dcv: {{ kind: webroot, directory: {{dir}}/webroot }}\n    \
-         install: {{ kind: filesystem, directory: {{dir}}/installed/web }}\n",
+         install: {{ kind: filesystem, directory: {{dir}}/installed/web }}\n  \
+         - id: dns\n    domains: [dns.rota.test]\n    key_path: {{dir}}/keys/dns.key\n    \
+         ca: {{ kind: acme }}\n    dcv: {{ kind: rfc2136, server: '127.0.0.1:9', zone: rota.test, \
+         tsig_key_name: rota-update, tsig_algorithm: hmac-sha256, \
+         tsig_secret_file: {secrets}/tsig.key }}\n    \
+         install: {{ kind: filesystem, directory: {{dir}}/installed/dns }}\n",
         url = double.directory_url(),
         bundle = double.ca_bundle_path().display(),
         secrets = secrets.display(),
@@ -248,6 +267,7 @@ fn no_secret_is_echoed_by_renewals_failures_or_refused_configs() {
     // Outside rotad's directory, which only exists once it starts and validates its config.
     let secrets = tempfile::tempdir().expect("temp dir");
     std::fs::write(secrets.path().join("cloudflare.token"), CLOUDFLARE_TOKEN).expect("write");
+    std::fs::write(secrets.path().join("tsig.key"), tsig_secret()).expect("write");
     let eab_file = secrets.path().join("eab.key");
     std::fs::write(&eab_file, BAD_HMAC_KEY).expect("write");
     let good = config(&double, secrets.path(), "", "web.rota.test");

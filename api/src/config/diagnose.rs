@@ -269,6 +269,12 @@ fn field_hint(path: &str) -> Option<&'static str> {
         Some(
             "write where the server listens, e.g. `127.0.0.1:443`, `[::1]:443` or `www.example.com:443`",
         )
+    } else if field == "server" && path.contains(".dcv.") {
+        Some(
+            "write where the DNS server takes updates, e.g. `ns1.example.com:53` or `192.0.2.53:53`",
+        )
+    } else if field == "zone" {
+        Some("write the zone's apex as the DNS server names it, e.g. `example.com`")
     } else if field.ends_with("_file") {
         Some("give a file path, or `env:VAR` to read the secret from an environment variable")
     } else {

@@ -106,6 +106,9 @@ impl Rebase<'_> {
             Some(DcvSpec::Webroot(webroot)) => {
                 self.path(&child(&dcv, "directory"), &mut webroot.directory);
             }
+            Some(DcvSpec::Rfc2136(rfc2136)) => {
+                self.secret(Some(&mut rfc2136.tsig_secret_file));
+            }
             Some(DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_)) | None => {}
         }
         let install = child(path, "install");

@@ -513,6 +513,9 @@ tagged_enum! {
         "cloudflare" => Cloudflare(CloudflareDcv) = NotYet,
         /// HTTP-01 through a directory an existing web server serves.
         "webroot" => Webroot(WebrootDcv) = Available,
+        /// DNS-01 through RFC 2136 dynamic updates, signed with TSIG, to the operator's own
+        /// DNS server (BIND, Knot, PowerDNS, Technitium).
+        "rfc2136" => Rfc2136(Rfc2136Dcv) = Available,
     }
 }
 
@@ -520,7 +523,10 @@ impl DcvSpec {
     /// Whether this solver answers DNS-01 (and so may prove wildcards).
     #[must_use]
     pub fn is_dns01(&self) -> bool {
-        matches!(self, Self::Namecheap(_) | Self::Cloudflare(_))
+        matches!(
+            self,
+            Self::Namecheap(_) | Self::Cloudflare(_) | Self::Rfc2136(_)
+        )
     }
 }
 
@@ -568,6 +574,68 @@ impl InstallSpec {
             | Self::Nginx(NginxInstall { directory, .. })
             | Self::Haproxy(HaproxyInstall { directory, .. }) => Some(directory),
             Self::Dsm(_) | Self::K8sSecret(_) => None,
+        }
+    }
+}
+
+/// `dcv: { kind: rfc2136, server, zone, tsig_key_name, tsig_algorithm, tsig_secret_file }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rfc2136Dcv {
+    /// The primary server that accepts updates for `zone`; it is also the one asked whether
+    /// a record is visible.
+    pub server: HostPort,
+    /// The zone the TXT records are written in, e.g. `example.com` (no trailing dot).
+    pub zone: DomainName,
+    /// The TSIG key's name, as the server's `key` clause spells it.
+    pub tsig_key_name: String,
+    /// The TSIG MAC algorithm the key was made for.
+    pub tsig_algorithm: TsigAlgorithm,
+    /// The key's secret: the base64 text of `tsig-keygen`'s `secret "...";` line.
+    pub tsig_secret_file: SecretSource,
+}
+
+impl Rfc2136Dcv {
+    /// The TSIG key bytes from the secret's text: standard base64, as `tsig-keygen` writes it
+    /// (surrounding spaces ignored). The error says what is wrong without quoting the text.
+    pub fn decode_secret(text: &str) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+            Ok(key) if key.is_empty() => Err("it decodes to an empty key".to_owned()),
+            Ok(key) => Ok(key),
+            // base64's own error names the offending byte, which is a piece of the secret.
+            Err(_) => Err(
+                "it is not base64 (A–Z, a–z, 0–9, `+` and `/`, padded with `=` to a \
+                           multiple of four characters)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// The TSIG MAC algorithms rota signs updates with (RFC 8945 §6); the MD5 and SHA-1 ones are
+/// left out on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TsigAlgorithm {
+    /// HMAC-SHA256, `tsig-keygen`'s default.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256,
+    /// HMAC-SHA384.
+    #[serde(rename = "hmac-sha384")]
+    HmacSha384,
+    /// HMAC-SHA512.
+    #[serde(rename = "hmac-sha512")]
+    HmacSha512,
+}
+
+impl TsigAlgorithm {
+    /// The name as in the config and in BIND's `algorithm` statement.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha256 => "hmac-sha256",
+            Self::HmacSha384 => "hmac-sha384",
+            Self::HmacSha512 => "hmac-sha512",
         }
     }
 }

@@ -15,7 +15,7 @@ use super::locate::PositionIndex;
 use super::range_check::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
-    InstallSpec, Tagged,
+    InstallSpec, Rfc2136Dcv, Tagged,
 };
 use super::secrets::check_secrets;
 use crate::names::CertId;
@@ -197,6 +197,9 @@ fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
         None => {}
         Some(dcv) => check_dcv(path, cert, dcv, found),
     }
+    if let Some(DcvSpec::Rfc2136(rfc2136)) = &cert.dcv {
+        check_rfc2136(&child(path, "dcv"), rfc2136, found);
+    }
     check_install(&child(path, "install"), &cert.install, found);
 }
 
@@ -273,7 +276,7 @@ fn check_dcv(path: &str, cert: &CertSpec, dcv: &DcvSpec, found: &mut Vec<Problem
         return;
     }
     let solver = format!("`dcv: {}` answers HTTP-01", dcv.kind());
-    let dns_hint = "use a DNS-01 solver: `dcv: { kind: cloudflare }` or `dcv: { kind: namecheap }`";
+    let dns_hint = "use a DNS-01 solver: `dcv: { kind: cloudflare }`, `dcv: { kind: namecheap }` or `dcv: { kind: rfc2136, ... }`";
     if matches!(cert.ca, CaSpec::Namecheap(_)) {
         found.push(
             Problem::value(
@@ -295,6 +298,47 @@ fn check_dcv(path: &str, cert: &CertSpec, dcv: &DcvSpec, found: &mut Vec<Problem
                 )),
             );
         }
+    }
+}
+
+/// What serde cannot see in an RFC 2136 block: a zone is never a wildcard, and the key name
+/// must be a DNS name, which is how it travels in the TSIG record.
+fn check_rfc2136(path: &str, dcv: &Rfc2136Dcv, found: &mut Vec<Problem>) {
+    if dcv.zone.is_wildcard() {
+        found.push(
+            Problem::value(child(path, "zone"), format!("zone `{}` is a wildcard", dcv.zone))
+                .hint("write the zone's apex as the server's `zone` clause names it, e.g. `zone: example.com`"),
+        );
+    }
+    if let Some(why) = key_name_problem(&dcv.tsig_key_name) {
+        found.push(
+            Problem::value(
+                child(path, "tsig_key_name"),
+                format!("`{}` {why}", dcv.tsig_key_name),
+            )
+            .hint("write the name of the server's `key` clause, e.g. `tsig_key_name: rota-update` for `key \"rota-update\" { ... };`"),
+        );
+    }
+}
+
+/// Why `name` cannot be a TSIG key name, if it cannot: it is sent as a DNS name.
+fn key_name_problem(name: &str) -> Option<&'static str> {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    if bare.is_empty() {
+        Some("is empty")
+    } else if bare.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if bare.split('.').any(str::is_empty) {
+        Some("has an empty label (two dots in a row, or a leading dot)")
+    } else if bare.split('.').any(|label| label.len() > 63) {
+        Some("has a label longer than 63 characters")
+    } else if !bare
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        Some("may only contain letters, digits, `-`, `_` and `.`")
+    } else {
+        None
     }
 }
 
@@ -345,7 +389,7 @@ impl Account {
         match dcv {
             DcvSpec::Namecheap(_) => Some(Self::Namecheap),
             DcvSpec::Cloudflare(_) => Some(Self::Cloudflare),
-            DcvSpec::Webroot(_) => None,
+            DcvSpec::Webroot(_) | DcvSpec::Rfc2136(_) => None,
         }
     }
 

@@ -339,3 +339,31 @@ async fn a_truncated_answer_is_asked_again_over_tcp() {
         "UDP, truncated, then TCP"
     );
 }
+
+#[tokio::test]
+async fn a_solvers_own_server_is_the_only_one_asked() {
+    let srv = ChallTestSrv::start();
+    srv.set_txt("_acme-challenge.a.test.", "token-value");
+    // The configured nameserver never answers: asking it would time out.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let own = HostPort::new(&srv.dns_addr().to_string()).unwrap();
+    let report = checker(&[silent.local_addr().unwrap()], Duration::from_secs(5))
+        .asking_only(Some(&own))
+        .wait_for_txt(CHALLENGE, "token-value")
+        .await
+        .unwrap();
+    assert_eq!(report.servers, [srv.dns_addr().to_string()]);
+    assert_eq!(report.rounds, 1, "{report:?}");
+
+    let nowhere = HostPort::new("no-such-host.invalid:53").unwrap();
+    let err = checker(&[], Duration::from_secs(5))
+        .asking_only(Some(&nowhere))
+        .wait_for_txt(CHALLENGE, "token-value")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot find the address of DNS server no-such-host.invalid:53"),
+        "{err}"
+    );
+}
