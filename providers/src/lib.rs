@@ -6,7 +6,9 @@
 
 pub mod atomic_write;
 mod error_chain;
+mod http_retry;
 pub mod keys;
+mod namecheap;
 mod tls_client;
 
 mod alert;
@@ -19,6 +21,9 @@ mod ca {
 
 mod dcv {
     //! Domain-control solvers, one module per `dcv: { kind }`.
+    pub(crate) mod cloudflare;
+    pub(crate) mod namecheap;
+    mod txt;
     pub(crate) mod webroot;
 }
 
@@ -50,6 +55,8 @@ use alert::webhook::WebhookSink;
 use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
+use dcv::cloudflare::CloudflareDcv;
+use dcv::namecheap::{DomainLocks, NamecheapDcv};
 use dcv::webroot::WebrootDcv;
 use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
@@ -64,6 +71,8 @@ pub struct Providers {
     local_cas: Mutex<HashMap<PathBuf, Arc<LocalCa>>>,
     /// The ACME accounts built so far, by directory URL and credentials file.
     acme_accounts: Mutex<HashMap<(String, PathBuf), Arc<SharedAccount>>>,
+    /// Namecheap's `setHosts` rewrites a whole domain: every solver takes turns on these.
+    namecheap_domains: Arc<DomainLocks>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -79,6 +88,7 @@ impl std::fmt::Debug for Providers {
         f.debug_struct("Providers")
             .field("local_ca_directories", &cas.keys().collect::<Vec<_>>())
             .field("acme_accounts", &accounts.keys().collect::<Vec<_>>())
+            .field("namecheap_domains", &self.namecheap_domains)
             .finish()
     }
 }
@@ -152,10 +162,27 @@ impl BackendFactory for Providers {
         }
     }
 
-    fn dcv(&self, _config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
+    fn dcv(&self, config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
         match spec {
             DcvSpec::Webroot(webroot) => Ok(Arc::new(WebrootDcv::new(&webroot.directory))),
-            DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) => not_available(spec),
+            DcvSpec::Cloudflare(_) => {
+                let account = config.cloudflare.as_ref().ok_or(BackendError::invalid(
+                    "cloudflare",
+                    "`dcv: { kind: cloudflare }` needs the top-level `cloudflare:` block",
+                ))?;
+                Ok(Arc::new(CloudflareDcv::new(account)?))
+            }
+            DcvSpec::Namecheap(_) => {
+                let account = config.namecheap.as_ref().ok_or(BackendError::invalid(
+                    "namecheap",
+                    "`dcv: { kind: namecheap }` needs the top-level `namecheap:` block",
+                ))?;
+                let client = Arc::new(namecheap::NamecheapClient::new(account)?);
+                Ok(Arc::new(NamecheapDcv::new(
+                    client,
+                    Arc::clone(&self.namecheap_domains),
+                )))
+            }
         }
     }
 
@@ -200,7 +227,7 @@ impl BackendFactory for Providers {
 mod tests {
     use std::path::Path;
 
-    use rota_api::config::{AcmeCa, CloudflareDcv, NamecheapCa};
+    use rota_api::config::{AcmeCa, NamecheapCa};
 
     use super::*;
 
@@ -247,11 +274,9 @@ mod tests {
             directory: "/w".into(),
         });
         assert_eq!(providers.dcv(&config, &webroot).unwrap().kind(), "webroot");
-        let cloudflare = DcvSpec::Cloudflare(CloudflareDcv {});
-        assert_eq!(
-            refused(providers.dcv(&config, &cloudflare).map(drop)),
-            "cloudflare"
-        );
+        let cloudflare = DcvSpec::Cloudflare(rota_api::config::CloudflareDcv {});
+        let err = providers.dcv(&config, &cloudflare).map(drop).unwrap_err();
+        assert!(err.to_string().contains("`cloudflare:` block"), "{err}");
     }
 
     #[test]
