@@ -17,13 +17,14 @@ mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
     pub(crate) mod local;
+    pub(crate) mod namecheap;
 }
 
 mod dcv {
     //! Domain-control solvers, one module per `dcv: { kind }`.
     pub(crate) mod cloudflare;
     pub(crate) mod namecheap;
-    mod txt;
+    mod record;
     pub(crate) mod webroot;
 }
 
@@ -45,9 +46,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rota_api::config::{
-    AcmeAccount, AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec, Tagged,
-};
+use rota_api::config::{AcmeAccount, AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec};
 use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
 
 use alert::email::EmailSink;
@@ -138,10 +137,20 @@ impl Providers {
 
 /// A `kind` the config reference knows but this build cannot run. The validator refuses it
 /// first; this keeps a config that slipped past it from doing anything.
-fn not_available<T: ?Sized>(spec: &impl Tagged) -> Result<Arc<T>, BackendError> {
+#[cfg(not(feature = "k8s"))]
+fn not_available<T: ?Sized>(spec: &impl rota_api::config::Tagged) -> Result<Arc<T>, BackendError> {
     Err(BackendError::NotAvailable {
         backend: spec.kind(),
     })
+}
+
+/// The client for the `namecheap:` block, which both Namecheap backends need.
+fn namecheap_client(config: &Config) -> Result<namecheap::NamecheapClient, BackendError> {
+    let account = config.namecheap.as_ref().ok_or(BackendError::invalid(
+        "namecheap",
+        "`kind: namecheap` needs the top-level `namecheap:` block",
+    ))?;
+    namecheap::NamecheapClient::new(account)
 }
 
 impl BackendFactory for Providers {
@@ -158,7 +167,10 @@ impl BackendFactory for Providers {
                 let profile = acme.profile.clone().or_else(|| account.profile.clone());
                 Ok(Arc::new(AcmeCa::new(self.acme_account(account), profile)))
             }
-            CaSpec::Namecheap(_) => not_available(&cert.ca),
+            CaSpec::Namecheap(namecheap) => Ok(Arc::new(ca::namecheap::NamecheapCa::new(
+                Arc::new(namecheap_client(config)?),
+                namecheap.ssl_id,
+            ))),
         }
     }
 
@@ -173,11 +185,7 @@ impl BackendFactory for Providers {
                 Ok(Arc::new(CloudflareDcv::new(account)?))
             }
             DcvSpec::Namecheap(_) => {
-                let account = config.namecheap.as_ref().ok_or(BackendError::invalid(
-                    "namecheap",
-                    "`dcv: { kind: namecheap }` needs the top-level `namecheap:` block",
-                ))?;
-                let client = Arc::new(namecheap::NamecheapClient::new(account)?);
+                let client = Arc::new(namecheap_client(config)?);
                 Ok(Arc::new(NamecheapDcv::new(
                     client,
                     Arc::clone(&self.namecheap_domains),
@@ -244,13 +252,6 @@ mod tests {
             .config
     }
 
-    fn refused(result: Result<(), BackendError>) -> &'static str {
-        match result {
-            Err(BackendError::NotAvailable { backend }) => backend,
-            other => panic!("expected NotAvailable, got {other:?}"),
-        }
-    }
-
     #[test]
     fn available_kinds_build_and_the_rest_are_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -266,10 +267,8 @@ mod tests {
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
         other.ca = CaSpec::Namecheap(NamecheapCa { ssl_id: 1 });
-        assert_eq!(
-            refused(providers.ca(&config, &other).map(drop)),
-            "namecheap"
-        );
+        let err = providers.ca(&config, &other).map(drop).unwrap_err();
+        assert!(err.to_string().contains("`namecheap:` block"), "{err}");
         let webroot = DcvSpec::Webroot(rota_api::config::WebrootDcv {
             directory: "/w".into(),
         });

@@ -508,7 +508,7 @@ tagged_enum! {
         /// The embedded CA; no DCV.
         "local" => Local(LocalCa) = Available,
         /// Namecheap reissue within an existing SSL subscription.
-        "namecheap" => Namecheap(NamecheapCa) = NotYet,
+        "namecheap" => Namecheap(NamecheapCa) = Available,
         /// Any RFC 8555 directory.
         "acme" => Acme(AcmeCa) = Available,
     }

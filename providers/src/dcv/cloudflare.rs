@@ -1,5 +1,5 @@
-//! `dcv: { kind: cloudflare }` with the top-level `cloudflare:` block: answers DNS-01 by
-//! adding rota's TXT record through Cloudflare's API v4 and deleting exactly that record
+//! `dcv: { kind: cloudflare }` with the top-level `cloudflare:` block: answers DNS-01 (and
+//! a CA's DCV CNAME) by adding rota's record through Cloudflare's API v4 and deleting exactly that record
 //! afterwards. Everything else in the zone is left alone: Cloudflare edits one record at a
 //! time, so nothing is read back and rewritten.
 //!
@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::txt::TxtRecord;
+use super::record::ChallengeRecord;
 use crate::http_retry::{self, CallName, RetryPolicy};
 
 /// The config `kind` of this solver.
@@ -252,33 +252,24 @@ impl CloudflareDcv {
         })
     }
 
-    /// rota's TXT records at `fqdn` in `zone` whose content is `value`.
+    /// The records in `zone` that are `record` (rota's, whoever else has records there).
     async fn matching_records(
         &self,
         zone: &Zone,
-        fqdn: &str,
-        value: &str,
+        record: &ChallengeRecord<'_>,
     ) -> Result<Vec<Record>, BackendError> {
         let path = format!("/zones/{}/dns_records", zone.id);
         let query = [
-            ("type", "TXT".to_owned()),
-            ("name", fqdn.to_owned()),
+            ("type", record.kind.to_owned()),
+            ("name", record.fqdn.clone()),
             ("per_page", RECORDS_PER_PAGE.to_string()),
         ];
         let records: Vec<Record> = self.list(&path, &query).await?;
         Ok(records
             .into_iter()
-            .filter(|r| unquoted(&r.content) == value)
+            .filter(|r| record.matches(&r.content))
             .collect())
     }
-}
-
-/// A TXT content without the quotes some clients wrap it in.
-fn unquoted(content: &str) -> &str {
-    content
-        .strip_prefix('"')
-        .and_then(|c| c.strip_suffix('"'))
-        .unwrap_or(content)
 }
 
 #[async_trait]
@@ -292,18 +283,19 @@ impl DcvBackend for CloudflareDcv {
     }
 
     async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
-        let TxtRecord { fqdn, value, ttl } = TxtRecord::of(KIND, challenge)?;
-        let zone = self.zone_for(&fqdn).await?;
-        if !self.matching_records(&zone, &fqdn, value).await?.is_empty() {
-            tracing::info!(zone = %zone.name, record = %fqdn, "the TXT record is already published");
+        let record = ChallengeRecord::of(KIND, challenge)?;
+        let fqdn = &record.fqdn;
+        let zone = self.zone_for(fqdn).await?;
+        if !self.matching_records(&zone, &record).await?.is_empty() {
+            tracing::info!(zone = %zone.name, record = %fqdn, "the record is already published");
             return Ok(());
         }
         let path = format!("/zones/{}/dns_records", zone.id);
         let body = json!({
-            "type": "TXT",
+            "type": record.kind,
             "name": fqdn,
-            "content": value,
-            "ttl": ttl.max(MIN_TTL),
+            "content": record.value,
+            "ttl": record.ttl.max(MIN_TTL),
             "comment": "rota DNS-01 challenge; removed after validation",
         });
         match self
@@ -314,15 +306,16 @@ impl DcvBackend for CloudflareDcv {
             Err(refusal) if refusal.has_code(IDENTICAL_RECORD) => {}
             Err(refusal) => return Err(refusal.into_error(&format!("POST {path}"))),
         }
-        tracing::info!(zone = %zone.name, record = %fqdn, "TXT record published");
+        tracing::info!(zone = %zone.name, record = %fqdn, kind = record.kind, "record published");
         Ok(())
     }
 
     async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
-        let TxtRecord { fqdn, value, .. } = TxtRecord::of(KIND, challenge)?;
-        let zone = self.zone_for(&fqdn).await?;
-        for record in self.matching_records(&zone, &fqdn, value).await? {
-            let path = format!("/zones/{}/dns_records/{}", zone.id, record.id);
+        let record = ChallengeRecord::of(KIND, challenge)?;
+        let fqdn = &record.fqdn;
+        let zone = self.zone_for(fqdn).await?;
+        for found in self.matching_records(&zone, &record).await? {
+            let path = format!("/zones/{}/dns_records/{}", zone.id, found.id);
             match self
                 .call::<serde_json::Value>(Method::DELETE, &path, &[], None)
                 .await?
@@ -334,7 +327,7 @@ impl DcvBackend for CloudflareDcv {
                 Err(refusal) => return Err(refusal.into_error(&format!("DELETE {path}"))),
             }
         }
-        tracing::info!(zone = %zone.name, record = %fqdn, "TXT record removed");
+        tracing::info!(zone = %zone.name, record = %fqdn, kind = record.kind, "record removed");
         Ok(())
     }
 }
@@ -342,13 +335,6 @@ impl DcvBackend for CloudflareDcv {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quotes_are_not_part_of_the_value() {
-        assert_eq!(unquoted("\"abc\""), "abc");
-        assert_eq!(unquoted("abc"), "abc");
-        assert_eq!(unquoted("\"abc"), "\"abc");
-    }
 
     #[test]
     fn refusals_quote_cloudflare_verbatim() {

@@ -1,7 +1,7 @@
 //! `dcv: { kind: namecheap }` with the top-level `namecheap:` block: answers DNS-01 through
 //! Namecheap's DNS API, which has no per-record edit. `namecheap.domains.dns.setHosts`
 //! replaces a domain's whole host list, so each publish and each removal reads the list
-//! (`getHosts`), changes rota's one TXT record, and writes every other record back exactly as
+//! (`getHosts`), changes rota's one record (ACME's TXT, or a CA's DCV CNAME), and writes every other record back exactly as
 //! read: name, type, address, MX preference and TTL, plus the domain's `EmailType`, without
 //! which Namecheap drops the MX records (billputer/go-namecheap#7). Two changes to one domain
 //! at once would each write back a list missing the other's record, so they take turns on a
@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge};
 
-use super::txt::TxtRecord;
+use super::record::ChallengeRecord;
 use crate::namecheap::xml::Element;
 use crate::namecheap::{KIND, NamecheapClient};
 
@@ -256,11 +256,11 @@ fn set_params(domain: &Domain, list: &HostList) -> Vec<(String, String)> {
     params
 }
 
-/// Whether `host` is rota's TXT record `name` = `value`.
-fn is_ours(host: &Host, name: &str, value: &str) -> bool {
-    host.kind.eq_ignore_ascii_case("TXT")
+/// Whether `host`, named `name` in its domain, is `record`.
+fn is_ours(host: &Host, name: &str, record: &ChallengeRecord<'_>) -> bool {
+    host.kind.eq_ignore_ascii_case(record.kind)
         && host.name.eq_ignore_ascii_case(name)
-        && host.address == value
+        && record.matches(&host.address)
 }
 
 #[async_trait]
@@ -274,34 +274,39 @@ impl DcvBackend for NamecheapDcv {
     }
 
     async fn publish(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
-        let TxtRecord { fqdn, value, ttl } = TxtRecord::of(KIND, challenge)?;
+        let record = ChallengeRecord::of(KIND, challenge)?;
         let changed = self
-            .edit(&fqdn, |domain, list| {
-                let name = domain.host_of(&fqdn);
-                if !list.hosts.iter().any(|h| is_ours(h, &name, value)) {
+            .edit(&record.fqdn, |domain, list| {
+                let name = domain.host_of(&record.fqdn);
+                if !list.hosts.iter().any(|h| is_ours(h, &name, &record)) {
+                    // A CNAME target is written fully qualified, as Namecheap's panel shows it.
+                    let address = match record.kind {
+                        "CNAME" => format!("{}.", record.value),
+                        _ => record.value.to_owned(),
+                    };
                     list.hosts.push(Host {
                         name,
-                        kind: "TXT".to_owned(),
-                        address: value.to_owned(),
+                        kind: record.kind.to_owned(),
+                        address,
                         mx_pref: "10".to_owned(),
-                        ttl: ttl.max(MIN_TTL).to_string(),
+                        ttl: record.ttl.max(MIN_TTL).to_string(),
                     });
                 }
             })
             .await?;
-        tracing::info!(record = %fqdn, already = !changed, "TXT record published through Namecheap");
+        tracing::info!(record = %record.fqdn, kind = record.kind, already = !changed, "record published through Namecheap");
         Ok(())
     }
 
     async fn remove(&self, challenge: &DcvChallenge) -> Result<(), BackendError> {
-        let TxtRecord { fqdn, value, .. } = TxtRecord::of(KIND, challenge)?;
+        let record = ChallengeRecord::of(KIND, challenge)?;
         let changed = self
-            .edit(&fqdn, |domain, list| {
-                let name = domain.host_of(&fqdn);
-                list.hosts.retain(|h| !is_ours(h, &name, value));
+            .edit(&record.fqdn, |domain, list| {
+                let name = domain.host_of(&record.fqdn);
+                list.hosts.retain(|h| !is_ours(h, &name, &record));
             })
             .await?;
-        tracing::info!(record = %fqdn, already = !changed, "TXT record removed through Namecheap");
+        tracing::info!(record = %record.fqdn, kind = record.kind, already = !changed, "record removed through Namecheap");
         Ok(())
     }
 }
