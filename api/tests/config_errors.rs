@@ -180,7 +180,7 @@ const ROWS: &[Row] = &[
         1, "certs[0].dcv.kind", "`dcv: cloudflare` needs the top-level `cloudflare:` account block", (7, 18)),
     row("the namecheap CA only does DNS-01",
         "namecheap: { api_key_file: token, username: u, client_ip: 192.0.2.1 }\ncerts:\n  - id: web\n    domains: [a.test]\n    key_path: k\n    ca: { kind: namecheap, ssl_id: 7 }\n    dcv: { kind: webroot, directory: /var/www }\n    install: { kind: filesystem, directory: out }\n",
-        2, "certs[0].dcv.kind", "`ca: namecheap` validates by DNS-01 only", (7, 18)),
+        1, "certs[0].dcv.kind", "`ca: namecheap` validates by DNS-01 only", (7, 18)),
     row("namecheap's client_ip must be an IP address",
         concat!("namecheap: { api_key_file: token, username: u, client_ip: my-host }\n", ok_cert!()),
         1, "namecheap.client_ip", "not a valid IP address", (1, 59)),

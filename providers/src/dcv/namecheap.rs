@@ -107,6 +107,7 @@ impl NamecheapDcv {
     /// The account's domain that holds `fqdn` (the longest one, should several).
     async fn domain_for(&self, fqdn: &str) -> Result<Domain, BackendError> {
         let mut best: Option<String> = None;
+        let mut seen = 0;
         let mut page = 1;
         loop {
             let params = [
@@ -128,11 +129,14 @@ impl NamecheapDcv {
                     best = Some(name);
                 }
             }
-            let total: u32 = response
+            // Counted rather than computed from the page size asked for: the server may serve
+            // fewer a page than asked.
+            seen += listed.len();
+            let total: usize = response
                 .find(&["Paging", "TotalItems"])
                 .and_then(|t| t.text().parse().ok())
                 .unwrap_or(0);
-            if listed.is_empty() || page * DOMAINS_PER_PAGE >= total {
+            if listed.is_empty() || seen >= total {
                 break;
             }
             page += 1;
