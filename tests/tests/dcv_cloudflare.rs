@@ -134,6 +134,32 @@ fn a_quoted_record_with_the_same_value_counts_as_published() {
 }
 
 #[test]
+fn a_ca_dcv_cname_is_published_as_a_cname_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let double = CloudflareDouble::start(TOKEN, &["example.com"]);
+    let dcv = solver(dir.path(), &double, TOKEN);
+    let cname = DcvChallenge::DnsCname {
+        record_name: "_0a1b.example.com".into(),
+        target: "11aa.22bb.sectigo.com".into(),
+        ttl: 300,
+    };
+    runtime().block_on(dcv.publish(&cname)).unwrap();
+    let records = double.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = &records[0];
+    assert_eq!(
+        (
+            record.kind.as_str(),
+            record.name.as_str(),
+            record.content.as_str()
+        ),
+        ("CNAME", "_0a1b.example.com", "11aa.22bb.sectigo.com")
+    );
+    runtime().block_on(dcv.remove(&cname)).unwrap();
+    assert!(double.records().is_empty());
+}
+
+#[test]
 fn a_bad_token_is_refused_in_cloudflare_words_without_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let double = CloudflareDouble::start(TOKEN, &["example.com"]);

@@ -1,15 +1,15 @@
 //! `dcv: { kind: cloudflare }` with the top-level `cloudflare:` block: answers DNS-01 (and
-//! a CA's DCV CNAME) by adding rota's record through Cloudflare's API v4 and deleting exactly that record
-//! afterwards. Everything else in the zone is left alone: Cloudflare edits one record at a
+//! a CA's DCV CNAME) by adding rota's record through Cloudflare's API v4 and deleting exactly
+//! that record afterwards. Everything else in the zone is left alone: Cloudflare edits one record at a
 //! time, so nothing is read back and rewritten.
 //!
 //! Calls, as Cloudflare documents them (<https://developers.cloudflare.com/api/>):
 //! - `GET /zones?name=<name>` ("List Zones"): the zone is found by walking the record name's
 //!   labels from the longest candidate down, so a subzone delegated as a zone of its own wins
 //!   over its parent. A token scoped to other zones simply does not see this one.
-//! - `GET /zones/{zone_id}/dns_records?type=TXT&name=<fqdn>` ("List DNS Records"), `POST
-//!   /zones/{zone_id}/dns_records` ("Create DNS Record"), `DELETE
-//!   /zones/{zone_id}/dns_records/{id}` ("Delete DNS Record").
+//! - `GET /zones/{zone_id}/dns_records?type=<TXT|CNAME>&name=<fqdn>` ("List DNS Records"),
+//!   `POST /zones/{zone_id}/dns_records` ("Create DNS Record"),
+//!   `DELETE /zones/{zone_id}/dns_records/{id}` ("Delete DNS Record").
 //! - Authentication is `Authorization: Bearer <token>` (API tokens; the legacy Global API
 //!   Key is not supported). The token is read from its `*_file` at every call and never
 //!   logged or quoted.
@@ -45,7 +45,7 @@ const RECORD_NOT_FOUND: i64 = 81044;
 /// The lowest TTL Cloudflare accepts besides `1` (automatic).
 const MIN_TTL: u32 = 60;
 
-/// Publishes DNS-01 TXT records through Cloudflare's API v4.
+/// Publishes DCV records (ACME TXT, CA CNAME) through Cloudflare's API v4.
 pub(crate) struct CloudflareDcv {
     /// `api_url` without a trailing `/`.
     base: String,

@@ -1,9 +1,10 @@
 //! `dcv: { kind: namecheap }` with the top-level `namecheap:` block: answers DNS-01 through
 //! Namecheap's DNS API, which has no per-record edit. `namecheap.domains.dns.setHosts`
 //! replaces a domain's whole host list, so each publish and each removal reads the list
-//! (`getHosts`), changes rota's one record (ACME's TXT, or a CA's DCV CNAME), and writes every other record back exactly as
-//! read: name, type, address, MX preference and TTL, plus the domain's `EmailType`, without
-//! which Namecheap drops the MX records (billputer/go-namecheap#7). Two changes to one domain
+//! (`getHosts`), changes rota's one record (ACME's TXT, or a CA's DCV CNAME), and writes
+//! every other record back exactly as read: name, type, address, MX preference and TTL, plus
+//! the domain's `EmailType`, without which Namecheap drops the MX records
+//! (billputer/go-namecheap#7). Two changes to one domain
 //! at once would each write back a list missing the other's record, so they take turns on a
 //! lock per domain that every cert of the daemon shares.
 //!
@@ -92,7 +93,7 @@ impl Domain {
     }
 }
 
-/// Publishes DNS-01 TXT records through Namecheap's DNS API.
+/// Publishes DCV records (ACME TXT, CA CNAME) through Namecheap's DNS API.
 pub(crate) struct NamecheapDcv {
     client: Arc<NamecheapClient>,
     locks: Arc<DomainLocks>,
@@ -234,7 +235,11 @@ fn read_hosts(response: &Element, domain: &str) -> Result<HostList, BackendError
         })
         .collect();
     Ok(HostList {
-        email_type: result.attr("EmailType").map(str::to_owned),
+        // An empty `EmailType` (no mail set up) is not sent back: there is nothing to keep.
+        email_type: result
+            .attr("EmailType")
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned),
         hosts,
     })
 }
