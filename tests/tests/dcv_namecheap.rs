@@ -224,6 +224,26 @@ fn a_caller_off_the_whitelist_is_told_which_ip_to_whitelist() {
 }
 
 #[test]
+fn a_wrong_api_key_is_refused_with_advice_and_read_again_at_each_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let double = double_with_domains();
+    let config = config(dir.path(), &double, IP);
+    let dcv = solver(&Providers::new(), &config);
+    std::fs::write(dir.path().join("nc.key"), "not-the-key\n").unwrap();
+    let ours = txt("_acme-challenge.example.co.uk", "v");
+    let err = runtime()
+        .block_on(dcv.publish(&ours))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("error 1011102: API Key is invalid"), "{err}");
+    assert!(err.contains("check `namecheap.api_key_file`"), "{err}");
+    assert!(!err.contains("not-the-key"), "{err}");
+    // The rotated-back key is picked up without rebuilding the solver.
+    std::fs::write(dir.path().join("nc.key"), format!("{KEY}\n")).unwrap();
+    runtime().block_on(dcv.publish(&ours)).unwrap();
+}
+
+#[test]
 fn a_domain_on_other_nameservers_is_refused_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let double = double_with_domains();

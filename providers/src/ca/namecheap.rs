@@ -294,7 +294,8 @@ impl CaBackend for NamecheapCa {
             let info = self.info(id, true).await?;
             match (info.status.as_str(), info.issued) {
                 ("active", Some(issued)) => return Ok(issued),
-                ("active" | "purchased" | "pending" | "newpurchase", _) => {}
+                // Still with Sectigo: Namecheap's in-between statuses.
+                ("active" | "purchased" | "pending" | "inprogress" | "newpurchase", _) => {}
                 (status, _) => {
                     return Err(BackendError::Refused {
                         backend: KIND,
