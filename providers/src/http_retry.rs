@@ -149,15 +149,7 @@ pub(crate) fn client(
     field: &str,
     bundle: Option<&std::path::Path>,
 ) -> Result<reqwest::Client, BackendError> {
-    let mut roots = Vec::new();
-    if let Some(bundle) = bundle {
-        let pem = std::fs::read(bundle)
-            .map_err(|source| BackendError::io(backend, "reading", bundle, source))?;
-        roots = crate::tls_client::parse_ca_bundle(backend, field, bundle, &pem)?;
-    }
-    let tls = crate::tls_client::client_config(roots).map_err(|e| {
-        BackendError::invalid(backend, format!("cannot set up TLS (trusted roots): {e}"))
-    })?;
+    let tls = crate::tls_client::client_config_with_bundle(backend, field, bundle)?;
     reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .connect_timeout(RetryPolicy::VENDOR.timeout)
