@@ -167,7 +167,45 @@ pub(crate) fn client(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+
+    #[tokio::test]
+    async fn a_peer_that_never_answers_times_out_after_the_bounded_attempts() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        let policy = RetryPolicy {
+            attempts: 2,
+            first_pause: Duration::from_millis(10),
+            max_retry_after: Duration::from_secs(1),
+            timeout: Duration::from_millis(300),
+        };
+        let http = client("vendor", "vendor.ca_bundle_file", None).unwrap();
+        let name = CallName {
+            backend: "vendor",
+            call: "GET /slow",
+        };
+        let err = send(name, &policy, || http.get(format!("http://{addr}/slow")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BackendError::Timeout { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "vendor: timed out after 0s waiting for GET /slow to answer"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "two attempts, no more");
+    }
 
     #[test]
     fn retry_after_reads_seconds_only() {
