@@ -16,7 +16,8 @@ use crate::names::{CertId, DomainName, HostPort, SecretString};
 /// The kinds of domain-control challenge rota can answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChallengeKind {
-    /// A TXT record under `_acme-challenge.<domain>`.
+    /// A record in the domain's DNS: ACME's TXT under `_acme-challenge.<domain>`, or the
+    /// CNAME a commercial CA's DNS-based validation asks for.
     Dns01,
     /// A file under `/.well-known/acme-challenge/` on port 80.
     Http01,
@@ -32,6 +33,16 @@ pub enum DcvChallenge {
         record_name: String,
         /// TXT content.
         record_value: String,
+        /// Record TTL in seconds.
+        ttl: u32,
+    },
+    /// Publish a CNAME at `record_name` pointing at `target`: Sectigo's DNS-based domain
+    /// control validation, as Namecheap's reissue hands it out (`DNSDCValidation`).
+    DnsCname {
+        /// Fully qualified record name (`_<hash>.<domain>`).
+        record_name: String,
+        /// Where it points (`<hash>.<hash>.sectigo.com`).
+        target: String,
         /// Record TTL in seconds.
         ttl: u32,
     },
@@ -51,7 +62,7 @@ impl DcvChallenge {
     #[must_use]
     pub fn kind(&self) -> ChallengeKind {
         match self {
-            Self::Dns01 { .. } => ChallengeKind::Dns01,
+            Self::Dns01 { .. } | Self::DnsCname { .. } => ChallengeKind::Dns01,
             Self::Http01 { .. } => ChallengeKind::Http01,
         }
     }
@@ -61,6 +72,11 @@ impl DcvChallenge {
     pub fn describe(&self) -> String {
         match self {
             Self::Dns01 { record_name, .. } => format!("TXT {record_name}"),
+            Self::DnsCname {
+                record_name,
+                target,
+                ..
+            } => format!("CNAME {record_name} -> {target}"),
             Self::Http01 { domain, token, .. } => {
                 format!("http://{domain}/.well-known/acme-challenge/{token}")
             }

@@ -6,7 +6,9 @@
 
 pub mod atomic_write;
 mod error_chain;
+mod http_retry;
 pub mod keys;
+mod namecheap;
 mod tls_client;
 
 mod alert;
@@ -15,10 +17,14 @@ mod ca {
     //! Certificate authorities, one module per `ca: { kind }`.
     pub(crate) mod acme;
     pub(crate) mod local;
+    pub(crate) mod namecheap;
 }
 
 mod dcv {
     //! Domain-control solvers, one module per `dcv: { kind }`.
+    pub(crate) mod cloudflare;
+    pub(crate) mod namecheap;
+    mod record;
     pub(crate) mod rfc2136;
     pub(crate) mod webroot;
 }
@@ -42,9 +48,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rota_api::config::{
-    AcmeAccount, AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec, Tagged,
-};
+use rota_api::config::{AcmeAccount, AlertSpec, CaSpec, CertSpec, Config, DcvSpec, InstallSpec};
 use rota_api::{AlertBackend, BackendError, BackendFactory, CaBackend, DcvBackend, InstallBackend};
 
 use alert::email::EmailSink;
@@ -52,6 +56,8 @@ use alert::webhook::WebhookSink;
 use ca::acme::{AcmeCa, SharedAccount};
 use ca::local::LocalCa;
 pub use ca::local::root_cert_path;
+use dcv::cloudflare::CloudflareDcv;
+use dcv::namecheap::{DomainLocks, NamecheapDcv};
 use dcv::webroot::WebrootDcv;
 use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
@@ -66,6 +72,8 @@ pub struct Providers {
     local_cas: Mutex<HashMap<PathBuf, Arc<LocalCa>>>,
     /// The ACME accounts built so far, by directory URL and credentials file.
     acme_accounts: Mutex<HashMap<(String, PathBuf), Arc<SharedAccount>>>,
+    /// Namecheap's `setHosts` rewrites a whole domain: every solver takes turns on these.
+    namecheap_domains: Arc<DomainLocks>,
 }
 
 impl std::fmt::Debug for Providers {
@@ -81,6 +89,7 @@ impl std::fmt::Debug for Providers {
         f.debug_struct("Providers")
             .field("local_ca_directories", &cas.keys().collect::<Vec<_>>())
             .field("acme_accounts", &accounts.keys().collect::<Vec<_>>())
+            .field("namecheap_domains", &self.namecheap_domains)
             .finish()
     }
 }
@@ -130,10 +139,20 @@ impl Providers {
 
 /// A `kind` the config reference knows but this build cannot run. The validator refuses it
 /// first; this keeps a config that slipped past it from doing anything.
-fn not_available<T: ?Sized>(spec: &impl Tagged) -> Result<Arc<T>, BackendError> {
+#[cfg(not(feature = "k8s"))]
+fn not_available<T: ?Sized>(spec: &impl rota_api::config::Tagged) -> Result<Arc<T>, BackendError> {
     Err(BackendError::NotAvailable {
         backend: spec.kind(),
     })
+}
+
+/// The client for the `namecheap:` block, which both Namecheap backends need.
+fn namecheap_client(config: &Config) -> Result<namecheap::NamecheapClient, BackendError> {
+    let account = config.namecheap.as_ref().ok_or(BackendError::invalid(
+        "namecheap",
+        "`kind: namecheap` needs the top-level `namecheap:` block",
+    ))?;
+    namecheap::NamecheapClient::new(account)
 }
 
 impl BackendFactory for Providers {
@@ -150,15 +169,31 @@ impl BackendFactory for Providers {
                 let profile = acme.profile.clone().or_else(|| account.profile.clone());
                 Ok(Arc::new(AcmeCa::new(self.acme_account(account), profile)))
             }
-            CaSpec::Namecheap(_) => not_available(&cert.ca),
+            CaSpec::Namecheap(namecheap) => Ok(Arc::new(ca::namecheap::NamecheapCa::new(
+                Arc::new(namecheap_client(config)?),
+                namecheap.ssl_id,
+            ))),
         }
     }
 
-    fn dcv(&self, _config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
+    fn dcv(&self, config: &Config, spec: &DcvSpec) -> Result<Arc<dyn DcvBackend>, BackendError> {
         match spec {
             DcvSpec::Webroot(webroot) => Ok(Arc::new(WebrootDcv::new(&webroot.directory))),
             DcvSpec::Rfc2136(rfc2136) => Ok(Arc::new(dcv::rfc2136::Rfc2136Dcv::new(rfc2136)?)),
-            DcvSpec::Namecheap(_) | DcvSpec::Cloudflare(_) => not_available(spec),
+            DcvSpec::Cloudflare(_) => {
+                let account = config.cloudflare.as_ref().ok_or(BackendError::invalid(
+                    "cloudflare",
+                    "`dcv: { kind: cloudflare }` needs the top-level `cloudflare:` block",
+                ))?;
+                Ok(Arc::new(CloudflareDcv::new(account)?))
+            }
+            DcvSpec::Namecheap(_) => {
+                let client = Arc::new(namecheap_client(config)?);
+                Ok(Arc::new(NamecheapDcv::new(
+                    client,
+                    Arc::clone(&self.namecheap_domains),
+                )))
+            }
         }
     }
 
@@ -206,7 +241,7 @@ impl BackendFactory for Providers {
 mod tests {
     use std::path::Path;
 
-    use rota_api::config::{AcmeCa, CloudflareDcv, NamecheapCa};
+    use rota_api::config::{AcmeCa, NamecheapCa};
 
     use super::*;
 
@@ -221,13 +256,6 @@ mod tests {
         rota_api::config::load_str(&dir.join("rota.yaml"), text)
             .unwrap()
             .config
-    }
-
-    fn refused(result: Result<(), BackendError>) -> &'static str {
-        match result {
-            Err(BackendError::NotAvailable { backend }) => backend,
-            other => panic!("expected NotAvailable, got {other:?}"),
-        }
     }
 
     #[test]
@@ -245,19 +273,15 @@ mod tests {
         // Built by hand: the config validator refuses these kinds before they get here.
         let mut other = cert.clone();
         other.ca = CaSpec::Namecheap(NamecheapCa { ssl_id: 1 });
-        assert_eq!(
-            refused(providers.ca(&config, &other).map(drop)),
-            "namecheap"
-        );
+        let err = providers.ca(&config, &other).map(drop).unwrap_err();
+        assert!(err.to_string().contains("`namecheap:` block"), "{err}");
         let webroot = DcvSpec::Webroot(rota_api::config::WebrootDcv {
             directory: "/w".into(),
         });
         assert_eq!(providers.dcv(&config, &webroot).unwrap().kind(), "webroot");
-        let cloudflare = DcvSpec::Cloudflare(CloudflareDcv {});
-        assert_eq!(
-            refused(providers.dcv(&config, &cloudflare).map(drop)),
-            "cloudflare"
-        );
+        let cloudflare = DcvSpec::Cloudflare(rota_api::config::CloudflareDcv {});
+        let err = providers.dcv(&config, &cloudflare).map(drop).unwrap_err();
+        assert!(err.to_string().contains("`cloudflare:` block"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,24 @@ pub(crate) fn client_config(
         .with_no_client_auth())
 }
 
+/// A client config trusting the system roots plus the PEM bundle at `bundle` (the config names
+/// it at `field`, e.g. `dsm.ca_bundle_file`), for `backend`'s HTTPS peer.
+pub(crate) fn client_config_with_bundle(
+    backend: &'static str,
+    field: &str,
+    bundle: Option<&Path>,
+) -> Result<ClientConfig, BackendError> {
+    let mut roots = Vec::new();
+    if let Some(bundle) = bundle {
+        let pem = std::fs::read(bundle)
+            .map_err(|source| BackendError::io(backend, "reading", bundle, source))?;
+        roots = parse_ca_bundle(backend, field, bundle, &pem)?;
+    }
+    client_config(roots).map_err(|e| {
+        BackendError::invalid(backend, format!("cannot set up TLS (trusted roots): {e}"))
+    })
+}
+
 /// The certificates of the bundle `pem` read from `path`, which the config names at `field`
 /// (`acme.ca_bundle_file`); an empty or non-PEM bundle is a mistake worth stopping for.
 pub(crate) fn parse_ca_bundle(

@@ -482,13 +482,15 @@ async fn await_propagation(
     journalled: &[(i64, DcvChallenge)],
 ) -> Result<(), RenewError> {
     for (_, challenge) in journalled {
-        let DcvChallenge::Dns01 {
-            record_name,
-            record_value,
-            ..
-        } = challenge
-        else {
-            continue;
+        let (record_name, record_value) = match challenge {
+            DcvChallenge::Dns01 {
+                record_name,
+                record_value,
+                ..
+            } => (record_name, record_value),
+            // A CA's DCV CNAME is checked by the CA itself, which keeps polling until it
+            // resolves (await_issuance waits for that); only TXT records are checked here.
+            DcvChallenge::DnsCname { .. } | DcvChallenge::Http01 { .. } => continue,
         };
         audit
             .step(

@@ -5,9 +5,11 @@
 pub mod acme_double;
 pub mod acme_peers;
 pub mod bind;
+pub mod cloudflare_double;
 pub mod dsm_double;
 pub mod haproxy;
 pub mod kube_double;
+pub mod namecheap_double;
 pub mod nginx;
 pub mod pebble;
 pub mod serve;

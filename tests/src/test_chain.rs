@@ -70,3 +70,41 @@ fn leaf(names: &[&str], issuer: &Issuer<'static, KeyPair>) -> (String, String) {
     let cert = params.signed_by(&key, issuer).expect("leaf cert");
     (cert.pem(), key.serialize_pem())
 }
+
+/// A CA shaped like a commercial one (a root and an intermediate) that signs CSRs, for
+/// doubles of CAs that issue from the operator's CSR (Namecheap's reissue).
+pub struct CsrSigner {
+    intermediate: Issuer<'static, KeyPair>,
+    intermediate_pem: String,
+    /// The root, PEM: what a verifier trusts.
+    pub root_pem: String,
+}
+
+impl Default for CsrSigner {
+    fn default() -> Self {
+        let (root, root_pem) = ca("rota test sectigo-like root", None);
+        let (intermediate, intermediate_pem) =
+            ca("rota test sectigo-like intermediate", Some(&root));
+        Self {
+            intermediate,
+            intermediate_pem,
+            root_pem,
+        }
+    }
+}
+
+impl CsrSigner {
+    /// Signs `csr_pem` for 90 days from now: (leaf PEM, chain PEM = the intermediate).
+    ///
+    /// # Panics
+    /// On a CSR rcgen cannot read: the doubles only sign what rota sent.
+    #[must_use]
+    pub fn sign(&self, csr_pem: &str) -> (String, String) {
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).expect("a CSR");
+        let now = time::OffsetDateTime::now_utc();
+        csr.params.not_before = now - time::Duration::minutes(5);
+        csr.params.not_after = now + time::Duration::days(90);
+        let leaf = csr.signed_by(&self.intermediate).expect("sign the CSR");
+        (leaf.pem(), self.intermediate_pem.clone())
+    }
+}

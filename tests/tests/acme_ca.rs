@@ -95,7 +95,7 @@ impl Acme {
                         .set_txt(record_name, forced_value.unwrap_or(record_value));
                     record_name.clone()
                 }
-                other @ DcvChallenge::Http01 { .. } => {
+                other @ (DcvChallenge::Http01 { .. } | DcvChallenge::DnsCname { .. }) => {
                     panic!("asked for DNS-01 only, got {other:?}")
                 }
             })

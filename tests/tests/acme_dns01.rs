@@ -53,7 +53,7 @@ fn txt_record(challenge: &DcvChallenge) -> Result<(String, String), BackendError
             record_value,
             ..
         } => Ok((record_name.clone(), record_value.clone())),
-        DcvChallenge::Http01 { .. } => Err(BackendError::Invalid {
+        DcvChallenge::Http01 { .. } | DcvChallenge::DnsCname { .. } => Err(BackendError::Invalid {
             backend: "challtestsrv",
             detail: format!("not a DNS-01 challenge: {}", challenge.describe()),
         }),

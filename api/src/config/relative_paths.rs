@@ -32,9 +32,15 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
     }
     if let Some(namecheap) = &mut config.namecheap {
         rebase.secret(Some(&mut namecheap.api_key_file));
+        if let Some(bundle) = &mut namecheap.ca_bundle_file {
+            rebase.path("namecheap.ca_bundle_file", bundle);
+        }
     }
     if let Some(cloudflare) = &mut config.cloudflare {
         rebase.secret(Some(&mut cloudflare.api_token_file));
+        if let Some(bundle) = &mut cloudflare.ca_bundle_file {
+            rebase.path("cloudflare.ca_bundle_file", bundle);
+        }
     }
     if let Some(acme) = &mut config.acme {
         rebase.path(

@@ -293,6 +293,30 @@ pub struct NamecheapAccount {
     pub api_user: Option<String>,
     /// The whitelisted address rota calls from.
     pub client_ip: IpAddr,
+    /// The XML API endpoint; Namecheap's production API when unset
+    /// (`https://api.sandbox.namecheap.com/xml.response` is the sandbox).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// PEM roots to trust for the API's TLS besides the system's (a proxy, a test double).
+    #[serde(default)]
+    pub ca_bundle_file: Option<PathBuf>,
+}
+
+impl NamecheapAccount {
+    /// Namecheap's production XML API.
+    pub const DEFAULT_API_URL: &'static str = "https://api.namecheap.com/xml.response";
+
+    /// The API user: `api_user`, or `username` when unset.
+    #[must_use]
+    pub fn api_user(&self) -> &str {
+        self.api_user.as_deref().unwrap_or(&self.username)
+    }
+
+    /// `api_url`, or the production endpoint.
+    #[must_use]
+    pub fn api_url(&self) -> &str {
+        self.api_url.as_deref().unwrap_or(Self::DEFAULT_API_URL)
+    }
 }
 
 /// The `cloudflare:` account block.
@@ -301,6 +325,23 @@ pub struct NamecheapAccount {
 pub struct CloudflareAccount {
     /// API token with Zone.DNS:Edit.
     pub api_token_file: SecretSource,
+    /// The v4 API base; Cloudflare's own when unset.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// PEM roots to trust for the API's TLS besides the system's (a proxy, a test double).
+    #[serde(default)]
+    pub ca_bundle_file: Option<PathBuf>,
+}
+
+impl CloudflareAccount {
+    /// Cloudflare's v4 API.
+    pub const DEFAULT_API_URL: &'static str = "https://api.cloudflare.com/client/v4";
+
+    /// `api_url`, or Cloudflare's own.
+    #[must_use]
+    pub fn api_url(&self) -> &str {
+        self.api_url.as_deref().unwrap_or(Self::DEFAULT_API_URL)
+    }
 }
 
 /// The `acme:` account block.
@@ -468,7 +509,7 @@ tagged_enum! {
         /// The embedded CA; no DCV.
         "local" => Local(LocalCa) = Available,
         /// Namecheap reissue within an existing SSL subscription.
-        "namecheap" => Namecheap(NamecheapCa) = NotYet,
+        "namecheap" => Namecheap(NamecheapCa) = Available,
         /// Any RFC 8555 directory.
         "acme" => Acme(AcmeCa) = Available,
     }
@@ -508,9 +549,9 @@ tagged_enum! {
     /// A cert's `dcv:` block.
     pub enum DcvSpec {
         /// DNS-01 through Namecheap's DNS API.
-        "namecheap" => Namecheap(NamecheapDcv) = NotYet,
+        "namecheap" => Namecheap(NamecheapDcv) = Available,
         /// DNS-01 through Cloudflare's v4 API.
-        "cloudflare" => Cloudflare(CloudflareDcv) = NotYet,
+        "cloudflare" => Cloudflare(CloudflareDcv) = Available,
         /// HTTP-01 through a directory an existing web server serves.
         "webroot" => Webroot(WebrootDcv) = Available,
         /// DNS-01 through RFC 2136 dynamic updates, signed with TSIG, to the operator's own

@@ -51,6 +51,18 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
             &mut found,
         );
     }
+    if let Some(namecheap) = &config.namecheap
+        && let Some(url) = &namecheap.api_url
+    {
+        let example = "https://api.sandbox.namecheap.com/xml.response";
+        check_url("namecheap.api_url", url, example, &mut found);
+    }
+    if let Some(cloudflare) = &config.cloudflare
+        && let Some(url) = &cloudflare.api_url
+    {
+        let example = "https://api.cloudflare.com/client/v4";
+        check_url("cloudflare.api_url", url, example, &mut found);
+    }
     check_unique_ids(parsed, &mut found);
     for (path, cert) in parsed.certs() {
         check_cert(&path, cert, &mut found);

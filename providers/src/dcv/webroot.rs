@@ -57,14 +57,16 @@ impl WebrootDcv {
                 check_token(token)?;
                 Ok((self.challenge_dir.join(token), key_authorization))
             }
-            DcvChallenge::Dns01 { .. } => Err(BackendError::invalid(
-                KIND,
-                format!(
-                    "webroot answers HTTP-01 only, but was asked to publish {}; \
-                     use a DNS solver (cloudflare, namecheap) for DNS-01",
-                    challenge.describe()
-                ),
-            )),
+            DcvChallenge::Dns01 { .. } | DcvChallenge::DnsCname { .. } => {
+                Err(BackendError::invalid(
+                    KIND,
+                    format!(
+                        "webroot answers HTTP-01 only, but was asked to publish {}; \
+                     use a DNS solver (cloudflare, namecheap) for DNS records",
+                        challenge.describe()
+                    ),
+                ))
+            }
         }
     }
 }

@@ -43,18 +43,11 @@ pub(crate) struct DsmInstall {
 impl DsmInstall {
     /// An installer for the certificate labelled `description` on the NAS `connection` names.
     pub(crate) fn new(connection: &DsmConnection, description: &str) -> Result<Self, BackendError> {
-        let mut roots = Vec::new();
-        if let Some(bundle) = &connection.ca_bundle_file {
-            let pem = std::fs::read(bundle)
-                .map_err(|source| BackendError::io(KIND, "reading", bundle, source))?;
-            roots = crate::tls_client::parse_ca_bundle(KIND, "dsm.ca_bundle_file", bundle, &pem)?;
-        }
-        let tls = crate::tls_client::client_config(roots).map_err(|e| {
-            BackendError::invalid(
-                KIND,
-                format!("cannot set up TLS for DSM (trusted roots): {e}"),
-            )
-        })?;
+        let tls = crate::tls_client::client_config_with_bundle(
+            KIND,
+            "dsm.ca_bundle_file",
+            connection.ca_bundle_file.as_deref(),
+        )?;
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .connect_timeout(REQUEST_TIMEOUT)
