@@ -33,6 +33,7 @@ mod install {
     pub(crate) mod k8s_secret;
     pub(crate) mod nginx;
     mod pem_files;
+    pub mod post_command;
     mod verify;
 }
 
@@ -55,6 +56,7 @@ use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
 use install::haproxy::HaproxyInstall;
 use install::nginx::NginxInstall;
+pub use install::post_command;
 
 /// Builds backends from config variants; keep one for the daemon's lifetime so certs share
 /// what must be shared (one local CA per directory).

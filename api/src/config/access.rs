@@ -201,6 +201,8 @@ mod tests {
             dcv: None,
             install: InstallSpec::Filesystem(FilesystemInstall {
                 directory: PathBuf::from("/srv/rota/a"),
+                post_command: None,
+                post_command_timeout_seconds: 60,
             }),
         };
         let allowed = [PathBuf::from("/srv/rota")];

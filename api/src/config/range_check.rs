@@ -68,6 +68,14 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
     if let Some(cluster) = &config.cluster {
         numbers.push(("cluster.lease_seconds".to_owned(), cluster.lease_seconds));
     }
+    for (path, cert) in parsed.certs() {
+        if let Some(hook) = cert.install.post_command() {
+            numbers.push((
+                child(&child(&path, "install"), "post_command_timeout_seconds"),
+                hook.timeout.as_secs(),
+            ));
+        }
+    }
     for (path, alert) in parsed.alerts() {
         numbers.push(match alert {
             AlertSpec::Webhook(hook) => (child(&path, "timeout_seconds"), hook.timeout_seconds),
@@ -95,7 +103,12 @@ cluster: { enabled: true, node_id: a, lease_seconds: 0 }
 alerts:
   - { kind: webhook, url: 'https://hooks.test/x', timeout_seconds: 0 }
   - { kind: email, smtp_host: smtp.test, smtp_port: 0, tls: starttls, from: r@a.test, to: [a@a.test] }
-certs: []
+certs:
+  - id: web
+    domains: [a.test]
+    key_path: k
+    ca: { kind: local }
+    install: { kind: filesystem, directory: out, post_command: [/bin/true], post_command_timeout_seconds: 0 }
 ";
 
     #[test]

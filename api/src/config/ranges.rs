@@ -62,6 +62,11 @@ pub(super) const BOUNDS: &[Bound] = &[
         hint: "the leader lease, refreshed every third of it; 60 seconds is the default",
     },
     Bound {
+        path: "certs[].install.post_command_timeout_seconds",
+        range: 1..=3600,
+        hint: "how long the deploy hook may run before it is killed; 60 seconds is the default, an hour the most",
+    },
+    Bound {
         path: "alerts[].timeout_seconds",
         range: 1..=300,
         hint: "how long one webhook call may take; 10 seconds is the default",

@@ -557,13 +557,43 @@ tagged_enum! {
     }
 }
 
+/// What every install kind may run after a successful install: the operator's argv and how
+/// long it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostCommand<'a> {
+    /// The argv, run without a shell.
+    pub argv: &'a [String],
+    /// How long it may run before it is killed.
+    pub timeout: std::time::Duration,
+}
+
+fn default_post_command_timeout() -> u64 {
+    60
+}
+
 impl InstallSpec {
+    /// The deploy hook of this install, if it has one.
+    #[must_use]
+    pub fn post_command(&self) -> Option<PostCommand<'_>> {
+        let (argv, seconds) = match self {
+            Self::Dsm(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Filesystem(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Nginx(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Haproxy(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::K8sSecret(i) => (&i.post_command, i.post_command_timeout_seconds),
+        };
+        argv.as_deref().map(|argv| PostCommand {
+            argv,
+            timeout: std::time::Duration::from_secs(seconds),
+        })
+    }
+
     /// The directory this install writes certbot's `fullchain.pem` and `privkey.pem` into, for
     /// the kinds that write them.
     #[must_use]
     pub fn pem_directory(&self) -> Option<&std::path::Path> {
         match self {
-            Self::Filesystem(FilesystemInstall { directory })
+            Self::Filesystem(FilesystemInstall { directory, .. })
             | Self::Nginx(NginxInstall { directory, .. })
             | Self::Haproxy(HaproxyInstall { directory, .. }) => Some(directory),
             Self::Dsm(_) | Self::K8sSecret(_) => None,
@@ -577,6 +607,12 @@ impl InstallSpec {
 pub struct DsmInstall {
     /// The label shown in DSM's Control Panel; rota replaces the certificate with this label.
     pub description: String,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default)]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(default = "default_post_command_timeout")]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: filesystem, directory }`.
@@ -585,6 +621,12 @@ pub struct DsmInstall {
 pub struct FilesystemInstall {
     /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
     pub directory: PathBuf,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default)]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(default = "default_post_command_timeout")]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: nginx, directory, test_command, reload_command, verify_address }`.
@@ -602,6 +644,12 @@ pub struct NginxInstall {
     /// Where nginx serves the cert: after the reload, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default)]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(default = "default_post_command_timeout")]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: haproxy, directory, socket_path, cert_storage_name, verify_address }`.
@@ -618,6 +666,12 @@ pub struct HaproxyInstall {
     /// Where HAProxy serves the cert: after the swap, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default)]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(default = "default_post_command_timeout")]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: k8s_secret, namespace, secret_name, kubeconfig_path }`.
@@ -631,4 +685,10 @@ pub struct K8sSecretInstall {
     /// Kubeconfig to use; the in-cluster ServiceAccount when omitted.
     #[serde(default)]
     pub kubeconfig_path: Option<PathBuf>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default)]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(default = "default_post_command_timeout")]
+    pub post_command_timeout_seconds: u64,
 }

@@ -202,32 +202,34 @@ fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
 
 /// What serde cannot see in the installers that run commands or talk to a socket.
 fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
+    if let Some(hook) = install.post_command() {
+        check_argv(
+            path,
+            "post_command",
+            Some(hook.argv),
+            "[systemctl, restart, myservice]",
+            "leave it out to run nothing after an install",
+            found,
+        );
+    }
     match install {
         InstallSpec::Nginx(nginx) => {
-            for (field, argv, example, default) in [
-                (
-                    "test_command",
-                    &nginx.test_command,
-                    "[/usr/sbin/nginx, -t]",
-                    "[nginx, -t]",
-                ),
-                (
-                    "reload_command",
-                    &nginx.reload_command,
-                    "[systemctl, reload, nginx]",
-                    "[nginx, -s, reload]",
-                ),
-            ] {
-                if argv
-                    .as_ref()
-                    .is_some_and(|argv| argv.first().is_none_or(|p| p.trim().is_empty()))
-                {
-                    found.push(
-                        Problem::value(child(path, field), format!("`{field}` has no command to run"))
-                            .hint(format!("give the argv as a list, e.g. `{example}`, or leave it out for `{default}`")),
-                    );
-                }
-            }
+            check_argv(
+                path,
+                "test_command",
+                nginx.test_command.as_deref(),
+                "[/usr/sbin/nginx, -t]",
+                "or leave it out for `[nginx, -t]`",
+                found,
+            );
+            check_argv(
+                path,
+                "reload_command",
+                nginx.reload_command.as_deref(),
+                "[systemctl, reload, nginx]",
+                "or leave it out for `[nginx, -s, reload]`",
+                found,
+            );
         }
         InstallSpec::Haproxy(haproxy) => {
             if let Some(why) = storage_name_problem(&haproxy.cert_storage_name) {
@@ -244,6 +246,28 @@ fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
             );
         }
         InstallSpec::Filesystem(_) | InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => {}
+    }
+}
+
+/// An argv list that names no program cannot run.
+fn check_argv(
+    path: &str,
+    field: &str,
+    argv: Option<&[String]>,
+    example: &str,
+    otherwise: &str,
+    found: &mut Vec<Problem>,
+) {
+    if argv.is_some_and(|argv| argv.first().is_none_or(|p| p.trim().is_empty())) {
+        found.push(
+            Problem::value(
+                child(path, field),
+                format!("`{field}` has no command to run"),
+            )
+            .hint(format!(
+                "give the argv as a list, e.g. `{example}`, {otherwise}"
+            )),
+        );
     }
 }
 

@@ -163,6 +163,8 @@ mod tests {
             test_command: Some(sh(test)),
             reload_command: Some(sh(reload)),
             verify_address: None,
+            post_command: None,
+            post_command_timeout_seconds: 60,
         })
     }
 
@@ -177,6 +179,8 @@ mod tests {
             test_command: None,
             reload_command: None,
             verify_address: None,
+            post_command: None,
+            post_command_timeout_seconds: 60,
         });
         assert_eq!(nginx.test_command, ["nginx", "-t"]);
         assert_eq!(nginx.reload_command, ["nginx", "-s", "reload"]);

@@ -15,6 +15,10 @@ use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
 
 /// The leaf, written last: what `current_cert_pem` reads back.
 const CERT_FILE: &str = "cert.pem";
+/// Leaf and chain, what most servers are pointed at.
+const FULLCHAIN_FILE: &str = "fullchain.pem";
+/// The private key.
+const PRIVKEY_FILE: &str = "privkey.pem";
 
 /// Mode of directories an install creates: servers running as another user must enter them.
 const DIRECTORY_MODE: u32 = 0o755;
@@ -52,9 +56,9 @@ pub(crate) fn certbot_files(
     key: &SecretString,
 ) -> Vec<PemFile> {
     vec![
-        PemFile::secret(directory.join("privkey.pem"), key.expose()),
+        PemFile::secret(directory.join(PRIVKEY_FILE), key.expose()),
         PemFile::public(directory.join("chain.pem"), &cert.chain_pem),
-        PemFile::public(directory.join("fullchain.pem"), &cert.fullchain_pem()),
+        PemFile::public(directory.join(FULLCHAIN_FILE), &cert.fullchain_pem()),
         // Last: see the module docs.
         PemFile::public(directory.join(CERT_FILE), &cert.cert_pem),
     ]
@@ -145,6 +149,16 @@ pub(crate) async fn read_cert(
 /// The file [`read_cert`] reads.
 pub(crate) fn cert_path(directory: &Path) -> PathBuf {
     directory.join(CERT_FILE)
+}
+
+/// Where `fullchain.pem` lands in `directory`.
+pub(crate) fn fullchain_path(directory: &Path) -> PathBuf {
+    directory.join(FULLCHAIN_FILE)
+}
+
+/// Where `privkey.pem` lands in `directory`.
+pub(crate) fn privkey_path(directory: &Path) -> PathBuf {
+    directory.join(PRIVKEY_FILE)
 }
 
 fn write_all(backend: &'static str, files: &[PemFile]) -> Result<(), BackendError> {
