@@ -63,7 +63,7 @@ fn renews_at(detail: &CertDetail, now: OffsetDateTime) -> String {
             stamp_then_age(at, now)
         ),
         (Some(at), None) => format!(
-            "{} (renew_threshold_days before expiry)",
+            "{} (renew_before_days, else renew_threshold_days, before expiry)",
             stamp_then_age(at, now)
         ),
     }

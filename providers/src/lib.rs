@@ -139,8 +139,9 @@ fn not_available<T: ?Sized>(spec: &impl Tagged) -> Result<Arc<T>, BackendError> 
 impl BackendFactory for Providers {
     fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError> {
         match &cert.ca {
-            CaSpec::Local(_) => Ok(Arc::new(
-                self.local_ca(config).backend(config.local_ca.validity_days),
+            CaSpec::Local(local) => Ok(Arc::new(
+                self.local_ca(config)
+                    .backend(local.validity_days.unwrap_or(config.local_ca.validity_days)),
             )),
             CaSpec::Acme(acme) => {
                 let account = config.acme.as_ref().ok_or(BackendError::invalid(

@@ -7,6 +7,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use rota_e2e::{Rotad, condition, serial_hex, wait_for};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -15,6 +17,13 @@ fn local_config(certs: &str) -> String {
     format!(
         "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {{dir}}/rota.sock\n  check_interval_seconds: 3600\n\nlocal_ca:\n  directory: {{dir}}/ca\n  validity_days: 90\n\ncerts:\n{certs}"
     )
+}
+
+fn wait_installed(rotad: &Rotad, id: &str) {
+    let cert = rotad.path(&format!("installed/{id}/cert.pem"));
+    wait_for(&format!("{id} to be installed"), ISSUE_TIMEOUT, || {
+        cert.exists().then_some(())
+    });
 }
 
 /// Writes an executable script into the state directory (the hook must not need a shell).
@@ -118,4 +127,65 @@ fn the_deploy_hook_gets_the_cert_facts_and_its_failure_is_audited() {
         log.contains("service refused the cert") && log.contains("exit status: 3"),
         "the hook's failure is audited:\n{log}"
     );
+}
+
+/// A time `rota get certs -o json` printed.
+fn json_time(value: &serde_json::Value) -> OffsetDateTime {
+    OffsetDateTime::parse(value.as_str().expect("a time"), &Rfc3339).expect("RFC 3339")
+}
+
+fn cert_json(rotad: &Rotad, id: &str) -> serde_json::Value {
+    let certs = rotad.certs_json();
+    certs["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|c| c["metadata"]["name"] == id))
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} in {certs}"))
+}
+
+#[test]
+fn a_cert_s_own_threshold_and_local_validity_beat_the_daemon_wide_ones() {
+    let certs = "  - id: short
+    domains: [short.home.arpa]
+    key_path: '{dir}/keys/short.key'
+    ca: { kind: local, validity_days: 10 }
+    renew_before_days: 3
+    install: { kind: filesystem, directory: '{dir}/installed/short' }
+  - id: plain
+    domains: [plain.home.arpa]
+    key_path: '{dir}/keys/plain.key'
+    ca: { kind: local }
+    install: { kind: filesystem, directory: '{dir}/installed/plain' }
+";
+    let rotad = Rotad::start(&local_config(certs));
+    for (id, validity, threshold) in [("short", 10, 3), ("plain", 90, 30)] {
+        wait_installed(&rotad, id);
+        let cert = rotad.path(&format!("installed/{id}/cert.pem"));
+        let dates = rota_e2e::openssl(&[
+            "x509",
+            "-in",
+            &cert.display().to_string(),
+            "-noout",
+            "-startdate",
+            "-enddate",
+        ]);
+        let status = wait_for("the renewal time to be known", ISSUE_TIMEOUT, || {
+            let status = cert_json(&rotad, id)["status"].clone();
+            status.get("renewalTime").is_some().then_some(status)
+        });
+        let (not_before, not_after) = (
+            json_time(&status["notBefore"]),
+            json_time(&status["notAfter"]),
+        );
+        assert_eq!(
+            (not_after - not_before).whole_days(),
+            validity,
+            "{id}: openssl says {dates}"
+        );
+        assert_eq!(
+            not_after - json_time(&status["renewalTime"]),
+            time::Duration::days(threshold),
+            "{id}: {status}"
+        );
+    }
 }

@@ -4,7 +4,7 @@ use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::child;
 use super::ranges::bound_of;
-use super::schema::AlertSpec;
+use super::schema::{AlertSpec, CaSpec, LocalCa};
 
 /// A problem for every number outside its range.
 pub(crate) fn check_ranges(parsed: &Parsed) -> Vec<Problem> {
@@ -69,6 +69,15 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
         numbers.push(("cluster.lease_seconds".to_owned(), cluster.lease_seconds));
     }
     for (path, cert) in parsed.certs() {
+        if let Some(days) = cert.renew_before_days {
+            numbers.push((child(&path, "renew_before_days"), days.into()));
+        }
+        if let CaSpec::Local(LocalCa {
+            validity_days: Some(days),
+        }) = cert.ca
+        {
+            numbers.push((child(&child(&path, "ca"), "validity_days"), days.into()));
+        }
         if let Some(hook) = cert.install.post_command() {
             numbers.push((
                 child(&child(&path, "install"), "post_command_timeout_seconds"),
@@ -107,7 +116,8 @@ certs:
   - id: web
     domains: [a.test]
     key_path: k
-    ca: { kind: local }
+    ca: { kind: local, validity_days: 0 }
+    renew_before_days: 0
     install: { kind: filesystem, directory: out, post_command: [/bin/true], post_command_timeout_seconds: 0 }
 ";
 

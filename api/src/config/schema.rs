@@ -459,6 +459,27 @@ pub struct CertSpec {
     pub dcv: Option<DcvSpec>,
     /// Where the issued cert lands.
     pub install: InstallSpec,
+    /// Overrides `daemon.renew_threshold_days` for this cert (a CA's renewal window still wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_days: Option<u32>,
+}
+
+impl CertSpec {
+    /// How many days before expiry this cert is renewed when its CA publishes no window.
+    #[must_use]
+    pub fn renew_before_days(&self, daemon: &DaemonConfig) -> u32 {
+        self.renew_before_days
+            .unwrap_or(daemon.renew_threshold_days)
+    }
+
+    /// How long the local CA makes this cert valid, when the local CA issues it.
+    #[must_use]
+    pub fn local_validity_days(&self, local_ca: &LocalCaConfig) -> Option<u32> {
+        match &self.ca {
+            CaSpec::Local(local) => Some(local.validity_days.unwrap_or(local_ca.validity_days)),
+            _ => None,
+        }
+    }
 }
 
 tagged_enum! {
@@ -481,10 +502,14 @@ impl CaSpec {
     }
 }
 
-/// `ca: { kind: local }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `ca: { kind: local, validity_days }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LocalCa {}
+pub struct LocalCa {
+    /// Overrides `local_ca.validity_days` for this cert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+}
 
 /// `ca: { kind: namecheap, ssl_id }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -571,6 +596,13 @@ fn default_post_command_timeout() -> u64 {
     60
 }
 
+// Options left at their default stay out of the serialized spec, so the spec hash (and with
+// it each cert's generation) of a config written before they existed does not change.
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+fn is_default_post_command_timeout(seconds: &u64) -> bool {
+    *seconds == default_post_command_timeout()
+}
+
 impl InstallSpec {
     /// The deploy hook of this install, if it has one.
     #[must_use]
@@ -608,10 +640,13 @@ pub struct DsmInstall {
     /// The label shown in DSM's Control Panel; rota replaces the certificate with this label.
     pub description: String,
     /// argv run without a shell after every successful install: the deploy hook.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
     /// Seconds the deploy hook may run before it is killed and the install fails.
-    #[serde(default = "default_post_command_timeout")]
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
     pub post_command_timeout_seconds: u64,
 }
 
@@ -622,10 +657,13 @@ pub struct FilesystemInstall {
     /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
     pub directory: PathBuf,
     /// argv run without a shell after every successful install: the deploy hook.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
     /// Seconds the deploy hook may run before it is killed and the install fails.
-    #[serde(default = "default_post_command_timeout")]
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
     pub post_command_timeout_seconds: u64,
 }
 
@@ -645,10 +683,13 @@ pub struct NginxInstall {
     #[serde(default)]
     pub verify_address: Option<HostPort>,
     /// argv run without a shell after every successful install: the deploy hook.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
     /// Seconds the deploy hook may run before it is killed and the install fails.
-    #[serde(default = "default_post_command_timeout")]
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
     pub post_command_timeout_seconds: u64,
 }
 
@@ -667,10 +708,13 @@ pub struct HaproxyInstall {
     #[serde(default)]
     pub verify_address: Option<HostPort>,
     /// argv run without a shell after every successful install: the deploy hook.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
     /// Seconds the deploy hook may run before it is killed and the install fails.
-    #[serde(default = "default_post_command_timeout")]
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
     pub post_command_timeout_seconds: u64,
 }
 
@@ -686,9 +730,12 @@ pub struct K8sSecretInstall {
     #[serde(default)]
     pub kubeconfig_path: Option<PathBuf>,
     /// argv run without a shell after every successful install: the deploy hook.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
     /// Seconds the deploy hook may run before it is killed and the install fails.
-    #[serde(default = "default_post_command_timeout")]
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
     pub post_command_timeout_seconds: u64,
 }

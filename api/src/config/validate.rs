@@ -108,37 +108,52 @@ fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
     }
 }
 
-/// The local CA's lifetime; a local-CA cert due for renewal the moment it is issued would be
-/// renewed on every sweep.
+/// The local CA's lifetime against the renewal threshold, per cert (either may be overridden
+/// there): a local-CA cert due for renewal the moment it is issued would be renewed on every
+/// sweep. The error points at the setting the operator wrote, the cert's own first.
 fn check_local_ca(parsed: &Parsed, index: &PositionIndex, found: &mut Vec<Problem>) {
     let config = &parsed.config;
-    let validity = config.local_ca.validity_days;
-    let threshold = config.daemon.renew_threshold_days;
-    let uses_local = config
-        .certs
-        .iter()
-        .any(|c| matches!(c.ca, CaSpec::Local(_)));
-    if !parsed.usable("daemon") || !uses_local || validity == 0 || threshold < validity {
+    if !parsed.usable("daemon") {
         return;
     }
-    // Point at whichever of the two settings the operator wrote.
-    let path = if index.contains("daemon.renew_threshold_days")
-        || !index.contains("local_ca.validity_days")
-    {
-        "daemon.renew_threshold_days"
-    } else {
-        "local_ca.validity_days"
-    };
-    found.push(
-        Problem::value(
-            path,
-            format!(
-                "`renew_threshold_days` ({threshold}) must be smaller than `local_ca.validity_days` ({validity}): \
-                 every cert from the local CA would be due as soon as it is issued and be renewed forever"
-            ),
-        )
-        .hint("lower `daemon.renew_threshold_days` or raise `local_ca.validity_days` (90 by default)"),
-    );
+    let mut global_reported = false;
+    for (path, cert) in parsed.certs() {
+        let Some(validity) = cert.local_validity_days(&config.local_ca) else {
+            continue;
+        };
+        let threshold = cert.renew_before_days(&config.daemon);
+        if validity == 0 || threshold < validity {
+            continue;
+        }
+        let own_threshold = child(&path, "renew_before_days");
+        let own_validity = child(&child(&path, "ca"), "validity_days");
+        let at = if index.contains(&own_threshold) {
+            own_threshold
+        } else if index.contains(&own_validity) {
+            own_validity
+        } else if global_reported {
+            continue;
+        } else {
+            global_reported = true;
+            if index.contains("daemon.renew_threshold_days")
+                || !index.contains("local_ca.validity_days")
+            {
+                "daemon.renew_threshold_days".to_owned()
+            } else {
+                "local_ca.validity_days".to_owned()
+            }
+        };
+        found.push(
+            Problem::value(
+                at,
+                format!(
+                    "the renewal threshold ({threshold} days) must be smaller than the local CA's validity ({validity} days): \
+                     every cert from the local CA would be due as soon as it is issued and be renewed forever"
+                ),
+            )
+            .hint("lower `renew_before_days` (per cert) or `daemon.renew_threshold_days`, or raise `validity_days` in the cert's `ca:` block or `local_ca.validity_days` (90 by default)"),
+        );
+    }
 }
 
 /// `audit` is `None` when its block failed to parse.
