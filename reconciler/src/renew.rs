@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use rota_api::config::{DcvSpec, DnsPropagation, PostCommand};
+use rota_api::config::{DcvSpec, DnsPropagation, KeyType, PostCommand};
 use rota_api::status::{Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
 use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert, OrderHandle};
@@ -318,7 +318,8 @@ async fn run_post_command(
 
 async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
     let path = cert.spec.key_path.clone();
-    let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path))
+    let wanted = cert.spec.key.key_type;
+    let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path, wanted))
         .await
         .map_err(|e| {
             RenewError::new(
@@ -328,12 +329,22 @@ async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
             )
         })?
         .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
-    let message = if loaded.generated {
-        "generated a new ECDSA P-256 key (it is reused on every renewal)"
-    } else {
-        "loaded the existing key"
+    let message = match (loaded.generated, loaded.key.key_type()) {
+        (true, _) => format!(
+            "generated a new {} key (it is reused on every renewal)",
+            wanted.as_str()
+        ),
+        (false, Some(found)) if found == wanted => {
+            format!("loaded the existing {} key", found.as_str())
+        }
+        (false, found) => format!(
+            "loaded the existing {} key, although `key.type` asks for {}: rota never replaces an existing key; move it away to have a {} key generated (a new key breaks pinning)",
+            found.map_or("other", KeyType::as_str),
+            wanted.as_str(),
+            wanted.as_str()
+        ),
     };
-    Ok((loaded.key, message.to_owned()))
+    Ok((loaded.key, message))
 }
 
 fn check_challenges(

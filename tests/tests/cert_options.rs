@@ -2,11 +2,16 @@
 //! thresholds and validity, key types, output formats and IP address certs. Outcomes are
 //! checked on disk, with openssl, and through the real peers (HAProxy, a TLS client).
 
+use std::fmt::Write as _;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use rota_e2e::{Rotad, condition, serial_hex, wait_for};
+use rota_e2e::acme_peers::AcmePeers;
+use rota_e2e::pebble::PebbleOptions;
+use rota_e2e::{
+    Rotad, assert_chain_verifies, cert_pubkey, condition, key_pubkey, serial_hex, wait_for,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -188,4 +193,157 @@ fn a_cert_s_own_threshold_and_local_validity_beat_the_daemon_wide_ones() {
             "{id}: {status}"
         );
     }
+}
+
+/// Every key type, by its config name and what `openssl pkey -text` prints for it.
+const KEY_TYPES: [(&str, &str); 5] = [
+    ("ecdsa-p256", "NIST CURVE: P-256"),
+    ("ecdsa-p384", "NIST CURVE: P-384"),
+    ("rsa-2048", "(2048 bit"),
+    ("rsa-3072", "(3072 bit"),
+    ("rsa-4096", "(4096 bit"),
+];
+
+/// The cert id used for a key type: `ecdsa-p256` → `<prefix>-ecdsa-p256`.
+fn id_for(prefix: &str, key_type: &str) -> String {
+    format!("{prefix}-{key_type}")
+}
+
+/// The HPKP pin (base64 SHA-256 of the SPKI) of the key at `path`, computed by openssl.
+fn openssl_pin(path: &std::path::Path) -> String {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("openssl pkey -in \"$1\" -pubout -outform DER | openssl dgst -sha256 -binary | openssl base64 -A")
+        .arg("sh")
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn describe(rotad: &Rotad, id: &str) -> serde_json::Value {
+    serde_json::from_str(&rotad.rota_ok(&["describe", "cert", id, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn every_key_type_is_generated_issued_by_pebble_and_the_local_ca_and_kept() {
+    let peers = AcmePeers::start(PebbleOptions::default());
+    let acme_ids: Vec<String> = KEY_TYPES.iter().map(|(t, _)| id_for("acme", t)).collect();
+    let ids: Vec<&str> = acme_ids.iter().map(String::as_str).collect();
+    let mut config = peers
+        .config_for(&ids, peers.served.path(), "")
+        .replace("certs:\n", "local_ca:\n  directory: '{dir}/ca'\ncerts:\n");
+    for (key_type, _) in KEY_TYPES {
+        let id = id_for("acme", key_type);
+        config = config.replace(
+            &format!("    key_path: {{dir}}/keys/{id}.key\n"),
+            &format!("    key_path: {{dir}}/keys/{id}.key\n    key: {{ type: {key_type} }}\n"),
+        );
+        let id = id_for("local", key_type);
+        let _ = write!(
+            config,
+            "  - id: {id}\n    domains: [{id}.home.arpa]\n    key_path: '{{dir}}/keys/{id}.key'\n    key: {{ type: {key_type} }}\n    ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: '{{dir}}/installed/{id}' }}\n"
+        );
+    }
+    let rotad = Rotad::start(&config);
+    for (key_type, printed) in KEY_TYPES {
+        for (prefix, root) in [
+            ("acme", peers.pebble.issuer_roots_path()),
+            ("local", rotad.path("ca/ca.pem")),
+        ] {
+            let id = id_for(prefix, key_type);
+            wait_installed(&rotad, &id);
+            let key = rotad.path(&format!("keys/{id}.key"));
+            let text =
+                rota_e2e::openssl(&["pkey", "-noout", "-text", "-in", &key.display().to_string()]);
+            assert!(text.contains(printed), "{id}: {text}");
+            assert_eq!(rota_e2e::mode_of(&key), 0o600, "{id}");
+            let installed = rotad.path(&format!("installed/{id}"));
+            assert_eq!(
+                cert_pubkey(&installed.join("cert.pem")),
+                key_pubkey(&key),
+                "{id}: the cert is for the generated key"
+            );
+            assert_chain_verifies(&root, &installed);
+            let shown = describe(&rotad, &id)["key"].clone();
+            assert_eq!(shown["algorithm"], key_type, "{id}: {shown}");
+            assert_eq!(shown["pinSha256"], openssl_pin(&key), "{id}: {shown}");
+            assert!(shown.get("warning").is_none(), "{id}: {shown}");
+
+            let before = (
+                serial_hex(&installed.join("cert.pem")),
+                fs::read(&key).unwrap(),
+            );
+            let renewed = rotad.rota_ok(&["renew", &id]);
+            assert!(
+                renewed.contains(&format!("loaded the existing {key_type} key")),
+                "{renewed}"
+            );
+            assert_ne!(
+                serial_hex(&installed.join("cert.pem")),
+                before.0,
+                "{id}: renewed"
+            );
+            assert_eq!(fs::read(&key).unwrap(), before.1, "{id}: the key is reused");
+            assert_eq!(cert_pubkey(&installed.join("cert.pem")), key_pubkey(&key));
+        }
+    }
+}
+
+#[test]
+fn an_existing_key_of_another_type_wins_and_describe_warns() {
+    let rotad = Rotad::start(&local_config(""));
+    let key = rotad.path("keys/legacy.key");
+    fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let _ = rota_e2e::openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &key.display().to_string(),
+    ]);
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let before = fs::read(&key).unwrap();
+    let config = local_config(
+        "  - id: legacy\n    domains: [legacy.home.arpa]\n    key_path: '{dir}/keys/legacy.key'\n    key: { type: ecdsa-p384 }\n    ca: { kind: local }\n    install: { kind: filesystem, directory: '{dir}/installed/legacy' }\n",
+    )
+    .replace("{dir}", &rotad.dir.path().display().to_string());
+    let file = rotad.path("options.yaml");
+    fs::write(&file, config).unwrap();
+    let applied = rotad.rota_ok(&["apply", "-f", &file.display().to_string()]);
+    assert!(applied.contains("legacy"), "{applied}");
+    wait_installed(&rotad, "legacy");
+    assert_eq!(
+        fs::read(&key).unwrap(),
+        before,
+        "the existing key is never replaced"
+    );
+    assert_eq!(
+        cert_pubkey(&rotad.path("installed/legacy/cert.pem")),
+        key_pubkey(&key)
+    );
+    let shown = describe(&rotad, "legacy")["key"].clone();
+    assert_eq!(shown["algorithm"], "rsa-2048", "{shown}");
+    let warning = shown["warning"].as_str().expect("a warning");
+    assert!(
+        warning.contains("ecdsa-p384") && warning.contains("never replaces"),
+        "{warning}"
+    );
+    let text = rotad.rota_ok(&["describe", "cert", "legacy"]);
+    assert!(
+        text.contains("WARNING") && text.contains("rsa-2048"),
+        "{text}"
+    );
+    let object = cert_json(&rotad, "legacy");
+    assert_eq!(
+        object["status"]["privateKey"]["algorithm"], "rsa-2048",
+        "{object}"
+    );
+    assert_eq!(
+        object["status"]["privateKey"]["pinSha256"],
+        openssl_pin(&key)
+    );
 }

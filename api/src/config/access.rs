@@ -197,6 +197,7 @@ mod tests {
             description: None,
             domains: vec![DomainName::new("a.test").unwrap()],
             key_path: PathBuf::from(key),
+            key: crate::config::schema::KeySpec::default(),
             ca: CaSpec::Local(LocalCa::default()),
             dcv: None,
             install: InstallSpec::Filesystem(FilesystemInstall {

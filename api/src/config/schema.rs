@@ -452,6 +452,9 @@ pub struct CertSpec {
     pub domains: Vec<DomainName>,
     /// The persistent private key (generated there on first use, never replaced).
     pub key_path: PathBuf,
+    /// What kind of key rota generates at `key_path` when there is none.
+    #[serde(default, skip_serializing_if = "KeySpec::is_default")]
+    pub key: KeySpec,
     /// Which CA issues it.
     pub ca: CaSpec,
     /// How domain control is proven; optional where the CA asks for none.
@@ -478,6 +481,56 @@ impl CertSpec {
         match &self.ca {
             CaSpec::Local(local) => Some(local.validity_days.unwrap_or(local_ca.validity_days)),
             _ => None,
+        }
+    }
+}
+
+/// A cert's `key:` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// The algorithm of a key rota generates; an existing key file always wins.
+    #[serde(default, rename = "type")]
+    pub key_type: KeyType,
+}
+
+impl KeySpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The algorithms rota generates keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 (prime256v1), signing with SHA-256: small and fast.
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// ECDSA on NIST P-384 (secp384r1), signing with SHA-384.
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    /// RSA with a 2048-bit modulus, for peers that speak no ECDSA.
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    /// RSA with a 4096-bit modulus.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyType {
+    /// The name as written in the config (`ecdsa-p256`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
         }
     }
 }
