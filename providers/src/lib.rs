@@ -33,6 +33,7 @@ mod install {
     pub(crate) mod k8s_secret;
     pub(crate) mod nginx;
     mod pem_files;
+    mod pkcs12;
     pub mod post_command;
     mod verify;
 }
@@ -168,7 +169,7 @@ impl BackendFactory for Providers {
         cert: &CertSpec,
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
-            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(&fs.directory))),
+            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::from_spec(fs))),
             InstallSpec::Nginx(nginx) => Ok(Arc::new(NginxInstall::new(nginx))),
             InstallSpec::Haproxy(haproxy) => Ok(Arc::new(HaproxyInstall::new(haproxy))),
             InstallSpec::Dsm(dsm) => {

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use rota_e2e::acme_peers::AcmePeers;
+use rota_e2e::haproxy::Haproxy;
 use rota_e2e::pebble::PebbleOptions;
 use rota_e2e::{
     Rotad, assert_chain_verifies, cert_pubkey, condition, key_pubkey, serial_hex, wait_for,
@@ -346,4 +347,116 @@ fn an_existing_key_of_another_type_wins_and_describe_warns() {
         object["status"]["privateKey"]["pinSha256"],
         openssl_pin(&key)
     );
+}
+
+#[test]
+fn combined_pem_is_served_by_haproxy_and_cert_p12_opens_with_its_password() {
+    let certs = "  - id: web
+    domains: [web.home.arpa]
+    key_path: '{dir}/keys/web.key'
+    key: { type: rsa-2048 }
+    ca: { kind: local }
+    install:
+      kind: filesystem
+      directory: '{dir}/installed/web'
+      formats: [pem, combined, pkcs12]
+      pkcs12_password_file: '{dir}/p12.password'
+";
+    let rotad = Rotad::start(&local_config(""));
+    let password = rotad.path("p12.password");
+    fs::write(&password, "correct horse\n").unwrap();
+    let config = local_config(certs).replace("{dir}", &rotad.dir.path().display().to_string());
+    let file = rotad.path("options.yaml");
+    fs::write(&file, config).unwrap();
+    let applied = rotad.rota_ok(&["apply", "-f", &file.display().to_string()]);
+    assert!(applied.contains("web"), "{applied}");
+    wait_installed(&rotad, "web");
+    let dir = rotad.path("installed/web");
+    let serial = serial_hex(&dir.join("cert.pem"));
+    for (name, mode) in [
+        ("combined.pem", 0o600),
+        ("cert.p12", 0o600),
+        ("privkey.pem", 0o600),
+        ("fullchain.pem", 0o644),
+    ] {
+        assert_eq!(rota_e2e::mode_of(&dir.join(name)), mode, "{name}");
+    }
+
+    // HAProxy loads combined.pem as its `crt` and serves that very cert.
+    let combined = dir.join("combined.pem");
+    let checked = std::process::Command::new("/usr/sbin/haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(haproxy_check_config(&rotad, &combined))
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let haproxy = Haproxy::start(&combined);
+    let served = rota_e2e::served_serial(
+        std::net::SocketAddr::from(([127, 0, 0, 1], haproxy.port())),
+        Some("web.home.arpa"),
+        Some(&rotad.path("ca/ca.pem")),
+    );
+    assert_eq!(served, serial, "HAProxy serves combined.pem");
+
+    // cert.p12 opens with the password (and not without it), holding key, leaf and root,
+    // encrypted with PBES2/AES-256 and sealed with an HMAC-SHA-256.
+    let p12 = dir.join("cert.p12").display().to_string();
+    let pass = format!("file:{}", password.display());
+    let info = std::process::Command::new("openssl")
+        .args(["pkcs12", "-info", "-noout", "-in", &p12, "-passin", &pass])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&info.stderr);
+    assert!(info.status.success(), "{said}");
+    assert!(said.contains("MAC: sha256"), "{said}");
+    assert!(
+        said.contains("PBES2") && said.contains("AES-256-CBC"),
+        "{said}"
+    );
+    let out = rota_e2e::openssl(&[
+        "pkcs12", "-in", &p12, "-passin", &pass, "-nodes", "-nokeys", "-clcerts",
+    ]);
+    let leaf = rotad.path("leaf-from-p12.pem");
+    fs::write(&leaf, out).unwrap();
+    assert_eq!(serial_hex(&leaf), serial, "the leaf in cert.p12");
+    let keys = rota_e2e::openssl(&[
+        "pkcs12", "-in", &p12, "-passin", &pass, "-nodes", "-nocerts",
+    ]);
+    let key = rotad.path("key-from-p12.pem");
+    fs::write(&key, keys).unwrap();
+    assert_eq!(key_pubkey(&key), key_pubkey(&rotad.path("keys/web.key")));
+    let wrong = std::process::Command::new("openssl")
+        .args([
+            "pkcs12",
+            "-info",
+            "-noout",
+            "-in",
+            &p12,
+            "-passin",
+            "pass:wrong",
+        ])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success(), "a wrong password is refused");
+}
+
+/// A minimal haproxy.cfg that loads `crt`, for `haproxy -c` (which parses and loads the
+/// certs but binds nothing, so the port is only read).
+fn haproxy_check_config(rotad: &Rotad, crt: &std::path::Path) -> std::path::PathBuf {
+    let cfg = rotad.path("haproxy-check.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 5s\n  timeout server 5s\nfrontend tls\n  bind 127.0.0.1:{} ssl crt {}\n",
+            8443,
+            crt.display()
+        ),
+    )
+    .unwrap();
+    cfg
 }

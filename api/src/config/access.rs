@@ -202,6 +202,8 @@ mod tests {
             dcv: None,
             install: InstallSpec::Filesystem(FilesystemInstall {
                 directory: PathBuf::from("/srv/rota/a"),
+                formats: vec![crate::config::schema::OutputFormat::Pem],
+                pkcs12_password_file: None,
                 post_command: None,
                 post_command_timeout_seconds: 60,
             }),

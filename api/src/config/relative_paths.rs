@@ -111,10 +111,17 @@ impl Rebase<'_> {
         let install = child(path, "install");
         let directory = child(&install, "directory");
         match &mut cert.install {
-            InstallSpec::Filesystem(fs) => self.path(&directory, &mut fs.directory),
-            InstallSpec::Nginx(nginx) => self.path(&directory, &mut nginx.directory),
+            InstallSpec::Filesystem(fs) => {
+                self.path(&directory, &mut fs.directory);
+                self.secret(fs.pkcs12_password_file.as_mut());
+            }
+            InstallSpec::Nginx(nginx) => {
+                self.path(&directory, &mut nginx.directory);
+                self.secret(nginx.pkcs12_password_file.as_mut());
+            }
             InstallSpec::Haproxy(haproxy) => {
                 self.path(&directory, &mut haproxy.directory);
+                self.secret(haproxy.pkcs12_password_file.as_mut());
                 self.path(&child(&install, "socket_path"), &mut haproxy.socket_path);
             }
             InstallSpec::K8sSecret(k8s) => {

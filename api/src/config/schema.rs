@@ -635,6 +635,38 @@ tagged_enum! {
     }
 }
 
+/// One shape a file-based install writes the cert in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// certbot's `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem`.
+    Pem,
+    /// `combined.pem`: leaf, chain and key in one file (0600), as HAProxy and lighttpd load.
+    Combined,
+    /// `cert.p12`: key, leaf and chain in a PKCS#12 file (0600) encrypted with AES-256-CBC
+    /// under a PBKDF2-SHA-256 key and sealed with an HMAC-SHA-256, for Java and appliances.
+    Pkcs12,
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Pem]
+}
+
+fn is_default_formats(formats: &[OutputFormat]) -> bool {
+    formats == [OutputFormat::Pem]
+}
+
+/// Where and in which shapes a file-based install writes the cert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileOutputs<'a> {
+    /// The directory.
+    pub directory: &'a std::path::Path,
+    /// The shapes, as configured.
+    pub formats: &'a [OutputFormat],
+    /// The PKCS#12 password's source.
+    pub pkcs12_password_file: Option<&'a SecretSource>,
+}
+
 /// What every install kind may run after a successful install: the operator's argv and how
 /// long it may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -670,6 +702,22 @@ impl InstallSpec {
         argv.as_deref().map(|argv| PostCommand {
             argv,
             timeout: std::time::Duration::from_secs(seconds),
+        })
+    }
+
+    /// Where and how this install writes files, for the kinds that write them.
+    #[must_use]
+    pub fn file_outputs(&self) -> Option<FileOutputs<'_>> {
+        let (directory, formats, pkcs12_password_file) = match self {
+            Self::Filesystem(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Nginx(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Haproxy(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Dsm(_) | Self::K8sSecret(_) => return None,
+        };
+        Some(FileOutputs {
+            directory,
+            formats,
+            pkcs12_password_file: pkcs12_password_file.as_ref(),
         })
     }
 
@@ -709,6 +757,16 @@ pub struct DsmInstall {
 pub struct FilesystemInstall {
     /// Where `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem` go.
     pub directory: PathBuf,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
     /// argv run without a shell after every successful install: the deploy hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
@@ -735,6 +793,16 @@ pub struct NginxInstall {
     /// Where nginx serves the cert: after the reload, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
     /// argv run without a shell after every successful install: the deploy hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,
@@ -760,6 +828,16 @@ pub struct HaproxyInstall {
     /// Where HAProxy serves the cert: after the swap, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
     /// argv run without a shell after every successful install: the deploy hook.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_command: Option<Vec<String>>,

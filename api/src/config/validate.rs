@@ -15,7 +15,7 @@ use super::locate::PositionIndex;
 use super::range_check::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
-    InstallSpec, Tagged,
+    FileOutputs, InstallSpec, OutputFormat, Tagged,
 };
 use super::secrets::check_secrets;
 use crate::names::CertId;
@@ -217,6 +217,9 @@ fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
 
 /// What serde cannot see in the installers that run commands or talk to a socket.
 fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
+    if let Some(outputs) = install.file_outputs() {
+        check_formats(path, &outputs, found);
+    }
     if let Some(hook) = install.post_command() {
         check_argv(
             path,
@@ -261,6 +264,30 @@ fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
             );
         }
         InstallSpec::Filesystem(_) | InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => {}
+    }
+}
+
+/// certbot's files are always written (rota reads `cert.pem` back), and a PKCS#12 file needs
+/// its password.
+fn check_formats(path: &str, outputs: &FileOutputs<'_>, found: &mut Vec<Problem>) {
+    let formats = child(path, "formats");
+    if !outputs.formats.contains(&OutputFormat::Pem) {
+        found.push(
+            Problem::value(&formats, "`formats` must include `pem`")
+                .hint("certbot's four files are always written: rota reads `cert.pem` back to know what is installed; write e.g. `formats: [pem, pkcs12]`"),
+        );
+    }
+    let pkcs12 = outputs.formats.contains(&OutputFormat::Pkcs12);
+    match (pkcs12, outputs.pkcs12_password_file) {
+        (true, None) => found.push(
+            Problem::value(&formats, "`pkcs12` needs `pkcs12_password_file`")
+                .hint("add `pkcs12_password_file: /etc/rota/secrets/p12.password` (or `env:VAR`) next to `formats`: cert.p12 is always encrypted"),
+        ),
+        (false, Some(_)) => found.push(
+            Problem::value(child(path, "pkcs12_password_file"), "`pkcs12_password_file` is set but `formats` has no `pkcs12`")
+                .hint("add `pkcs12` to `formats`, or remove the password"),
+        ),
+        _ => {}
     }
 }
 

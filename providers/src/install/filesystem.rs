@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use rota_api::config::{FileOutputs, FilesystemInstall as FilesystemSpec};
 use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
 
-use super::pem_files;
+use super::pem_files::{self, Outputs};
 
 /// The config `kind` of this installer.
 const KIND: &str = "filesystem";
@@ -15,13 +16,25 @@ const KIND: &str = "filesystem";
 /// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
 pub(crate) struct FilesystemInstall {
     directory: PathBuf,
+    outputs: Outputs,
 }
 
 impl FilesystemInstall {
-    /// An installer writing into `directory` (created 0755 when missing).
-    pub(crate) fn new(directory: &Path) -> Self {
+    /// An installer for `spec`.
+    pub(crate) fn from_spec(spec: &FilesystemSpec) -> Self {
+        let outputs = Outputs::new(&FileOutputs {
+            directory: &spec.directory,
+            formats: &spec.formats,
+            pkcs12_password_file: spec.pkcs12_password_file.as_ref(),
+        });
+        Self::new(&spec.directory, outputs)
+    }
+
+    /// An installer writing `outputs` into `directory` (created 0755 when missing).
+    pub(crate) fn new(directory: &Path, outputs: Outputs) -> Self {
         Self {
             directory: directory.to_owned(),
+            outputs,
         }
     }
 }
@@ -38,7 +51,9 @@ impl InstallBackend for FilesystemInstall {
         private_key_pem: &SecretString,
         _domains: &[DomainName],
     ) -> Result<(), BackendError> {
-        let files = pem_files::certbot_files(&self.directory, cert, private_key_pem);
+        let files = self
+            .outputs
+            .files(KIND, &self.directory, cert, private_key_pem)?;
         pem_files::write(KIND, files).await
     }
 
@@ -78,7 +93,7 @@ mod tests {
     async fn lands_four_files_with_their_modes() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("certs/web");
-        let installer = FilesystemInstall::new(&target);
+        let installer = FilesystemInstall::new(&target, Outputs::pem_only());
         assert_eq!(installer.current_cert_pem(&id()).await.unwrap(), None);
         let key =
             SecretString::new("-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n".into());
@@ -117,7 +132,7 @@ mod tests {
             std::os::unix::fs::symlink(outside.join(name), target.join(name)).unwrap();
         }
         let key = SecretString::new("private key\n".into());
-        FilesystemInstall::new(&target)
+        FilesystemInstall::new(&target, Outputs::pem_only())
             .install(&issued("1"), &key, &[])
             .await
             .unwrap();
@@ -141,7 +156,7 @@ mod tests {
     #[tokio::test]
     async fn reinstall_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let installer = FilesystemInstall::new(dir.path());
+        let installer = FilesystemInstall::new(dir.path(), Outputs::pem_only());
         let key = SecretString::new("key\n".into());
         installer.install(&issued("1"), &key, &[]).await.unwrap();
         installer.install(&issued("2"), &key, &[]).await.unwrap();
@@ -168,7 +183,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-dir");
         std::fs::write(&blocker, b"").unwrap();
-        let installer = FilesystemInstall::new(&blocker.join("web"));
+        let installer = FilesystemInstall::new(&blocker.join("web"), Outputs::pem_only());
         let err = installer
             .install(&issued("1"), &SecretString::new("k".into()), &[])
             .await
