@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256,
-    PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256, PublicKeyData, SanType,
+    PKCS_ECDSA_P384_SHA384, PKCS_RSA_SHA256, PublicKeyData,
 };
 use rota_api::config::KeyType;
 use rota_api::wire::KeyInfo;
@@ -253,15 +253,12 @@ impl CertKey {
             .ok_or_else(|| csr_error("a CSR needs at least one domain".into()))?;
         let mut params = CertificateParams::default();
         // Built by hand rather than with `CertificateParams::new`, which would turn a
-        // numeric-looking name into an IP SAN.
+        // numeric-looking DNS name into an IP SAN: only what the spec parsed as an address is one.
         params.subject_alt_names = domains
             .iter()
-            .map(|d| {
-                rcgen::string::Ia5String::try_from(d.as_str())
-                    .map(SanType::DnsName)
-                    .map_err(|e| csr_error(format!("{d}: {e}")))
-            })
-            .collect::<Result<_, _>>()?;
+            .map(crate::san::entry)
+            .collect::<Result<_, _>>()
+            .map_err(csr_error)?;
         params.distinguished_name = DistinguishedName::new();
         params
             .distinguished_name
@@ -454,11 +451,13 @@ mod tests {
             })
             .flat_map(|san| san.general_names.iter())
             .map(|name| match name {
-                GeneralName::DNSName(dns) => (*dns).to_owned(),
+                GeneralName::DNSName(dns) => format!("DNS:{dns}"),
+                GeneralName::IPAddress(_) => format!("IP:{}", crate::san::text(name).unwrap()),
                 other => panic!("unexpected SAN {other:?}"),
             })
             .collect();
-        assert_eq!(sans, ["a.test", "*.b.test", "10.0.0.1"]);
+        // An address the spec parsed as one is an IP SAN (RFC 8738), not a DNS name.
+        assert_eq!(sans, ["DNS:a.test", "DNS:*.b.test", "IP:10.0.0.1"]);
         assert_eq!(
             csr.certification_request_info.subject_pki.raw,
             key.public_key_der()

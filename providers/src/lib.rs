@@ -7,6 +7,7 @@
 pub mod atomic_write;
 mod error_chain;
 pub mod keys;
+pub mod san;
 mod tls_client;
 
 mod alert;

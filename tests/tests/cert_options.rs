@@ -460,3 +460,96 @@ fn haproxy_check_config(rotad: &Rotad, crt: &std::path::Path) -> std::path::Path
     .unwrap();
     cfg
 }
+
+/// Connects to `addr` by IP with `openssl s_client`, verifying the served chain under `root`
+/// and that the cert names the address (`-verify_ip`); returns the served leaf's serial.
+fn verified_by_ip(addr: std::net::SocketAddr, root: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-verify_return_error",
+        ])
+        .args(["-verify_ip", &addr.ip().to_string(), "-CAfile"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("Verify return code: 0 (ok)"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = text.find("-----BEGIN CERTIFICATE-----").expect("a cert");
+    let end = text
+        .find("-----END CERTIFICATE-----")
+        .expect("a whole cert");
+    let leaf = tempfile::NamedTempFile::new().unwrap();
+    fs::write(
+        leaf.path(),
+        &text[start..end + "-----END CERTIFICATE-----".len()],
+    )
+    .unwrap();
+    serial_hex(leaf.path())
+}
+
+#[test]
+fn an_ip_address_cert_from_pebble_over_http01_and_from_the_local_ca_verifies_by_ip() {
+    let peers = AcmePeers::start(PebbleOptions::default());
+    let mut config = peers
+        .config_for(&["ip"], peers.served.path(), "")
+        .replace("domains: [ip.rota.test]", "domains: ['127.0.0.1']")
+        .replace(
+            "install: { kind: filesystem, directory: {dir}/installed/ip }",
+            "install: { kind: filesystem, directory: '{dir}/installed/ip', formats: [pem, combined] }",
+        )
+        .replace("certs:\n", "local_ca:\n  directory: '{dir}/ca'\ncerts:\n");
+    config.push_str("  - id: lan-ip\n    domains: ['127.0.0.1', '::1', lan.home.arpa]\n    key_path: '{dir}/keys/lan-ip.key'\n    ca: { kind: local }\n    install: { kind: filesystem, directory: '{dir}/installed/lan-ip', formats: [pem, combined] }\n");
+    let rotad = Rotad::start(&config);
+    for (id, root, sans) in [
+        (
+            "ip",
+            peers.pebble.issuer_roots_path(),
+            "IP Address:127.0.0.1",
+        ),
+        (
+            "lan-ip",
+            rotad.path("ca/ca.pem"),
+            "IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:lan.home.arpa",
+        ),
+    ] {
+        wait_installed(&rotad, id);
+        let dir = rotad.path(&format!("installed/{id}"));
+        let printed = rota_e2e::openssl(&[
+            "x509",
+            "-in",
+            &dir.join("cert.pem").display().to_string(),
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ]);
+        assert!(printed.contains(sans), "{id}: {printed}");
+        let haproxy = Haproxy::start(&dir.join("combined.pem"));
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], haproxy.port()));
+        assert_eq!(
+            verified_by_ip(addr, &root),
+            serial_hex(&dir.join("cert.pem")),
+            "{id}"
+        );
+        let ready = condition(&cert_json(&rotad, id), "Ready").clone();
+        assert_eq!(
+            ready["status"], "True",
+            "{id}: the installed IP SANs match the spec: {ready}"
+        );
+    }
+    // pebble fetched the HTTP-01 answer for the address from the webroot nginx serves.
+    let access = peers.nginx.access_log();
+    assert!(
+        access
+            .lines()
+            .any(|l| l.starts_with("GET /.well-known/acme-challenge/") && l.ends_with(" 200")),
+        "{access}"
+    );
+}

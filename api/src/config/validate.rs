@@ -336,6 +336,18 @@ fn storage_name_problem(name: &str) -> Option<&'static str> {
 /// A DNS-01-only CA, and wildcards (which only DNS-01 can prove), need a DNS-01 solver.
 fn check_dcv(path: &str, cert: &CertSpec, dcv: &DcvSpec, found: &mut Vec<Problem>) {
     if dcv.is_dns01() {
+        // RFC 8738 §7: an address has no zone for a TXT record; only HTTP-01 proves it.
+        for (i, domain) in cert.domains.iter().enumerate() {
+            if domain.ip().is_some() {
+                found.push(
+                    Problem::value(
+                        item(&child(path, "domains"), i),
+                        format!("IP address `{domain}` can only be validated by HTTP-01, but `dcv: {}` answers DNS-01", dcv.kind()),
+                    )
+                    .hint("use `dcv: { kind: webroot, directory: ... }` for certs that hold IP addresses, or move the address to a cert of its own"),
+                );
+            }
+        }
         return;
     }
     let solver = format!("`dcv: {}` answers HTTP-01", dcv.kind());
