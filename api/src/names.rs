@@ -54,7 +54,8 @@ impl<'de> Deserialize<'de> for CertId {
     }
 }
 
-/// A DNS name a cert covers, lower-cased; may be a wildcard (`*.example.com`).
+/// A name a cert covers: a DNS name, lower-cased, maybe a wildcard (`*.example.com`), or an
+/// IPv4/IPv6 address (RFC 8738), in its canonical text form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DomainName(String);
 
@@ -62,10 +63,18 @@ impl DomainName {
     /// Validates `s` as a hostname (LDH labels of 1–63 octets, 253 in all, no trailing dot),
     /// optionally with a leading `*.` wildcard label.
     pub fn new(s: &str) -> Result<Self, String> {
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Ok(Self(ip.to_string()));
+        }
         let lower = s.to_ascii_lowercase();
         let base = lower.strip_prefix("*.").unwrap_or(&lower);
         if base.is_empty() {
             return Err(format!("`{s}` is not a DNS name"));
+        }
+        if base.parse::<std::net::IpAddr>().is_ok() {
+            return Err(format!(
+                "`{s}`: a wildcard covers DNS names only; list the IP address itself"
+            ));
         }
         if lower.len() > 253 {
             return Err(format!("`{s}` is longer than 253 characters"));
@@ -97,6 +106,12 @@ impl DomainName {
             }
         }
         Ok(Self(lower))
+    }
+
+    /// The address, when this is an IP address rather than a DNS name.
+    #[must_use]
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.0.parse().ok()
     }
 
     /// True for `*.example.com`.
@@ -156,7 +171,8 @@ impl HostPort {
         } else {
             DomainName::new(host)
                 .ok()
-                .filter(|d| !d.is_wildcard())
+                // An IPv6 address must come in brackets: `::1:443` reads two ways.
+                .filter(|d| !d.is_wildcard() && d.ip().is_none())
                 .ok_or_else(wrong)?
                 .as_str()
                 .to_owned()
@@ -374,9 +390,16 @@ mod tests {
             ("a..com", false, "empty label"),
             ("", false, "empty"),
             ("*.", false, "bare wildcard"),
+            ("192.0.2.7", true, "an IPv4 address (RFC 8738)"),
+            ("2001:DB8::0:1", true, "an IPv6 address"),
+            ("*.192.0.2.7", false, "a wildcard over an address"),
         ] {
             assert_eq!(DomainName::new(input).is_ok(), ok, "{input}: {why}");
         }
+        let v6 = DomainName::new("2001:DB8::0:1").unwrap();
+        assert_eq!(v6.as_str(), "2001:db8::1", "canonical form");
+        assert!(v6.ip().is_some());
+        assert!(DomainName::new("a.test").unwrap().ip().is_none());
         assert_eq!(
             DomainName::new("Example.COM").unwrap().as_str(),
             "example.com"

@@ -101,6 +101,21 @@ pub struct InstalledCert {
     pub key_matches: bool,
 }
 
+/// The private key at a cert's `key_path`, as rotad read it: never the key, only what
+/// identifies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyInfo {
+    /// `ecdsa-p256`, `ecdsa-p384`, `rsa-2048`, `rsa-3072`, `rsa-4096`, or `other`.
+    pub algorithm: String,
+    /// Base64 SHA-256 of its SubjectPublicKeyInfo: the pin HPKP-style app pins use (its hex
+    /// form is a DANE `TLSA 3 1 1` record's data).
+    pub pin_sha256: String,
+    /// Why the key is not what the config asks for, when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
 /// `GET /api/certs/{id}`: everything `rota describe cert` shows.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CertDetail {
@@ -108,6 +123,9 @@ pub struct CertDetail {
     pub summary: CertSummary,
     /// Where the key lives.
     pub key_path: String,
+    /// The key there, when there is one rotad can read.
+    #[serde(default)]
+    pub key: Option<KeyInfo>,
     /// The spec generation.
     pub generation: u64,
     /// All conditions.

@@ -4,7 +4,7 @@
 
 use rota_api::DomainName;
 use rota_api::status::{BackoffState, Condition, ConditionType, RenewalRecord};
-use rota_api::wire::{AlertDelivery, CertDetail, InstalledCert};
+use rota_api::wire::{AlertDelivery, CertDetail, InstalledCert, KeyInfo};
 use time::OffsetDateTime;
 
 use crate::certs_view::condition_status;
@@ -38,6 +38,7 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
             ),
             ("Install:", cert.install_backend.clone()),
             ("Key path:", detail.key_path.clone()),
+            ("Key:", key_line(detail.key.as_ref())),
             ("Generation:", detail.generation.to_string()),
             ("Backoff:", backoff),
             ("Renews at:", renews_at(detail, now)),
@@ -54,6 +55,19 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
     out
 }
 
+/// The key's type and pin, and any warning about it.
+fn key_line(key: Option<&KeyInfo>) -> String {
+    let Some(key) = key else {
+        return "<none yet: generated at the first renewal>".to_owned();
+    };
+    let mut line = format!("{} (pin-sha256 {})", key.algorithm, key.pin_sha256);
+    if let Some(warning) = &key.warning {
+        line.push_str("\n  WARNING: ");
+        line.push_str(warning);
+    }
+    line
+}
+
 /// When rota plans to renew, and whether the CA's window or the threshold decided it.
 fn renews_at(detail: &CertDetail, now: OffsetDateTime) -> String {
     match (detail.renews_at, &detail.renewal_window) {
@@ -63,7 +77,7 @@ fn renews_at(detail: &CertDetail, now: OffsetDateTime) -> String {
             stamp_then_age(at, now)
         ),
         (Some(at), None) => format!(
-            "{} (renew_threshold_days before expiry)",
+            "{} (renew_before_days, else renew_threshold_days, before expiry)",
             stamp_then_age(at, now)
         ),
     }
@@ -230,6 +244,7 @@ mod tests {
         CertDetail {
             summary,
             key_path: "/etc/rota/keys/web.key".into(),
+            key: None,
             generation: 77,
             conditions: vec![Condition {
                 type_: ConditionType::Ready,
@@ -299,6 +314,7 @@ CA:           acme
 DCV:          cloudflare
 Install:      nginx
 Key path:     /etc/rota/keys/web.key
+Key:          <none yet: generated at the first renewal>
 Generation:   77
 Backoff:      2 failures in a row; next automatic attempt in 4h (2025-03-01T16:00:00Z) (for an older spec: no longer applies)
 Renews at:    2025-04-01T12:00:00Z (in 31d) (picked inside the CA's window)

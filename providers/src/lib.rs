@@ -9,6 +9,7 @@ mod error_chain;
 mod http_retry;
 pub mod keys;
 mod namecheap;
+pub mod san;
 mod tls_client;
 
 mod alert;
@@ -41,6 +42,8 @@ mod install {
     pub(crate) mod k8s_secret;
     pub(crate) mod nginx;
     mod pem_files;
+    mod pkcs12;
+    pub mod post_command;
     mod verify;
 }
 
@@ -63,6 +66,7 @@ use install::dsm::DsmInstall;
 use install::filesystem::FilesystemInstall;
 use install::haproxy::HaproxyInstall;
 use install::nginx::NginxInstall;
+pub use install::post_command;
 
 /// Builds backends from config variants; keep one for the daemon's lifetime so certs share
 /// what must be shared (one local CA per directory).
@@ -158,8 +162,9 @@ fn namecheap_client(config: &Config) -> Result<namecheap::NamecheapClient, Backe
 impl BackendFactory for Providers {
     fn ca(&self, config: &Config, cert: &CertSpec) -> Result<Arc<dyn CaBackend>, BackendError> {
         match &cert.ca {
-            CaSpec::Local(_) => Ok(Arc::new(
-                self.local_ca(config).backend(config.local_ca.validity_days),
+            CaSpec::Local(local) => Ok(Arc::new(
+                self.local_ca(config)
+                    .backend(local.validity_days.unwrap_or(config.local_ca.validity_days)),
             )),
             CaSpec::Acme(acme) => {
                 let account = config.acme.as_ref().ok_or(BackendError::invalid(
@@ -203,10 +208,7 @@ impl BackendFactory for Providers {
         cert: &CertSpec,
     ) -> Result<Arc<dyn InstallBackend>, BackendError> {
         match &cert.install {
-            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::new(
-                &fs.directory,
-                fs.certbot_archive.as_deref(),
-            ))),
+            InstallSpec::Filesystem(fs) => Ok(Arc::new(FilesystemInstall::from_spec(fs))),
             InstallSpec::Nginx(nginx) => Ok(Arc::new(NginxInstall::new(nginx))),
             InstallSpec::Haproxy(haproxy) => Ok(Arc::new(HaproxyInstall::new(haproxy))),
             InstallSpec::Dsm(dsm) => {

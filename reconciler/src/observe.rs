@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use rota_api::CertId;
 use rota_api::wire::InstalledCert;
@@ -278,10 +278,7 @@ fn parse_facts(cert: &X509Certificate<'_>) -> Result<ParsedLeaf, String> {
             .value
             .general_names
             .iter()
-            .filter_map(|n| match n {
-                GeneralName::DNSName(name) => Some((*name).to_owned()),
-                _ => None,
-            })
+            .filter_map(rota_providers::san::text)
             .collect(),
         Ok(None) => Vec::new(),
         Err(e) => return Err(format!("unreadable subjectAltName: {e}")),

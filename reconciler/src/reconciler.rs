@@ -181,10 +181,11 @@ impl Reconciler {
     }
 
     /// When rotad will renew `cert`'s installed cert if nothing else happens first: the time
-    /// picked inside the CA's renewal window, else `renew_threshold_days` before notAfter.
+    /// picked inside the CA's renewal window, else the cert's `renew_before_days` (or the
+    /// daemon's `renew_threshold_days`) before notAfter.
     #[must_use]
     pub fn renews_at(&self, cert: &CertRuntime) -> Option<OffsetDateTime> {
-        let threshold = self.renew_threshold();
+        let threshold = self.renew_threshold(cert);
         self.shared.states.read(&cert.spec.id, |state| {
             let state = state?;
             let Some(Observation::Installed(installed)) = &state.observed else {
@@ -410,7 +411,7 @@ impl Reconciler {
         observed: &Observation,
         now: OffsetDateTime,
     ) -> Plan {
-        let threshold = self.renew_threshold();
+        let threshold = self.renew_threshold(cert);
         self.shared.states.read(&cert.spec.id, |state| {
             let installed = match observed {
                 Observation::Installed(c) => Some(c),
@@ -435,8 +436,11 @@ impl Reconciler {
         })
     }
 
-    fn renew_threshold(&self) -> time::Duration {
-        let days = self.desired().loaded.config.daemon.renew_threshold_days;
+    /// How long before notAfter `cert` is due when its CA publishes no renewal window.
+    fn renew_threshold(&self, cert: &CertRuntime) -> time::Duration {
+        let days = cert
+            .spec
+            .renew_before_days(&self.desired().loaded.config.daemon);
         time::Duration::days(i64::from(days))
     }
 

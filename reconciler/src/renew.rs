@@ -6,11 +6,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use rota_api::config::{DcvSpec, DnsPropagation};
+use rota_api::config::{DcvSpec, DnsPropagation, KeyType, PostCommand};
 use rota_api::status::{Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
 use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert, OrderHandle};
 use rota_providers::keys::{self, CertKey};
+use rota_providers::post_command;
 use rota_store::{AuditStore, IssuedCertRow};
 
 use crate::clock::{Clock, rfc3339};
@@ -278,22 +279,47 @@ async fn install(
                     .install(issued, key.pem(), &cert.spec.domains)
                     .await
                     .map_err(|e| RenewError::backend(Step::Install, &e))?;
-                Ok((
-                    (),
-                    format!(
-                        "installed serial {} (valid until {})",
-                        row.serial,
-                        rfc3339(row.not_after)
-                    ),
-                ))
+                let mut done = format!(
+                    "installed serial {} (valid until {})",
+                    row.serial,
+                    rfc3339(row.not_after)
+                );
+                if let Some(hook) = cert.spec.install.post_command() {
+                    done.push_str(&run_post_command(cert, row, hook).await?);
+                }
+                Ok(((), done))
             },
         )
         .await
 }
 
+/// Runs the cert's deploy hook after an install and says how it ended, for the audit row; a
+/// failure fails the install step (so the next attempt installs and runs it again).
+async fn run_post_command(
+    cert: &CertRuntime,
+    row: &IssuedCertRow,
+    hook: PostCommand<'_>,
+) -> Result<String, RenewError> {
+    let installed = post_command::Installed::new(&cert.spec, &row.serial, rfc3339(row.not_after));
+    let finished = post_command::run(hook.argv, &installed, hook.timeout)
+        .await
+        .map_err(|e| RenewError::backend(Step::Install, &e))?;
+    let shown = post_command::display(hook.argv);
+    let said = if finished.stderr.is_empty() {
+        String::new()
+    } else {
+        format!(", stderr: {}", finished.stderr)
+    };
+    Ok(format!(
+        "; post_command `{shown}` ended with {}{said}",
+        finished.status
+    ))
+}
+
 async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
     let path = cert.spec.key_path.clone();
-    let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path))
+    let wanted = cert.spec.key.key_type;
+    let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path, wanted))
         .await
         .map_err(|e| {
             RenewError::new(
@@ -303,12 +329,22 @@ async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
             )
         })?
         .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
-    let message = if loaded.generated {
-        "generated a new ECDSA P-256 key (it is reused on every renewal)"
-    } else {
-        "loaded the existing key"
+    let message = match (loaded.generated, loaded.key.key_type()) {
+        (true, _) => format!(
+            "generated a new {} key (it is reused on every renewal)",
+            wanted.as_str()
+        ),
+        (false, Some(found)) if found == wanted => {
+            format!("loaded the existing {} key", found.as_str())
+        }
+        (false, found) => format!(
+            "loaded the existing {} key, although `key.type` asks for {}: rota never replaces an existing key; move it away to have a {} key generated (a new key breaks pinning)",
+            found.map_or("other", KeyType::as_str),
+            wanted.as_str(),
+            wanted.as_str()
+        ),
     };
-    Ok((loaded.key, message.to_owned()))
+    Ok((loaded.key, message))
 }
 
 fn check_challenges(

@@ -108,6 +108,7 @@ fn certificate(detail: CertDetail, spec: serde_yaml::Value) -> Certificate {
             started_at: r.started_at,
             finished_at: r.finished_at,
         }),
+        private_key: detail.key.clone(),
     };
     Certificate {
         api_version: API_VERSION.to_owned(),
@@ -176,6 +177,7 @@ mod tests {
                 last_renewal_status: Some(RenewalStatus::Failed),
             },
             key_path: "/keys/web.key".into(),
+            key: None,
             generation: 7,
             conditions: vec![Condition {
                 type_: ConditionType::Failing,

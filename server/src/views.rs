@@ -101,9 +101,16 @@ pub(crate) async fn detail(
         .ari
         .as_ref()
         .filter(|a| installed.as_ref().is_some_and(|c| c.serial == a.serial));
+    let (key_path, wanted) = (cert.spec.key_path.clone(), cert.spec.key.key_type);
+    let key =
+        tokio::task::spawn_blocking(move || rota_providers::keys::describe(&key_path, wanted))
+            .await
+            .ok()
+            .flatten();
     Ok(Some(CertDetail {
         summary: summary(state, cert, &cert_state, &last),
         key_path: cert.spec.key_path.display().to_string(),
+        key,
         generation: cert.generation,
         conditions: cert_state.conditions.clone(),
         installed,

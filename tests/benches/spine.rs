@@ -74,7 +74,9 @@ async fn sweep_bench() {
 
     let setup = Instant::now();
     for spec in &loaded.config.certs {
-        let key = load_or_generate(&spec.key_path).expect("key").key;
+        let key = load_or_generate(&spec.key_path, spec.key.key_type)
+            .expect("key")
+            .key;
         let csr = key.csr_pem(&spec.domains).expect("csr");
         let ca = providers.ca(&loaded.config, spec).expect("ca");
         let order = ca

@@ -56,9 +56,12 @@ impl Acme {
     }
 
     fn key(&self, name: &str) -> CertKey {
-        keys::load_or_generate(&self.path(&format!("{name}.key")))
-            .expect("cert key")
-            .key
+        keys::load_or_generate(
+            &self.path(&format!("{name}.key")),
+            rota_api::config::KeyType::default(),
+        )
+        .expect("cert key")
+        .key
     }
 
     /// Submits, publishes every DNS-01 response, awaits issuance, takes the records down.

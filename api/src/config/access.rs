@@ -206,12 +206,18 @@ mod tests {
             description: None,
             domains: vec![DomainName::new("a.test").unwrap()],
             key_path: PathBuf::from(key),
-            ca: CaSpec::Local(LocalCa {}),
+            key: crate::config::schema::KeySpec::default(),
+            ca: CaSpec::Local(LocalCa::default()),
             dcv: None,
             install: InstallSpec::Filesystem(FilesystemInstall {
                 directory: PathBuf::from("/srv/rota/a"),
                 certbot_archive: None,
+                formats: vec![crate::config::schema::OutputFormat::Pem],
+                pkcs12_password_file: None,
+                post_command: None,
+                post_command_timeout_seconds: 60,
             }),
+            renew_before_days: None,
         };
         let allowed = [PathBuf::from("/srv/rota")];
         for (key, inside, why) in [

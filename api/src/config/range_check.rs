@@ -4,7 +4,7 @@ use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::child;
 use super::ranges::bound_of;
-use super::schema::AlertSpec;
+use super::schema::{AlertSpec, CaSpec, LocalCa};
 
 /// A problem for every number outside its range.
 pub(crate) fn check_ranges(parsed: &Parsed) -> Vec<Problem> {
@@ -68,6 +68,23 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
     if let Some(cluster) = &config.cluster {
         numbers.push(("cluster.lease_seconds".to_owned(), cluster.lease_seconds));
     }
+    for (path, cert) in parsed.certs() {
+        if let Some(days) = cert.renew_before_days {
+            numbers.push((child(&path, "renew_before_days"), days.into()));
+        }
+        if let CaSpec::Local(LocalCa {
+            validity_days: Some(days),
+        }) = cert.ca
+        {
+            numbers.push((child(&child(&path, "ca"), "validity_days"), days.into()));
+        }
+        if let Some(hook) = cert.install.post_command() {
+            numbers.push((
+                child(&child(&path, "install"), "post_command_timeout_seconds"),
+                hook.timeout.as_secs(),
+            ));
+        }
+    }
     for (path, alert) in parsed.alerts() {
         numbers.push(match alert {
             AlertSpec::Webhook(hook) => (child(&path, "timeout_seconds"), hook.timeout_seconds),
@@ -95,7 +112,13 @@ cluster: { enabled: true, node_id: a, lease_seconds: 0 }
 alerts:
   - { kind: webhook, url: 'https://hooks.test/x', timeout_seconds: 0 }
   - { kind: email, smtp_host: smtp.test, smtp_port: 0, tls: starttls, from: r@a.test, to: [a@a.test] }
-certs: []
+certs:
+  - id: web
+    domains: [a.test]
+    key_path: k
+    ca: { kind: local, validity_days: 0 }
+    renew_before_days: 0
+    install: { kind: filesystem, directory: out, post_command: [/bin/true], post_command_timeout_seconds: 0 }
 ";
 
     #[test]

@@ -62,6 +62,21 @@ pub(super) const BOUNDS: &[Bound] = &[
         hint: "the leader lease, refreshed every third of it; 60 seconds is the default",
     },
     Bound {
+        path: "certs[].renew_before_days",
+        range: 1..=365,
+        hint: "renew this cert this many days before expiry; without it `daemon.renew_threshold_days` applies",
+    },
+    Bound {
+        path: "certs[].ca.validity_days",
+        range: 1..=3650,
+        hint: "the lifetime of this cert from the local CA; without it `local_ca.validity_days` applies",
+    },
+    Bound {
+        path: "certs[].install.post_command_timeout_seconds",
+        range: 1..=3600,
+        hint: "how long the deploy hook may run before it is killed; 60 seconds is the default, an hour the most",
+    },
+    Bound {
         path: "alerts[].timeout_seconds",
         range: 1..=300,
         hint: "how long one webhook call may take; 10 seconds is the default",

@@ -125,10 +125,15 @@ impl Rebase<'_> {
                 if let Some(archive) = &mut fs.certbot_archive {
                     self.path(&child(&install, "certbot_archive"), archive);
                 }
+                self.secret(fs.pkcs12_password_file.as_mut());
             }
-            InstallSpec::Nginx(nginx) => self.path(&directory, &mut nginx.directory),
+            InstallSpec::Nginx(nginx) => {
+                self.path(&directory, &mut nginx.directory);
+                self.secret(nginx.pkcs12_password_file.as_mut());
+            }
             InstallSpec::Haproxy(haproxy) => {
                 self.path(&directory, &mut haproxy.directory);
+                self.secret(haproxy.pkcs12_password_file.as_mut());
                 self.path(&child(&install, "socket_path"), &mut haproxy.socket_path);
             }
             InstallSpec::K8sSecret(k8s) => {

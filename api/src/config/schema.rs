@@ -494,6 +494,9 @@ pub struct CertSpec {
     pub domains: Vec<DomainName>,
     /// The persistent private key (generated there on first use, never replaced).
     pub key_path: PathBuf,
+    /// What kind of key rota generates at `key_path` when there is none.
+    #[serde(default, skip_serializing_if = "KeySpec::is_default")]
+    pub key: KeySpec,
     /// Which CA issues it.
     pub ca: CaSpec,
     /// How domain control is proven; optional where the CA asks for none.
@@ -501,6 +504,77 @@ pub struct CertSpec {
     pub dcv: Option<DcvSpec>,
     /// Where the issued cert lands.
     pub install: InstallSpec,
+    /// Overrides `daemon.renew_threshold_days` for this cert (a CA's renewal window still wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_days: Option<u32>,
+}
+
+impl CertSpec {
+    /// How many days before expiry this cert is renewed when its CA publishes no window.
+    #[must_use]
+    pub fn renew_before_days(&self, daemon: &DaemonConfig) -> u32 {
+        self.renew_before_days
+            .unwrap_or(daemon.renew_threshold_days)
+    }
+
+    /// How long the local CA makes this cert valid, when the local CA issues it.
+    #[must_use]
+    pub fn local_validity_days(&self, local_ca: &LocalCaConfig) -> Option<u32> {
+        match &self.ca {
+            CaSpec::Local(local) => Some(local.validity_days.unwrap_or(local_ca.validity_days)),
+            _ => None,
+        }
+    }
+}
+
+/// A cert's `key:` block.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// The algorithm of a key rota generates; an existing key file always wins.
+    #[serde(default, rename = "type")]
+    pub key_type: KeyType,
+}
+
+impl KeySpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// The algorithms rota generates keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 (prime256v1), signing with SHA-256: small and fast.
+    #[default]
+    #[serde(rename = "ecdsa-p256")]
+    EcdsaP256,
+    /// ECDSA on NIST P-384 (secp384r1), signing with SHA-384.
+    #[serde(rename = "ecdsa-p384")]
+    EcdsaP384,
+    /// RSA with a 2048-bit modulus, for peers that speak no ECDSA.
+    #[serde(rename = "rsa-2048")]
+    Rsa2048,
+    /// RSA with a 3072-bit modulus.
+    #[serde(rename = "rsa-3072")]
+    Rsa3072,
+    /// RSA with a 4096-bit modulus.
+    #[serde(rename = "rsa-4096")]
+    Rsa4096,
+}
+
+impl KeyType {
+    /// The name as written in the config (`ecdsa-p256`).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EcdsaP256 => "ecdsa-p256",
+            Self::EcdsaP384 => "ecdsa-p384",
+            Self::Rsa2048 => "rsa-2048",
+            Self::Rsa3072 => "rsa-3072",
+            Self::Rsa4096 => "rsa-4096",
+        }
+    }
 }
 
 tagged_enum! {
@@ -523,10 +597,14 @@ impl CaSpec {
     }
 }
 
-/// `ca: { kind: local }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// `ca: { kind: local, validity_days }`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LocalCa {}
+pub struct LocalCa {
+    /// Overrides `local_ca.validity_days` for this cert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+}
 
 /// `ca: { kind: namecheap, ssl_id }`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -605,7 +683,92 @@ tagged_enum! {
     }
 }
 
+/// One shape a file-based install writes the cert in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// certbot's `cert.pem`, `chain.pem`, `fullchain.pem` and `privkey.pem`.
+    Pem,
+    /// `combined.pem`: leaf, chain and key in one file (0600), as HAProxy and lighttpd load.
+    Combined,
+    /// `cert.p12`: key, leaf and chain in a PKCS#12 file (0600) encrypted with AES-256-CBC
+    /// under a PBKDF2-SHA-256 key and sealed with an HMAC-SHA-256, for Java and appliances.
+    Pkcs12,
+}
+
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Pem]
+}
+
+fn is_default_formats(formats: &[OutputFormat]) -> bool {
+    formats == [OutputFormat::Pem]
+}
+
+/// Where and in which shapes a file-based install writes the cert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FileOutputs<'a> {
+    /// The directory.
+    pub directory: &'a std::path::Path,
+    /// The shapes, as configured.
+    pub formats: &'a [OutputFormat],
+    /// The PKCS#12 password's source.
+    pub pkcs12_password_file: Option<&'a SecretSource>,
+}
+
+/// What every install kind may run after a successful install: the operator's argv and how
+/// long it may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostCommand<'a> {
+    /// The argv, run without a shell.
+    pub argv: &'a [String],
+    /// How long it may run before it is killed.
+    pub timeout: std::time::Duration,
+}
+
+fn default_post_command_timeout() -> u64 {
+    60
+}
+
+// Options left at their default stay out of the serialized spec, so the spec hash (and with
+// it each cert's generation) of a config written before they existed does not change.
+#[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+fn is_default_post_command_timeout(seconds: &u64) -> bool {
+    *seconds == default_post_command_timeout()
+}
+
 impl InstallSpec {
+    /// The deploy hook of this install, if it has one.
+    #[must_use]
+    pub fn post_command(&self) -> Option<PostCommand<'_>> {
+        let (argv, seconds) = match self {
+            Self::Dsm(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Filesystem(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Nginx(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::Haproxy(i) => (&i.post_command, i.post_command_timeout_seconds),
+            Self::K8sSecret(i) => (&i.post_command, i.post_command_timeout_seconds),
+        };
+        argv.as_deref().map(|argv| PostCommand {
+            argv,
+            timeout: std::time::Duration::from_secs(seconds),
+        })
+    }
+
+    /// Where and how this install writes files, for the kinds that write them.
+    #[must_use]
+    pub fn file_outputs(&self) -> Option<FileOutputs<'_>> {
+        let (directory, formats, pkcs12_password_file) = match self {
+            Self::Filesystem(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Nginx(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Haproxy(i) => (&i.directory, &i.formats, &i.pkcs12_password_file),
+            Self::Dsm(_) | Self::K8sSecret(_) => return None,
+        };
+        Some(FileOutputs {
+            directory,
+            formats,
+            pkcs12_password_file: pkcs12_password_file.as_ref(),
+        })
+    }
+
     /// The directory this install writes certbot's `fullchain.pem` and `privkey.pem` into, for
     /// the kinds that write them.
     #[must_use]
@@ -687,6 +850,15 @@ impl TsigAlgorithm {
 pub struct DsmInstall {
     /// The label shown in DSM's Control Panel; rota replaces the certificate with this label.
     pub description: String,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: filesystem, directory, certbot_archive }`.
@@ -698,8 +870,27 @@ pub struct FilesystemInstall {
     /// For a `directory` that is a certbot lineage's `live/NAME`: that lineage's
     /// `archive/NAME`. Each install then writes the next numbered version there and points
     /// the live symlinks at it, as `certbot renew` does, so certbot still reads the lineage.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certbot_archive: Option<PathBuf>,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: nginx, directory, test_command, reload_command, verify_address }`.
@@ -717,6 +908,25 @@ pub struct NginxInstall {
     /// Where nginx serves the cert: after the reload, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: haproxy, directory, socket_path, cert_storage_name, verify_address }`.
@@ -733,6 +943,25 @@ pub struct HaproxyInstall {
     /// Where HAProxy serves the cert: after the swap, each domain's handshake must present it.
     #[serde(default)]
     pub verify_address: Option<HostPort>,
+    /// The shapes the cert is written in: certbot's four PEM files (`pem`, always), plus a
+    /// `combined.pem` (`combined`) and a `cert.p12` (`pkcs12`).
+    #[serde(
+        default = "default_formats",
+        skip_serializing_if = "is_default_formats"
+    )]
+    pub formats: Vec<OutputFormat>,
+    /// The password `cert.p12` is encrypted with; required by `pkcs12`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12_password_file: Option<SecretSource>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
+    pub post_command_timeout_seconds: u64,
 }
 
 /// `install: { kind: k8s_secret, namespace, secret_name, kubeconfig_path }`.
@@ -746,4 +975,13 @@ pub struct K8sSecretInstall {
     /// Kubeconfig to use; the in-cluster ServiceAccount when omitted.
     #[serde(default)]
     pub kubeconfig_path: Option<PathBuf>,
+    /// argv run without a shell after every successful install: the deploy hook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_command: Option<Vec<String>>,
+    /// Seconds the deploy hook may run before it is killed and the install fails.
+    #[serde(
+        default = "default_post_command_timeout",
+        skip_serializing_if = "is_default_post_command_timeout"
+    )]
+    pub post_command_timeout_seconds: u64,
 }

@@ -98,6 +98,16 @@ fn secret_fields(parsed: &Parsed) -> Vec<(String, &SecretSource)> {
             fields.push(("dsm.device_token_file".to_owned(), token));
         }
     }
+    for (path, cert) in parsed.certs() {
+        if let Some(password) = cert
+            .install
+            .file_outputs()
+            .and_then(|o| o.pkcs12_password_file)
+        {
+            let install = child(&path, "install");
+            fields.push((child(&install, "pkcs12_password_file"), password));
+        }
+    }
     for (path, alert) in parsed.alerts() {
         let (field, source) = match alert {
             AlertSpec::Email(email) => ("password_file", email.password_file.as_ref()),

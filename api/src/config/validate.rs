@@ -15,7 +15,7 @@ use super::locate::PositionIndex;
 use super::range_check::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
-    InstallSpec, Rfc2136Dcv, Tagged,
+    FileOutputs, InstallSpec, OutputFormat, Rfc2136Dcv, Tagged,
 };
 use super::secrets::check_secrets;
 use crate::names::CertId;
@@ -120,37 +120,52 @@ fn check_daemon(daemon: &DaemonConfig, found: &mut Vec<Problem>) {
     }
 }
 
-/// The local CA's lifetime; a local-CA cert due for renewal the moment it is issued would be
-/// renewed on every sweep.
+/// The local CA's lifetime against the renewal threshold, per cert (either may be overridden
+/// there): a local-CA cert due for renewal the moment it is issued would be renewed on every
+/// sweep. The error points at the setting the operator wrote, the cert's own first.
 fn check_local_ca(parsed: &Parsed, index: &PositionIndex, found: &mut Vec<Problem>) {
     let config = &parsed.config;
-    let validity = config.local_ca.validity_days;
-    let threshold = config.daemon.renew_threshold_days;
-    let uses_local = config
-        .certs
-        .iter()
-        .any(|c| matches!(c.ca, CaSpec::Local(_)));
-    if !parsed.usable("daemon") || !uses_local || validity == 0 || threshold < validity {
+    if !parsed.usable("daemon") {
         return;
     }
-    // Point at whichever of the two settings the operator wrote.
-    let path = if index.contains("daemon.renew_threshold_days")
-        || !index.contains("local_ca.validity_days")
-    {
-        "daemon.renew_threshold_days"
-    } else {
-        "local_ca.validity_days"
-    };
-    found.push(
-        Problem::value(
-            path,
-            format!(
-                "`renew_threshold_days` ({threshold}) must be smaller than `local_ca.validity_days` ({validity}): \
-                 every cert from the local CA would be due as soon as it is issued and be renewed forever"
-            ),
-        )
-        .hint("lower `daemon.renew_threshold_days` or raise `local_ca.validity_days` (90 by default)"),
-    );
+    let mut global_reported = false;
+    for (path, cert) in parsed.certs() {
+        let Some(validity) = cert.local_validity_days(&config.local_ca) else {
+            continue;
+        };
+        let threshold = cert.renew_before_days(&config.daemon);
+        if validity == 0 || threshold < validity {
+            continue;
+        }
+        let own_threshold = child(&path, "renew_before_days");
+        let own_validity = child(&child(&path, "ca"), "validity_days");
+        let at = if index.contains(&own_threshold) {
+            own_threshold
+        } else if index.contains(&own_validity) {
+            own_validity
+        } else if global_reported {
+            continue;
+        } else {
+            global_reported = true;
+            if index.contains("daemon.renew_threshold_days")
+                || !index.contains("local_ca.validity_days")
+            {
+                "daemon.renew_threshold_days".to_owned()
+            } else {
+                "local_ca.validity_days".to_owned()
+            }
+        };
+        found.push(
+            Problem::value(
+                at,
+                format!(
+                    "the renewal threshold ({threshold} days) must be smaller than the local CA's validity ({validity} days): \
+                     every cert from the local CA would be due as soon as it is issued and be renewed forever"
+                ),
+            )
+            .hint("lower `renew_before_days` (per cert) or `daemon.renew_threshold_days`, or raise `validity_days` in the cert's `ca:` block or `local_ca.validity_days` (90 by default)"),
+        );
+    }
 }
 
 /// `audit` is `None` when its block failed to parse.
@@ -217,32 +232,37 @@ fn check_cert(path: &str, cert: &CertSpec, found: &mut Vec<Problem>) {
 
 /// What serde cannot see in the installers that run commands or talk to a socket.
 fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
+    if let Some(outputs) = install.file_outputs() {
+        check_formats(path, &outputs, found);
+    }
+    if let Some(hook) = install.post_command() {
+        check_argv(
+            path,
+            "post_command",
+            Some(hook.argv),
+            "[systemctl, restart, myservice]",
+            "leave it out to run nothing after an install",
+            found,
+        );
+    }
     match install {
         InstallSpec::Nginx(nginx) => {
-            for (field, argv, example, default) in [
-                (
-                    "test_command",
-                    &nginx.test_command,
-                    "[/usr/sbin/nginx, -t]",
-                    "[nginx, -t]",
-                ),
-                (
-                    "reload_command",
-                    &nginx.reload_command,
-                    "[systemctl, reload, nginx]",
-                    "[nginx, -s, reload]",
-                ),
-            ] {
-                if argv
-                    .as_ref()
-                    .is_some_and(|argv| argv.first().is_none_or(|p| p.trim().is_empty()))
-                {
-                    found.push(
-                        Problem::value(child(path, field), format!("`{field}` has no command to run"))
-                            .hint(format!("give the argv as a list, e.g. `{example}`, or leave it out for `{default}`")),
-                    );
-                }
-            }
+            check_argv(
+                path,
+                "test_command",
+                nginx.test_command.as_deref(),
+                "[/usr/sbin/nginx, -t]",
+                "or leave it out for `[nginx, -t]`",
+                found,
+            );
+            check_argv(
+                path,
+                "reload_command",
+                nginx.reload_command.as_deref(),
+                "[systemctl, reload, nginx]",
+                "or leave it out for `[nginx, -s, reload]`",
+                found,
+            );
         }
         InstallSpec::Haproxy(haproxy) => {
             if let Some(why) = storage_name_problem(&haproxy.cert_storage_name) {
@@ -259,6 +279,52 @@ fn check_install(path: &str, install: &InstallSpec, found: &mut Vec<Problem>) {
             );
         }
         InstallSpec::Filesystem(_) | InstallSpec::Dsm(_) | InstallSpec::K8sSecret(_) => {}
+    }
+}
+
+/// certbot's files are always written (rota reads `cert.pem` back), and a PKCS#12 file needs
+/// its password.
+fn check_formats(path: &str, outputs: &FileOutputs<'_>, found: &mut Vec<Problem>) {
+    let formats = child(path, "formats");
+    if !outputs.formats.contains(&OutputFormat::Pem) {
+        found.push(
+            Problem::value(&formats, "`formats` must include `pem`")
+                .hint("certbot's four files are always written: rota reads `cert.pem` back to know what is installed; write e.g. `formats: [pem, pkcs12]`"),
+        );
+    }
+    let pkcs12 = outputs.formats.contains(&OutputFormat::Pkcs12);
+    match (pkcs12, outputs.pkcs12_password_file) {
+        (true, None) => found.push(
+            Problem::value(&formats, "`pkcs12` needs `pkcs12_password_file`")
+                .hint("add `pkcs12_password_file: /etc/rota/secrets/p12.password` (or `env:VAR`) next to `formats`: cert.p12 is always encrypted"),
+        ),
+        (false, Some(_)) => found.push(
+            Problem::value(child(path, "pkcs12_password_file"), "`pkcs12_password_file` is set but `formats` has no `pkcs12`")
+                .hint("add `pkcs12` to `formats`, or remove the password"),
+        ),
+        _ => {}
+    }
+}
+
+/// An argv list that names no program cannot run.
+fn check_argv(
+    path: &str,
+    field: &str,
+    argv: Option<&[String]>,
+    example: &str,
+    otherwise: &str,
+    found: &mut Vec<Problem>,
+) {
+    if argv.is_some_and(|argv| argv.first().is_none_or(|p| p.trim().is_empty())) {
+        found.push(
+            Problem::value(
+                child(path, field),
+                format!("`{field}` has no command to run"),
+            )
+            .hint(format!(
+                "give the argv as a list, e.g. `{example}`, {otherwise}"
+            )),
+        );
     }
 }
 
@@ -285,6 +351,18 @@ fn storage_name_problem(name: &str) -> Option<&'static str> {
 /// A DNS-01-only CA, and wildcards (which only DNS-01 can prove), need a DNS-01 solver.
 fn check_dcv(path: &str, cert: &CertSpec, dcv: &DcvSpec, found: &mut Vec<Problem>) {
     if dcv.is_dns01() {
+        // RFC 8738 §7: an address has no zone for a TXT record; only HTTP-01 proves it.
+        for (i, domain) in cert.domains.iter().enumerate() {
+            if domain.ip().is_some() {
+                found.push(
+                    Problem::value(
+                        item(&child(path, "domains"), i),
+                        format!("IP address `{domain}` can only be validated by HTTP-01, but `dcv: {}` answers DNS-01", dcv.kind()),
+                    )
+                    .hint("use `dcv: { kind: webroot, directory: ... }` for certs that hold IP addresses, or move the address to a cert of its own"),
+                );
+            }
+        }
         return;
     }
     let solver = format!("`dcv: {}` answers HTTP-01", dcv.kind());

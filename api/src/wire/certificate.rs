@@ -110,6 +110,9 @@ pub struct CertificateStatus {
     /// The latest renewal attempt (`rota log ID --renewal N` shows its steps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_renewal: Option<LastRenewal>,
+    /// The key at `key_path`: its type and pin, when rotad can read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<super::KeyInfo>,
 }
 
 /// One condition, spelled as Kubernetes spells conditions.

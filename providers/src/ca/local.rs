@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use rand::RngCore;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
-    SanType, SerialNumber, SubjectPublicKeyInfo,
+    SerialNumber, SubjectPublicKeyInfo,
 };
 use rota_api::{
     BackendError, CaBackend, ChallengeKind, DomainName, IssuedCert, OrderHandle, PlacedOrder,
@@ -22,7 +22,7 @@ use rota_api::{
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::prelude::{FromDer, GeneralName, ParsedExtension};
+use x509_parser::prelude::{FromDer, ParsedExtension};
 
 pub use root::root_cert_path;
 use root::{CLOCK_SKEW, Root};
@@ -162,19 +162,14 @@ fn parse_csr(csr_pem: &str) -> Result<(SubjectPublicKeyInfo, Vec<String>), Backe
             _ => None,
         });
     for name in sans.flat_map(|san| san.general_names.iter()) {
-        match name {
-            GeneralName::DNSName(dns) => {
-                let dns = dns.to_ascii_lowercase();
-                if !requested.contains(&dns) {
-                    requested.push(dns);
-                }
-            }
-            other => {
-                return Err(BackendError::invalid(
-                    KIND,
-                    format!("the CSR asks for a non-DNS name: {other}"),
-                ));
-            }
+        let Some(text) = crate::san::text(name) else {
+            return Err(BackendError::invalid(
+                KIND,
+                format!("the CSR asks for a name that is neither DNS nor IP: {name}"),
+            ));
+        };
+        if !requested.contains(&text) {
+            requested.push(text);
         }
     }
     let public_key = SubjectPublicKeyInfo::from_der(csr.certification_request_info.subject_pki.raw)
@@ -217,7 +212,7 @@ fn sign_leaf(
     let mut params = CertificateParams::default();
     params.subject_alt_names = domains
         .iter()
-        .map(|d| rcgen::string::Ia5String::try_from(d.as_str()).map(SanType::DnsName))
+        .map(crate::san::entry)
         .collect::<Result<_, _>>()
         .map_err(|e| BackendError::invalid(KIND, format!("a domain cannot go into a SAN: {e}")))?;
     params.distinguished_name = DistinguishedName::new();

@@ -21,12 +21,33 @@ pub(crate) async fn run(
     argv: &[String],
     timeout: Duration,
 ) -> Result<(), BackendError> {
+    run_with_env(backend, argv, &[], timeout).await.map(drop)
+}
+
+/// What a command that exited 0 left behind, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// Its exit status, as the OS words it (`exit status: 0`).
+    pub status: String,
+    /// The start of what it printed on stderr, trimmed; empty when it printed nothing.
+    pub stderr: String,
+}
+
+/// Runs `argv` with `env` added to rotad's environment and succeeds when it exits 0 within
+/// `timeout`, returning its status and stderr.
+pub(crate) async fn run_with_env(
+    backend: &'static str,
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<Finished, BackendError> {
     let shown = display_argv(argv);
     let (program, arguments) = argv
         .split_first()
         .ok_or_else(|| BackendError::invalid(backend, "the command is empty"))?;
     let mut child = Command::new(program)
         .args(arguments)
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -59,7 +80,10 @@ pub(crate) async fn run(
         detail: format!("`{shown}` could not be waited for: {e}"),
     })?;
     if status.success() {
-        return Ok(());
+        return Ok(Finished {
+            status: status.to_string(),
+            stderr,
+        });
     }
     // nginx reports on stderr; a wrapper script may only use stdout.
     let said = if stderr.is_empty() { stdout } else { stderr };
@@ -205,6 +229,23 @@ mod tests {
                 .next()
                 .is_some_and(|s| s.trim_start().starts_with('Z'))
         })
+    }
+
+    #[tokio::test]
+    async fn env_is_added_and_stderr_is_kept_on_success() {
+        let finished = run_with_env(
+            "test",
+            &argv(&["sh", "-c", "echo \"id=$ROTA_X path=${PATH:+set}\" >&2"]),
+            &[("ROTA_X", "web".to_owned())],
+            LONG,
+        )
+        .await
+        .unwrap();
+        assert_eq!(finished.status, "exit status: 0");
+        assert_eq!(
+            finished.stderr, "id=web path=set",
+            "rotad's PATH is inherited"
+        );
     }
 
     #[tokio::test]

@@ -6,9 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use rota_api::config::{FileOutputs, FilesystemInstall as FilesystemSpec};
 use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
 
-use super::{certbot_lineage, pem_files};
+use super::certbot_lineage;
+use super::pem_files::{self, Outputs};
 
 /// The config `kind` of this installer.
 const KIND: &str = "filesystem";
@@ -16,15 +18,27 @@ const KIND: &str = "filesystem";
 /// Writes `privkey.pem`, `chain.pem`, `fullchain.pem` and `cert.pem` into one directory.
 pub(crate) struct FilesystemInstall {
     directory: PathBuf,
+    outputs: Outputs,
     certbot_archive: Option<PathBuf>,
 }
 
 impl FilesystemInstall {
-    /// An installer writing into `directory` (created 0755 when missing), as the live
-    /// directory of a certbot lineage whose archive is `certbot_archive` when one is given.
-    pub(crate) fn new(directory: &Path, certbot_archive: Option<&Path>) -> Self {
+    /// An installer for `spec`.
+    pub(crate) fn from_spec(spec: &FilesystemSpec) -> Self {
+        let outputs = Outputs::new(&FileOutputs {
+            directory: &spec.directory,
+            formats: &spec.formats,
+            pkcs12_password_file: spec.pkcs12_password_file.as_ref(),
+        });
+        Self::new(&spec.directory, outputs, spec.certbot_archive.as_deref())
+    }
+
+    /// An installer writing `outputs` into `directory` (created 0755 when missing), as the
+    /// live directory of a certbot lineage whose archive is `certbot_archive` when one is given.
+    pub(crate) fn new(directory: &Path, outputs: Outputs, certbot_archive: Option<&Path>) -> Self {
         Self {
             directory: directory.to_owned(),
+            outputs,
             certbot_archive: certbot_archive.map(Path::to_owned),
         }
     }
@@ -43,10 +57,15 @@ impl InstallBackend for FilesystemInstall {
         _domains: &[DomainName],
     ) -> Result<(), BackendError> {
         if let Some(archive) = &self.certbot_archive {
-            return certbot_lineage::install(KIND, &self.directory, archive, cert, private_key_pem)
-                .await;
+            certbot_lineage::install(KIND, &self.directory, archive, cert, private_key_pem).await?;
+            let extras = self
+                .outputs
+                .extra_files(KIND, &self.directory, cert, private_key_pem)?;
+            return pem_files::write(KIND, extras).await;
         }
-        let files = pem_files::certbot_files(&self.directory, cert, private_key_pem);
+        let files = self
+            .outputs
+            .files(KIND, &self.directory, cert, private_key_pem)?;
         pem_files::write(KIND, files).await
     }
 
@@ -86,7 +105,7 @@ mod tests {
     async fn lands_four_files_with_their_modes() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("certs/web");
-        let installer = FilesystemInstall::new(&target, None);
+        let installer = FilesystemInstall::new(&target, Outputs::pem_only(), None);
         assert_eq!(installer.current_cert_pem(&id()).await.unwrap(), None);
         let key =
             SecretString::new("-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n".into());
@@ -125,7 +144,7 @@ mod tests {
             std::os::unix::fs::symlink(outside.join(name), target.join(name)).unwrap();
         }
         let key = SecretString::new("private key\n".into());
-        FilesystemInstall::new(&target, None)
+        FilesystemInstall::new(&target, Outputs::pem_only(), None)
             .install(&issued("1"), &key, &[])
             .await
             .unwrap();
@@ -149,7 +168,7 @@ mod tests {
     #[tokio::test]
     async fn reinstall_replaces_and_leaves_no_temp_files() {
         let dir = tempfile::tempdir().unwrap();
-        let installer = FilesystemInstall::new(dir.path(), None);
+        let installer = FilesystemInstall::new(dir.path(), Outputs::pem_only(), None);
         let key = SecretString::new("key\n".into());
         installer.install(&issued("1"), &key, &[]).await.unwrap();
         installer.install(&issued("2"), &key, &[]).await.unwrap();
@@ -176,7 +195,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("not-a-dir");
         std::fs::write(&blocker, b"").unwrap();
-        let installer = FilesystemInstall::new(&blocker.join("web"), None);
+        let installer = FilesystemInstall::new(&blocker.join("web"), Outputs::pem_only(), None);
         let err = installer
             .install(&issued("1"), &SecretString::new("k".into()), &[])
             .await

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rota_api::config::HaproxyInstall as HaproxySpec;
+use rota_api::config::{FileOutputs, HaproxyInstall as HaproxySpec};
 use rota_api::{
     BackendError, CertId, DomainName, HostPort, InstallBackend, IssuedCert, SecretString,
 };
@@ -36,6 +36,7 @@ pub(crate) struct HaproxyInstall {
     socket: AdminSocket,
     verify_address: Option<HostPort>,
     verify_within: Duration,
+    outputs: pem_files::Outputs,
 }
 
 impl HaproxyInstall {
@@ -47,6 +48,11 @@ impl HaproxyInstall {
             socket: AdminSocket::new(&spec.socket_path, EXCHANGE_TIMEOUT),
             verify_address: spec.verify_address.clone(),
             verify_within: verify::VERIFY_WITHIN,
+            outputs: pem_files::Outputs::new(&FileOutputs {
+                directory: &spec.directory,
+                formats: &spec.formats,
+                pkcs12_password_file: spec.pkcs12_password_file.as_ref(),
+            }),
         }
     }
 
@@ -95,16 +101,6 @@ impl HaproxyInstall {
     }
 }
 
-/// The PEM HAProxy's `crt` loads: leaf, chain, then the private key.
-fn combined_pem(cert: &IssuedCert, key: &SecretString) -> String {
-    let mut bundle = cert.fullchain_pem();
-    if !bundle.ends_with('\n') {
-        bundle.push('\n');
-    }
-    bundle.push_str(key.expose());
-    bundle
-}
-
 #[async_trait]
 impl InstallBackend for HaproxyInstall {
     fn kind(&self) -> &'static str {
@@ -117,14 +113,13 @@ impl InstallBackend for HaproxyInstall {
         private_key_pem: &SecretString,
         domains: &[DomainName],
     ) -> Result<(), BackendError> {
-        let bundle = combined_pem(cert, private_key_pem);
+        let bundle = pem_files::combined_pem(cert, private_key_pem);
         let mut files = vec![PemFile::secret(PathBuf::from(&self.storage_name), &bundle)];
         // certbot's files last, so `cert.pem`, which is read back, is the very last.
-        files.extend(pem_files::certbot_files(
-            &self.directory,
-            cert,
-            private_key_pem,
-        ));
+        files.extend(
+            self.outputs
+                .files(KIND, &self.directory, cert, private_key_pem)?,
+        );
         let replaced = pem_files::replace(KIND, files).await?;
         if let Err(error) = self.hot_swap(&bundle).await {
             return Err(self.roll_back(replaced, error, false).await);

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rota_api::config::NginxInstall as NginxSpec;
+use rota_api::config::{FileOutputs, NginxInstall as NginxSpec};
 use rota_api::{
     BackendError, CertId, DomainName, HostPort, InstallBackend, IssuedCert, SecretString,
 };
@@ -34,6 +34,7 @@ pub(crate) struct NginxInstall {
     verify_address: Option<HostPort>,
     command_timeout: Duration,
     verify_within: Duration,
+    outputs: pem_files::Outputs,
 }
 
 impl NginxInstall {
@@ -53,6 +54,11 @@ impl NginxInstall {
             verify_address: spec.verify_address.clone(),
             command_timeout: COMMAND_TIMEOUT,
             verify_within: verify::VERIFY_WITHIN,
+            outputs: pem_files::Outputs::new(&FileOutputs {
+                directory: &spec.directory,
+                formats: &spec.formats,
+                pkcs12_password_file: spec.pkcs12_password_file.as_ref(),
+            }),
         }
     }
 
@@ -120,7 +126,9 @@ impl InstallBackend for NginxInstall {
         private_key_pem: &SecretString,
         domains: &[DomainName],
     ) -> Result<(), BackendError> {
-        let files = pem_files::certbot_files(&self.directory, cert, private_key_pem);
+        let files = self
+            .outputs
+            .files(KIND, &self.directory, cert, private_key_pem)?;
         let replaced = pem_files::replace(KIND, files).await?;
         match self.switch(cert, domains).await {
             Ok(()) => Ok(()),
@@ -163,6 +171,10 @@ mod tests {
             test_command: Some(sh(test)),
             reload_command: Some(sh(reload)),
             verify_address: None,
+            formats: vec![rota_api::config::OutputFormat::Pem],
+            pkcs12_password_file: None,
+            post_command: None,
+            post_command_timeout_seconds: 60,
         })
     }
 
@@ -177,6 +189,10 @@ mod tests {
             test_command: None,
             reload_command: None,
             verify_address: None,
+            formats: vec![rota_api::config::OutputFormat::Pem],
+            pkcs12_password_file: None,
+            post_command: None,
+            post_command_timeout_seconds: 60,
         });
         assert_eq!(nginx.test_command, ["nginx", "-t"]);
         assert_eq!(nginx.reload_command, ["nginx", "-s", "reload"]);

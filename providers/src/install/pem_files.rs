@@ -9,12 +9,22 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use rota_api::config::{FileOutputs, OutputFormat};
+use rota_api::names::SecretSource;
 use rota_api::{BackendError, IssuedCert, SecretString};
 
 use crate::atomic_write::{create_dir_all_with_mode, write_atomic};
 
 /// The leaf, written last: what `current_cert_pem` reads back.
 const CERT_FILE: &str = "cert.pem";
+/// Leaf and chain, what most servers are pointed at.
+const FULLCHAIN_FILE: &str = "fullchain.pem";
+/// The private key.
+const PRIVKEY_FILE: &str = "privkey.pem";
+/// `formats: [combined]`.
+const COMBINED_FILE: &str = "combined.pem";
+/// `formats: [pkcs12]`.
+const PKCS12_FILE: &str = "cert.p12";
 
 /// Mode of directories an install creates: servers running as another user must enter them.
 const DIRECTORY_MODE: u32 = 0o755;
@@ -36,6 +46,14 @@ impl PemFile {
         }
     }
 
+    fn secret_bytes(path: PathBuf, contents: Vec<u8>) -> Self {
+        Self {
+            path,
+            contents,
+            mode: 0o600,
+        }
+    }
+
     fn public(path: PathBuf, contents: &str) -> Self {
         Self {
             path,
@@ -45,19 +63,92 @@ impl PemFile {
     }
 }
 
-/// certbot's four files for `cert` in `directory`, in the order they are written.
-pub(crate) fn certbot_files(
-    directory: &Path,
-    cert: &IssuedCert,
-    key: &SecretString,
-) -> Vec<PemFile> {
-    vec![
-        PemFile::secret(directory.join("privkey.pem"), key.expose()),
-        PemFile::public(directory.join("chain.pem"), &cert.chain_pem),
-        PemFile::public(directory.join("fullchain.pem"), &cert.fullchain_pem()),
+/// The shapes an install writes the cert in, besides certbot's four files.
+pub(crate) struct Outputs {
+    combined: bool,
+    pkcs12_password: Option<SecretSource>,
+}
+
+impl Outputs {
+    /// The shapes `outputs` asks for.
+    pub(crate) fn new(outputs: &FileOutputs<'_>) -> Self {
+        Self {
+            combined: outputs.formats.contains(&OutputFormat::Combined),
+            pkcs12_password: outputs
+                .formats
+                .contains(&OutputFormat::Pkcs12)
+                .then(|| outputs.pkcs12_password_file.cloned())
+                .flatten(),
+        }
+    }
+
+    /// certbot's four files only.
+    #[cfg(test)]
+    pub(crate) fn pem_only() -> Self {
+        Self {
+            combined: false,
+            pkcs12_password: None,
+        }
+    }
+
+    /// Every file for `cert` in `directory`, in the order they are written: certbot's files
+    /// with `cert.pem` last, the extra shapes before it.
+    pub(crate) fn files(
+        &self,
+        backend: &'static str,
+        directory: &Path,
+        cert: &IssuedCert,
+        key: &SecretString,
+    ) -> Result<Vec<PemFile>, BackendError> {
+        let mut files = vec![
+            PemFile::secret(directory.join(PRIVKEY_FILE), key.expose()),
+            PemFile::public(directory.join("chain.pem"), &cert.chain_pem),
+            PemFile::public(directory.join(FULLCHAIN_FILE), &cert.fullchain_pem()),
+        ];
+        files.extend(self.extra_files(backend, directory, cert, key)?);
         // Last: see the module docs.
-        PemFile::public(directory.join(CERT_FILE), &cert.cert_pem),
-    ]
+        files.push(PemFile::public(directory.join(CERT_FILE), &cert.cert_pem));
+        Ok(files)
+    }
+
+    /// The extra shapes alone (`combined.pem`, `cert.p12`), for an install that writes
+    /// certbot's four files its own way (a certbot lineage's archive).
+    pub(crate) fn extra_files(
+        &self,
+        backend: &'static str,
+        directory: &Path,
+        cert: &IssuedCert,
+        key: &SecretString,
+    ) -> Result<Vec<PemFile>, BackendError> {
+        let mut files = Vec::new();
+        if self.combined {
+            files.push(PemFile::secret(
+                directory.join(COMBINED_FILE),
+                &combined_pem(cert, key),
+            ));
+        }
+        if let Some(source) = &self.pkcs12_password {
+            let password = source.resolve().map_err(|e| BackendError::Refused {
+                backend,
+                detail: format!("cannot read `pkcs12_password_file`: {e}"),
+            })?;
+            let p12 = super::pkcs12::archive(cert, key, &password)
+                .map_err(|detail| BackendError::invalid(backend, detail))?;
+            files.push(PemFile::secret_bytes(directory.join(PKCS12_FILE), p12));
+        }
+        Ok(files)
+    }
+}
+
+/// Leaf, chain, then the private key in one PEM: what HAProxy's `crt` and lighttpd's
+/// `ssl.pemfile` load.
+pub(crate) fn combined_pem(cert: &IssuedCert, key: &SecretString) -> String {
+    let mut bundle = cert.fullchain_pem();
+    if !bundle.ends_with('\n') {
+        bundle.push('\n');
+    }
+    bundle.push_str(key.expose());
+    bundle
 }
 
 /// What a file held before an install replaced it: its bytes and mode, or nothing.
@@ -147,6 +238,16 @@ pub(crate) fn cert_path(directory: &Path) -> PathBuf {
     directory.join(CERT_FILE)
 }
 
+/// Where `fullchain.pem` lands in `directory`.
+pub(crate) fn fullchain_path(directory: &Path) -> PathBuf {
+    directory.join(FULLCHAIN_FILE)
+}
+
+/// Where `privkey.pem` lands in `directory`.
+pub(crate) fn privkey_path(directory: &Path) -> PathBuf {
+    directory.join(PRIVKEY_FILE)
+}
+
 fn write_all(backend: &'static str, files: &[PemFile]) -> Result<(), BackendError> {
     for file in files {
         if let Some(parent) = file.path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -218,15 +319,25 @@ mod tests {
     async fn restore_puts_back_what_was_there_with_its_mode() {
         let dir = tempfile::tempdir().unwrap();
         let key = SecretString::new("key\n".into());
-        write("test", certbot_files(dir.path(), &issued("1"), &key))
-            .await
-            .unwrap();
+        write(
+            "test",
+            Outputs::pem_only()
+                .files("test", dir.path(), &issued("1"), &key)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
         let chain = dir.path().join("chain.pem");
         std::fs::set_permissions(&chain, std::fs::Permissions::from_mode(0o640)).unwrap();
 
-        let replaced = replace("test", certbot_files(dir.path(), &issued("2"), &key))
-            .await
-            .unwrap();
+        let replaced = replace(
+            "test",
+            Outputs::pem_only()
+                .files("test", dir.path(), &issued("2"), &key)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
         let current = read_cert("test", dir.path()).await.unwrap().unwrap();
         assert_eq!(current, "leaf 2\n");
         assert_eq!(
@@ -251,9 +362,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("web");
         let key = SecretString::new("key\n".into());
-        let replaced = replace("test", certbot_files(&target, &issued("1"), &key))
-            .await
-            .unwrap();
+        let replaced = replace(
+            "test",
+            Outputs::pem_only()
+                .files("test", &target, &issued("1"), &key)
+                .unwrap(),
+        )
+        .await
+        .unwrap();
         assert_eq!(names(&target).len(), 4);
         replaced.restore().await.unwrap();
         assert_eq!(names(&target), Vec::<String>::new());

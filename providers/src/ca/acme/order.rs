@@ -65,7 +65,11 @@ pub(crate) async fn place(
     // Wildcards are DNS identifiers too, written `*.example.com` (RFC 8555 §7.1.3).
     let identifiers: Vec<Identifier> = domains
         .iter()
-        .map(|d| Identifier::Dns(d.as_str().to_owned()))
+        .map(|d| match d.ip() {
+            // RFC 8738: an address is an `ip` identifier, proven by HTTP-01 (or TLS-ALPN-01).
+            Some(ip) => Identifier::Ip(ip),
+            None => Identifier::Dns(d.as_str().to_owned()),
+        })
         .collect();
     if let Some(replaces) = &replaces {
         match new_order(account, &identifiers, profile, Some(replaces)).await {
@@ -157,12 +161,25 @@ fn respond(
     // Rebound so the borrow `challenge` takes may end inside this function.
     let mut authz = authz;
     let identifier = authz.identifier().to_string();
-    let Identifier::Dns(name) = authz.identifier().identifier.clone() else {
-        return Err(BackendError::invalid(
-            KIND,
-            format!("the CA asks to prove {identifier}, which is not a DNS name"),
-        ));
+    let (name, is_ip) = match authz.identifier().identifier.clone() {
+        Identifier::Dns(name) => (name, false),
+        Identifier::Ip(ip) => (ip.to_string(), true),
+        _ => {
+            return Err(BackendError::invalid(
+                KIND,
+                format!(
+                    "the CA asks to prove {identifier}, which is neither a DNS name nor an IP address"
+                ),
+            ));
+        }
     };
+    // RFC 8738 §7: an address has no DNS zone to put a TXT record in.
+    let preferred: Vec<ChallengeKind> = preferred
+        .iter()
+        .copied()
+        .filter(|kind| !is_ip || *kind != ChallengeKind::Dns01)
+        .collect();
+    let preferred = preferred.as_slice();
     let offered: Vec<ChallengeType> = authz.challenges.iter().map(|c| c.r#type.clone()).collect();
     let kind = pick_kind(&offered, preferred)
         .map_err(|e| BackendError::invalid(KIND, format!("{identifier}: {e}")))?;

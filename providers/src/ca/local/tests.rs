@@ -2,10 +2,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use x509_parser::certificate::X509Certificate;
-use x509_parser::extensions::ParsedExtension;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
 
 use super::*;
 use crate::keys::{CertKey, load_or_generate};
+use rota_api::config::KeyType;
 
 const OPENSSL: &str = "/usr/bin/openssl";
 
@@ -14,7 +15,7 @@ fn domains(names: &[&str]) -> Vec<DomainName> {
 }
 
 fn key(dir: &Path, name: &str) -> CertKey {
-    load_or_generate(&dir.join(format!("{name}.key")))
+    load_or_generate(&dir.join(format!("{name}.key")), KeyType::default())
         .unwrap()
         .key
 }

@@ -95,6 +95,10 @@ impl Setup {
             socket_path: dir.path().join("admin.sock"),
             cert_storage_name: dir.path().join("haproxy/web.pem").display().to_string(),
             verify_address: None,
+            formats: vec![rota_api::config::OutputFormat::Pem],
+            pkcs12_password_file: None,
+            post_command: None,
+            post_command_timeout_seconds: 60,
         };
         let installer = HaproxyInstall::new(&spec);
         Self { dir, installer }

@@ -432,7 +432,7 @@ impl BackendFactory for FakeFactory {
         };
         // Whatever the CA, the local CA signs, so what gets installed is a real cert.
         let local = CertSpec {
-            ca: CaSpec::Local(LocalCa {}),
+            ca: CaSpec::Local(LocalCa::default()),
             ..cert.clone()
         };
         Ok(Arc::new(FakeCa {
