@@ -6,7 +6,11 @@
 //!   reachable from other hosts with a token set, when they need the token too;
 //! - every other method is a mutation: refused (403) when no token is configured, else it
 //!   needs the bearer token (401) and the protocol header, which a browser cannot send
-//!   cross-origin without a CORS preflight that rotad never grants (403).
+//!   cross-origin without a CORS preflight that rotad never grants (403);
+//! - the dashboard's forms (login, logout, renew now) are the exception: they are checked by
+//!   the dashboard itself (the token typed into the login form; a session cookie plus the
+//!   session's CSRF token), and only when a token is configured. Where reads need the token,
+//!   a session stands for it on the dashboard's pages, never on the JSON API.
 
 use std::sync::Arc;
 
@@ -18,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use rota_api::SecretSource;
 use rota_api::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
+use crate::dashboard::{self, session::constant_time_eq};
 use crate::error::ApiError;
 use crate::listener::ListenerSecurity;
 
@@ -63,6 +68,18 @@ fn refusal(
     }
     let read = matches!(*method, Method::GET | Method::HEAD);
     if read && !listener.reads_need_token {
+        return None;
+    }
+    if read && dashboard::is_page(path) {
+        // A browser cannot send the bearer token: its session stands for it, on pages only.
+        let session = listener.sessions.from_headers(headers).is_some();
+        if session || dashboard::is_public(path) {
+            return None;
+        }
+    }
+    if !read && listener.token.is_some() && dashboard::is_form(path) {
+        // The login form carries the token, the others a session and its CSRF token: the
+        // dashboard checks them (never accepted for the JSON API).
         return None;
     }
     let Some(token) = &listener.token else {
@@ -141,8 +158,4 @@ fn check_bearer(token: &SecretSource, headers: &HeaderMap) -> Option<Response> {
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(refused)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
