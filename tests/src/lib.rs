@@ -4,6 +4,8 @@
 
 pub mod acme_double;
 pub mod acme_peers;
+pub mod browser;
+pub mod dashboard;
 pub mod dsm_double;
 pub mod haproxy;
 pub mod kube_double;

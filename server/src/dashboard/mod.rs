@@ -15,6 +15,7 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::Router;
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -298,6 +299,11 @@ struct CsrfForm {
     csrf: String,
 }
 
+/// The form's CSRF token; empty for a body that is no form (refused like a missing token).
+fn csrf_of(form: Result<Form<CsrfForm>, FormRejection>) -> String {
+    form.map(|Form(f)| f.csrf).unwrap_or_default()
+}
+
 /// Refuses a dashboard POST that has no live session, whose CSRF token is not the
 /// session's, or that a page of another origin sent.
 fn check_form(dash: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
@@ -341,9 +347,9 @@ async fn renew_now(
     State(dash): State<Dashboard>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Err(refused) = check_form(&dash, &headers, &form.csrf) {
+    if let Err(refused) = check_form(&dash, &headers, &csrf_of(form)) {
         return refused;
     }
     let Ok(id) = CertId::new(&id) else {
@@ -423,9 +429,9 @@ async fn login(
 async fn logout(
     State(dash): State<Dashboard>,
     headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
-    if let Err(refused) = check_form(&dash, &headers, &form.csrf) {
+    if let Err(refused) = check_form(&dash, &headers, &csrf_of(form)) {
         return refused;
     }
     dash.listener.sessions.close(&headers);

@@ -44,7 +44,8 @@ pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
     let span = (last - now).as_seconds_f64().max(86_400.0);
     let lane_h = (320.0 / lanes.len() as f64).clamp(1.0, 16.0);
     let height = lane_h * lanes.len() as f64 + AXIS;
-    let plot = WIDTH - LABEL - 10.0;
+    // Room on the right for the last date label, centred on its tick.
+    let plot = WIDTH - LABEL - 40.0;
     let x = |t: OffsetDateTime| {
         let f = ((t - now).as_seconds_f64() / span).clamp(0.0, 1.0);
         LABEL + f * plot

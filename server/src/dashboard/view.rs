@@ -25,6 +25,8 @@ pub(crate) struct Row {
     pub conditions: Vec<ConditionBadge>,
     pub last_result: String,
     pub last_at: String,
+    /// The last renewal's id (0 when never renewed), so a watcher can tell a new one came.
+    pub last_id: i64,
     pub ready: bool,
     pub issuing: bool,
     pub failing: bool,
@@ -134,6 +136,7 @@ impl Row {
             urgency,
             conditions: conditions.iter().map(ConditionBadge::new).collect(),
             last_result: last.map_or("never", |r| r.status.as_str()).to_owned(),
+            last_id: last.map_or(0, |r| r.id),
             last_at: last
                 .map(|r| rfc3339(r.finished_at.unwrap_or(r.started_at)))
                 .unwrap_or_default(),
