@@ -72,7 +72,7 @@ fn refusal(
     }
     if read && dashboard::is_page(path) {
         // A browser cannot send the bearer token: its session stands for it, on pages only.
-        let session = listener.sessions.from_headers(headers).is_some();
+        let session = listener.sessions.lookup(headers).is_some();
         if session || dashboard::is_public(path) {
             return None;
         }

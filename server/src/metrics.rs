@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 
 use rota_api::status::ConditionStatus;
+use rota_api::wire::CertSummary;
+use rota_store::{AlertDeliveryCount, RenewalOutcome};
 
 use crate::state::AppState;
 use crate::views;
@@ -65,149 +67,22 @@ async fn render(state: &AppState) -> Result<String, rota_store::StoreError> {
     let summaries = views::summaries(state).await?;
     let outcomes = state.store.renewal_outcomes().await?;
     let deliveries = state.store.alert_delivery_counts().await?;
-    let desired = state.reconciler.desired();
     let mut out = String::with_capacity(256 * summaries.len() + 2048);
-
-    header_lines(
-        &mut out,
-        "rota_certificate_not_after_timestamp_seconds",
-        "gauge",
-        "The installed certificate's notAfter, as a Unix time.",
-    );
-    for s in &summaries {
-        if let Some(t) = s.not_after {
-            sample(
-                &mut out,
-                "rota_certificate_not_after_timestamp_seconds",
-                &[("cert", s.id.as_str())],
-                unix(t),
-            );
-        }
-    }
-    header_lines(
-        &mut out,
-        "rota_certificate_ready",
-        "gauge",
-        "1 when the certificate's Ready condition is True, else 0.",
-    );
-    for s in &summaries {
-        let ready = f64::from(u8::from(s.ready == ConditionStatus::True));
-        sample(
-            &mut out,
-            "rota_certificate_ready",
-            &[("cert", s.id.as_str())],
-            ready,
-        );
-    }
-    header_lines(
-        &mut out,
-        "rota_certificate_renewal_timestamp_seconds",
-        "gauge",
-        "When rotad will renew the installed certificate (threshold or CA renewal window), as a Unix time.",
-    );
-    for cert in &desired.certs {
-        if let Some(t) = state.reconciler.renews_at(cert) {
-            sample(
-                &mut out,
-                "rota_certificate_renewal_timestamp_seconds",
-                &[("cert", cert.spec.id.as_str())],
-                unix(t),
-            );
-        }
-    }
-
-    let mut totals: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-    let mut hist: BTreeMap<&str, ([u64; DURATION_BUCKETS.len()], u64, f64)> = BTreeMap::new();
-    for o in &outcomes {
-        *totals
-            .entry((o.cert_id.as_str(), o.status.as_str()))
-            .or_default() += 1;
-        let (buckets, count, sum) = hist.entry(o.status.as_str()).or_default();
-        for (bound, n) in DURATION_BUCKETS.iter().zip(buckets.iter_mut()) {
-            if o.seconds <= *bound {
-                *n += 1;
-            }
-        }
-        *count += 1;
-        *sum += o.seconds;
-    }
-    header_lines(
-        &mut out,
-        "rota_renewals_total",
-        "counter",
-        "Finished renewals, by certificate and result.",
-    );
-    for ((cert, result), n) in &totals {
-        sample(
-            &mut out,
-            "rota_renewals_total",
-            &[("cert", cert), ("result", result)],
-            *n as f64,
-        );
-    }
-    header_lines(
-        &mut out,
-        "rota_renewal_duration_seconds",
-        "histogram",
-        "How long finished renewals ran, by result.",
-    );
-    for (result, (buckets, count, sum)) in &hist {
-        for (bound, n) in DURATION_BUCKETS.iter().zip(buckets) {
-            let le = bound.to_string();
-            sample(
-                &mut out,
-                "rota_renewal_duration_seconds_bucket",
-                &[("result", result), ("le", &le)],
-                *n as f64,
-            );
-        }
-        sample(
-            &mut out,
-            "rota_renewal_duration_seconds_bucket",
-            &[("result", result), ("le", "+Inf")],
-            *count as f64,
-        );
-        sample(
-            &mut out,
-            "rota_renewal_duration_seconds_sum",
-            &[("result", result)],
-            *sum,
-        );
-        sample(
-            &mut out,
-            "rota_renewal_duration_seconds_count",
-            &[("result", result)],
-            *count as f64,
-        );
-    }
-
-    header_lines(
-        &mut out,
-        "rota_alert_deliveries_total",
-        "counter",
-        "Alert deliveries, by sink and result.",
-    );
-    for d in &deliveries {
-        let result = if d.delivered { "delivered" } else { "failed" };
-        sample(
-            &mut out,
-            "rota_alert_deliveries_total",
-            &[("sink", &d.sink_label), ("result", result)],
-            d.count as f64,
-        );
-    }
-
+    cert_gauges(&mut out, state, &summaries);
+    renewals(&mut out, &outcomes);
+    alerts(&mut out, &deliveries);
     header_lines(
         &mut out,
         "rota_last_sweep_timestamp_seconds",
         "gauge",
         "When the last periodic sweep finished, as a Unix time (0 before the first).",
     );
+    let last_sweep = state.reconciler.last_sweep().map_or(0.0, unix);
     sample(
         &mut out,
         "rota_last_sweep_timestamp_seconds",
         &[],
-        state.reconciler.last_sweep().map_or(0.0, unix),
+        last_sweep,
     );
     // Without federation every rotad acts on its own certs, so it is its own leader.
     header_lines(
@@ -225,6 +100,120 @@ async fn render(state: &AppState) -> Result<String, rota_store::StoreError> {
     );
     sample(&mut out, "rota_certificates", &[], summaries.len() as f64);
     Ok(out)
+}
+
+/// Per cert: notAfter, Ready, and when rotad will renew it.
+fn cert_gauges(out: &mut String, state: &AppState, summaries: &[CertSummary]) {
+    const NOT_AFTER: &str = "rota_certificate_not_after_timestamp_seconds";
+    const READY: &str = "rota_certificate_ready";
+    const RENEWAL: &str = "rota_certificate_renewal_timestamp_seconds";
+    header_lines(
+        out,
+        NOT_AFTER,
+        "gauge",
+        "The installed certificate's notAfter, as a Unix time.",
+    );
+    for s in summaries {
+        if let Some(t) = s.not_after {
+            sample(out, NOT_AFTER, &[("cert", s.id.as_str())], unix(t));
+        }
+    }
+    header_lines(
+        out,
+        READY,
+        "gauge",
+        "1 when the certificate's Ready condition is True, else 0.",
+    );
+    for s in summaries {
+        let ready = f64::from(u8::from(s.ready == ConditionStatus::True));
+        sample(out, READY, &[("cert", s.id.as_str())], ready);
+    }
+    header_lines(
+        out,
+        RENEWAL,
+        "gauge",
+        "When rotad will renew the installed certificate (threshold or CA renewal window), as a Unix time.",
+    );
+    for cert in &state.reconciler.desired().certs {
+        if let Some(t) = state.reconciler.renews_at(cert) {
+            sample(out, RENEWAL, &[("cert", cert.spec.id.as_str())], unix(t));
+        }
+    }
+}
+
+/// Finished renewals: a counter per cert and result, and a duration histogram per result.
+fn renewals(out: &mut String, outcomes: &[RenewalOutcome]) {
+    const BUCKET: &str = "rota_renewal_duration_seconds_bucket";
+    let mut totals: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    let mut hist: BTreeMap<&str, ([u64; DURATION_BUCKETS.len()], u64, f64)> = BTreeMap::new();
+    for o in outcomes {
+        *totals
+            .entry((o.cert_id.as_str(), o.status.as_str()))
+            .or_default() += 1;
+        let (buckets, count, sum) = hist.entry(o.status.as_str()).or_default();
+        for (bound, n) in DURATION_BUCKETS.iter().zip(buckets.iter_mut()) {
+            *n += u64::from(o.seconds <= *bound);
+        }
+        *count += 1;
+        *sum += o.seconds;
+    }
+    header_lines(
+        out,
+        "rota_renewals_total",
+        "counter",
+        "Finished renewals, by certificate and result.",
+    );
+    for ((cert, result), n) in &totals {
+        let labels = [("cert", *cert), ("result", *result)];
+        sample(out, "rota_renewals_total", &labels, *n as f64);
+    }
+    header_lines(
+        out,
+        "rota_renewal_duration_seconds",
+        "histogram",
+        "How long finished renewals ran, by result.",
+    );
+    for (result, (buckets, count, sum)) in &hist {
+        for (bound, n) in DURATION_BUCKETS.iter().zip(buckets) {
+            let le = bound.to_string();
+            sample(out, BUCKET, &[("result", result), ("le", &le)], *n as f64);
+        }
+        sample(
+            out,
+            BUCKET,
+            &[("result", result), ("le", "+Inf")],
+            *count as f64,
+        );
+        sample(
+            out,
+            "rota_renewal_duration_seconds_sum",
+            &[("result", result)],
+            *sum,
+        );
+        let count = *count as f64;
+        sample(
+            out,
+            "rota_renewal_duration_seconds_count",
+            &[("result", result)],
+            count,
+        );
+    }
+}
+
+/// Alert deliveries by sink and result.
+fn alerts(out: &mut String, deliveries: &[AlertDeliveryCount]) {
+    const TOTAL: &str = "rota_alert_deliveries_total";
+    header_lines(
+        out,
+        TOTAL,
+        "counter",
+        "Alert deliveries, by sink and result.",
+    );
+    for d in deliveries {
+        let result = if d.delivered { "delivered" } else { "failed" };
+        let labels = [("sink", d.sink_label.as_str()), ("result", result)];
+        sample(out, TOTAL, &labels, d.count as f64);
+    }
 }
 
 fn header_lines(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -5,6 +5,7 @@
 //! configured the dashboard is read-only. `/metrics` parses as Prometheus text and says what
 //! the audit database says; `/ws` pushes a cert's row when a renewal started from the CLI runs.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use rota_e2e::dashboard::{LiveWatch, csrf_in, http, login};
@@ -23,9 +24,10 @@ fn config(token: bool) -> String {
         "daemon:\n  database_path: {{dir}}/rota.db\n  listen_addr: 127.0.0.1:0\n  socket_path: {{dir}}/rota.sock\n{token}local_ca:\n  directory: {{dir}}/ca\ncerts:\n"
     );
     for id in ["web", "mail"] {
-        yaml.push_str(&format!(
+        let _ = write!(
+            yaml,
             "  - id: {id}\n    domains: [{id}.home.arpa]\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {{dir}}/installed/{id} }}\n"
-        ));
+        );
     }
     yaml
 }
@@ -91,13 +93,25 @@ fn renew_now_needs_a_session_and_its_csrf_token_and_pages_render_without() {
     assert!(wrong_login.header("set-cookie").is_none());
 
     let cookie = login(addr, TOKEN);
-    let page = http(addr, "GET", "/certs/web", &[cookie.clone()], None);
+    let page = http(
+        addr,
+        "GET",
+        "/certs/web",
+        std::slice::from_ref(&cookie),
+        None,
+    );
     assert!(page.body.contains("Renew now"), "a session sees the action");
     let csrf = csrf_in(&page.body);
 
-    let missing = http(addr, "POST", renew, &[cookie.clone()], Some(""));
+    let missing = http(addr, "POST", renew, std::slice::from_ref(&cookie), Some(""));
     assert_eq!(missing.status, 403, "no CSRF token: {missing:?}");
-    let wrong = http(addr, "POST", renew, &[cookie.clone()], Some("csrf=0000"));
+    let wrong = http(
+        addr,
+        "POST",
+        renew,
+        std::slice::from_ref(&cookie),
+        Some("csrf=0000"),
+    );
     assert_eq!(wrong.status, 403, "a wrong CSRF token");
     let cross = http(
         addr,
@@ -129,7 +143,7 @@ fn renew_now_needs_a_session_and_its_csrf_token_and_pages_render_without() {
         addr,
         "POST",
         renew,
-        &[cookie.clone()],
+        std::slice::from_ref(&cookie),
         Some(&format!("csrf={csrf}")),
     );
     assert_eq!(accepted.status, 303, "{accepted:?}");
@@ -143,7 +157,7 @@ fn renew_now_needs_a_session_and_its_csrf_token_and_pages_render_without() {
         addr,
         "POST",
         "/logout",
-        &[cookie.clone()],
+        std::slice::from_ref(&cookie),
         Some(&format!("csrf={csrf}")),
     );
     assert_eq!(out.status, 303);
@@ -177,7 +191,7 @@ fn without_a_token_the_dashboard_is_read_only() {
 #[test]
 fn metrics_parse_as_prometheus_text_and_match_the_store() {
     let rotad = start(true);
-    rotad.rota_ok(&["renew", "web"]);
+    let _ = rotad.rota_ok(&["renew", "web"]);
     let addr = rotad.tcp_addr();
     for path in ["/healthz", "/readyz"] {
         assert_eq!(http(addr, "GET", path, &[], None).status, 200, "{path}");
@@ -191,7 +205,8 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
     );
     let scrape = prometheus_parse::Scrape::parse(page.body.lines().map(|l| Ok(l.to_owned())))
         .expect("Prometheus text format");
-    let value = |metric: &str, labels: &[(&str, &str)]| -> f64 {
+    // Every value rota exports here is a whole number (a Unix time in seconds, a count).
+    let value = |metric: &str, labels: &[(&str, &str)]| -> i64 {
         let sample = scrape
             .samples
             .iter()
@@ -200,7 +215,10 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
         match sample.value {
             prometheus_parse::Value::Counter(v)
             | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
+            | prometheus_parse::Value::Untyped(v) => {
+                assert!(v.fract() == 0.0, "{metric}: a whole number, not {v}");
+                v as i64
+            }
             ref other => panic!("{metric}: {other:?}"),
         }
     };
@@ -217,9 +235,9 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
                 "rota_certificate_not_after_timestamp_seconds",
                 &[("cert", id)]
             ),
-            not_after.unix_timestamp() as f64
+            not_after.unix_timestamp()
         );
-        assert_eq!(value("rota_certificate_ready", &[("cert", id)]), 1.0);
+        assert_eq!(value("rota_certificate_ready", &[("cert", id)]), 1);
         let renewal = time::OffsetDateTime::parse(
             item["status"]["renewalTime"].as_str().expect("renewalTime"),
             &time::format_description::well_known::Rfc3339,
@@ -230,14 +248,14 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
                 "rota_certificate_renewal_timestamp_seconds",
                 &[("cert", id)]
             ),
-            renewal.unix_timestamp() as f64
+            renewal.unix_timestamp()
         );
         assert_eq!(
             value(
                 "rota_renewals_total",
                 &[("cert", id), ("result", "succeeded")]
             ),
-            renewals(&rotad, id, "succeeded") as f64
+            renewals(&rotad, id, "succeeded")
         );
     }
     assert_eq!(
@@ -245,7 +263,7 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
             "rota_renewals_total",
             &[("cert", "web"), ("result", "succeeded")]
         ),
-        2.0
+        2
     );
     let histogram = scrape
         .samples
@@ -259,9 +277,13 @@ fn metrics_parse_as_prometheus_text_and_match_the_store() {
         .iter()
         .find(|b| b.less_than.is_infinite())
         .expect("+Inf");
-    assert_eq!(inf.count, 3.0, "every finished renewal counted");
-    assert_eq!(value("rota_leader", &[]), 1.0);
-    assert_eq!(value("rota_certificates", &[]), 2.0);
+    assert!(
+        (inf.count - 3.0).abs() < f64::EPSILON,
+        "every finished renewal counted: {}",
+        inf.count
+    );
+    assert_eq!(value("rota_leader", &[]), 1);
+    assert_eq!(value("rota_certificates", &[]), 2);
 }
 
 #[test]
@@ -272,7 +294,7 @@ fn a_renewal_started_from_the_cli_is_pushed_to_open_pages() {
     let cookie = login(addr, TOKEN);
     let cookie_value = cookie.trim_start_matches("Cookie: ").to_owned();
     let detail = LiveWatch::start(addr, "/ws?cert=web", &[("cookie", &cookie_value)]);
-    rotad.rota_ok(&["renew", "web"]);
+    let _ = rotad.rota_ok(&["renew", "web"]);
     let row = wait_for("the web row pushed to the overview", WAIT, || {
         overview
             .messages()

@@ -5,6 +5,7 @@
 //! appears on that open page, step by step, without a reload. Screenshots of the overview and
 //! the cert's page are saved (the path is printed) for a person to look at.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
@@ -22,9 +23,10 @@ fn config() -> String {
         ("mail", "[mail.home.arpa]"),
         ("nas", "[nas.home.arpa]"),
     ] {
-        yaml.push_str(&format!(
+        let _ = write!(
+            yaml,
             "  - id: {id}\n    description: {id} service\n    domains: {domains}\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install: {{ kind: filesystem, directory: {{dir}}/installed/{id} }}\n"
-        ));
+        );
     }
     yaml
 }
@@ -75,8 +77,16 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
     });
     let base = format!("http://{}", rotad.tcp_addr());
     let browser = Browser::start(1280, 1000).await;
-    let c = &browser.client;
+    let newest = log_in_and_renew_now(&browser, &base).await;
+    watch_a_cli_renewal(&browser, &rotad, newest).await;
+    overview_follows_the_cli(&browser, &rotad, &base).await;
+    browser.close().await;
+}
 
+/// Opens the overview, logs in, clicks "Renew now" on web's row; returns the id of the
+/// renewal that click started, once the cert's page shows it succeeded and Ready=True.
+async fn log_in_and_renew_now(browser: &Browser, base: &str) -> i64 {
+    let c = &browser.client;
     c.goto(&format!("{base}/")).await.expect("overview");
     let summary = text(c, Locator::Id("summary")).await;
     assert!(summary.contains("3 Ready"), "{summary}");
@@ -167,6 +177,12 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
     .await;
     assert_eq!(ready, "True");
     browser.screenshot("detail-after-renew-now").await;
+    newest.as_i64().expect("renewal id")
+}
+
+/// On the open cert page, a renewal started from the CLI appears step by step, in place.
+async fn watch_a_cli_renewal(browser: &Browser, rotad: &Rotad, newest: i64) {
+    let c = &browser.client;
 
     // Now watch: a marker that a reload would clear, and a record of each time the live part
     // is replaced with how many steps its newest renewal shows.
@@ -180,8 +196,8 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
          return true;",
     )
     .await;
-    rotad.rota_ok(&["renew", "web"]);
-    let expected = format!("renewal-{}", newest.as_i64().expect("id") + 1);
+    let _ = rotad.rota_ok(&["renew", "web"]);
+    let expected = format!("renewal-{}", newest + 1);
     wait_js(
         c,
         "the CLI's renewal on the open page",
@@ -219,8 +235,11 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
         assert!(steps.contains(step), "{step} in {steps}");
     }
     browser.screenshot("detail").await;
+}
 
-    // The overview follows the CLI too, and keyboard users reach the action.
+/// The overview follows a CLI renewal too, and keyboard users reach the action.
+async fn overview_follows_the_cli(browser: &Browser, rotad: &Rotad, base: &str) {
+    let c = &browser.client;
     c.goto(&format!("{base}/")).await.expect("overview");
     wait_js(
         c,
@@ -233,7 +252,7 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
         "return Number(document.getElementById('row-mail').dataset.lastRenewal)",
     )
     .await;
-    rotad.rota_ok(&["renew", "mail"]);
+    let _ = rotad.rota_ok(&["renew", "mail"]);
     wait_js(
         c,
         "mail's row updated live",
@@ -251,5 +270,4 @@ async fn an_operator_logs_in_renews_and_watches_it_live() {
         "the button takes keyboard focus"
     );
     browser.screenshot("overview-logged-in").await;
-    browser.close().await;
 }

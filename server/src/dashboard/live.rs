@@ -53,7 +53,7 @@ pub(crate) async fn upgrade(
     headers: HeaderMap,
 ) -> Response {
     if let Err(refused) = check_origin(&headers) {
-        return refused;
+        return refused.into_response();
     }
     let cert = match watch.cert.as_deref().map(CertId::new) {
         Some(Err(_)) => return (axum::http::StatusCode::NOT_FOUND, "no such cert").into_response(),
@@ -113,25 +113,24 @@ async fn send(socket: &mut WebSocket, update: &Update) -> bool {
 
 async fn overview_update(dash: &Dashboard, id: &CertId, viewer: &Viewer) -> Update {
     let mut fragments = Vec::new();
-    if let Some(row) = dash.row(id).await {
-        if let Ok(html) = (RowFragment { row: &row, viewer }).render() {
-            fragments.push(Fragment {
-                id: format!("row-{id}"),
-                html,
-            });
-        }
+    if let Some(row) = dash.row(id).await
+        && let Ok(html) = (RowFragment { row: &row, viewer }).render()
+    {
+        fragments.push(Fragment {
+            id: format!("row-{id}"),
+            html,
+        });
     }
-    if let Ok(rows) = dash.rows().await {
-        if let Ok(html) = (SummaryFragment {
+    if let Ok(rows) = dash.rows().await
+        && let Ok(html) = (SummaryFragment {
             counts: Counts::of(&rows),
         })
         .render()
-        {
-            fragments.push(Fragment {
-                id: "summary".to_owned(),
-                html,
-            });
-        }
+    {
+        fragments.push(Fragment {
+            id: "summary".to_owned(),
+            html,
+        });
     }
     Update {
         fragments,

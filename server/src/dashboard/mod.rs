@@ -100,15 +100,22 @@ impl Dashboard {
     /// Who is asking: their CSRF token when logged in.
     fn viewer(&self, headers: &HeaderMap) -> Viewer {
         Viewer {
-            csrf: self.listener.sessions.from_headers(headers).map(|s| s.csrf),
+            csrf: self.listener.sessions.lookup(headers).map(|s| s.csrf),
             actions_possible: self.listener.token.is_some(),
         }
     }
 
     /// Every cert's row, in config order.
     async fn rows(&self) -> Result<Vec<Row>, Response> {
-        let summaries = views::summaries(&self.app).await.map_err(store_failed)?;
-        let last = self.app.store.last_renewals().await.map_err(store_failed)?;
+        let summaries = views::summaries(&self.app)
+            .await
+            .map_err(|e| store_failed(&e))?;
+        let last = self
+            .app
+            .store
+            .last_renewals()
+            .await
+            .map_err(|e| store_failed(&e))?;
         let desired = self.app.reconciler.desired();
         let now = time::OffsetDateTime::now_utc();
         Ok(summaries
@@ -149,12 +156,21 @@ impl Dashboard {
         id: &CertId,
         viewer: Viewer,
     ) -> Result<Option<DetailLive>, Response> {
-        let Some(detail) = views::detail(&self.app, id).await.map_err(store_failed)? else {
+        let Some(detail) = views::detail(&self.app, id)
+            .await
+            .map_err(|e| store_failed(&e))?
+        else {
             return Ok(None);
         };
         let mut steps = Vec::with_capacity(detail.renewals.len());
         for r in &detail.renewals {
-            steps.push(self.app.store.steps(r.id).await.map_err(store_failed)?);
+            steps.push(
+                self.app
+                    .store
+                    .steps(r.id)
+                    .await
+                    .map_err(|e| store_failed(&e))?,
+            );
         }
         Ok(Some(DetailLive::new(
             &detail,
@@ -165,7 +181,7 @@ impl Dashboard {
     }
 }
 
-fn store_failed(e: rota_store::StoreError) -> Response {
+fn store_failed(e: &rota_store::StoreError) -> Response {
     tracing::error!(error = %e, "audit store failed while rendering the dashboard");
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -306,28 +322,36 @@ fn csrf_of(form: Result<Form<CsrfForm>, FormRejection>) -> String {
 
 /// Refuses a dashboard POST that has no live session, whose CSRF token is not the
 /// session's, or that a page of another origin sent.
-fn check_form(dash: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<(), Response> {
+fn check_form(dash: &Dashboard, headers: &HeaderMap, csrf: &str) -> Result<(), Refusal> {
     check_origin(headers)?;
-    let Some(session) = dash.listener.sessions.from_headers(headers) else {
-        return Err((
+    let Some(session) = dash.listener.sessions.lookup(headers) else {
+        return Err(Refusal(
             StatusCode::UNAUTHORIZED,
-            Html("<p>Log in first: <a href=\"/login\">log in</a> with the API token.</p>"),
-        )
-            .into_response());
+            "log in first (at /login, with the API token)",
+        ));
     };
     if !constant_time_eq(session.csrf.as_bytes(), csrf.as_bytes()) {
-        return Err((
+        return Err(Refusal(
             StatusCode::FORBIDDEN,
             "the form's CSRF token is missing or stale: reload the page and try again",
-        )
-            .into_response());
+        ));
     }
     Ok(())
 }
 
+/// Why a dashboard request was refused: a status and a plain-text reason.
+#[derive(Debug)]
+pub(crate) struct Refusal(StatusCode, &'static str);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
 /// A browser names the page's origin on every POST and WebSocket upgrade; one of another
 /// host is refused (a cross-site form or socket).
-pub(crate) fn check_origin(headers: &HeaderMap) -> Result<(), Response> {
+pub(crate) fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
         return Ok(());
     };
@@ -339,7 +363,10 @@ pub(crate) fn check_origin(headers: &HeaderMap) -> Result<(), Response> {
     if origin_host.eq_ignore_ascii_case(host) {
         Ok(())
     } else {
-        Err((StatusCode::FORBIDDEN, "cross-origin request refused").into_response())
+        Err(Refusal(
+            StatusCode::FORBIDDEN,
+            "cross-origin request refused",
+        ))
     }
 }
 
@@ -350,7 +377,7 @@ async fn renew_now(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     if let Err(refused) = check_form(&dash, &headers, &csrf_of(form)) {
-        return refused;
+        return refused.into_response();
     }
     let Ok(id) = CertId::new(&id) else {
         return (StatusCode::NOT_FOUND, "no such cert").into_response();
@@ -383,7 +410,7 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     if let Err(refused) = check_origin(&headers) {
-        return refused;
+        return refused.into_response();
     }
     let refuse = |status: StatusCode, error: &str| {
         let page = LoginPage {
@@ -432,7 +459,7 @@ async fn logout(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Response {
     if let Err(refused) = check_form(&dash, &headers, &csrf_of(form)) {
-        return refused;
+        return refused.into_response();
     }
     dash.listener.sessions.close(&headers);
     let mut response = Redirect::to("/").into_response();

@@ -46,7 +46,7 @@ impl Sessions {
     }
 
     /// The live session whose id the request's cookie carries.
-    pub(crate) fn from_headers(&self, headers: &HeaderMap) -> Option<Session> {
+    pub(crate) fn lookup(&self, headers: &HeaderMap) -> Option<Session> {
         let presented = cookie(headers, COOKIE)?;
         let now = Instant::now();
         // Compare every id in constant time so a guess learns nothing from timing.
@@ -115,14 +115,14 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_str(&format!("theme=dark; {COOKIE}={id}")).unwrap(),
         );
-        assert_eq!(sessions.from_headers(&headers).unwrap().csrf, csrf);
+        assert_eq!(sessions.lookup(&headers).unwrap().csrf, csrf);
         let mut wrong = HeaderMap::new();
         wrong.insert(
             header::COOKIE,
             HeaderValue::from_str(&format!("{COOKIE}={csrf}")).unwrap(),
         );
-        assert!(sessions.from_headers(&wrong).is_none());
+        assert!(sessions.lookup(&wrong).is_none());
         sessions.close(&headers);
-        assert!(sessions.from_headers(&headers).is_none());
+        assert!(sessions.lookup(&headers).is_none());
     }
 }
