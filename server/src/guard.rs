@@ -159,3 +159,138 @@ fn check_bearer(token: &SecretSource, headers: &HeaderMap) -> Option<Response> {
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     Some(refused)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rota_api::config::DaemonConfig;
+
+    /// A listener bound to `addr` whose token is in a file holding `TOKEN`.
+    fn listener(addr: &str, dir: &std::path::Path) -> ListenerSecurity {
+        let file = dir.join("token");
+        std::fs::write(&file, TOKEN).unwrap();
+        let daemon = DaemonConfig {
+            api_token_file: Some(SecretSource::File(file)),
+            allowed_hosts: vec!["rota.example.com".to_owned()],
+            ..DaemonConfig::default()
+        };
+        ListenerSecurity::capture(&daemon, addr.parse().unwrap())
+    }
+
+    const TOKEN: &str = "guard-unit-token";
+
+    fn headers(host: &str, cookie: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(c) = cookie {
+            h.insert(
+                header::COOKIE,
+                HeaderValue::from_str(&format!("rota_session={c}")).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn status(l: &ListenerSecurity, method: &Method, path: &str, h: &HeaderMap) -> u16 {
+        refusal(l, method, path, h).map_or(200, |r| r.status().as_u16())
+    }
+
+    #[test]
+    fn a_session_opens_dashboard_pages_never_the_json_api() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reachable from other hosts: reads need a credential.
+        let wide = listener("0.0.0.0:7878", dir.path());
+        let (session, _csrf) = wide.sessions.open();
+        let host = "rota.example.com";
+        let anonymous = headers(host, None);
+        let logged_in = headers(host, Some(&session));
+        let forged = headers(host, Some("0123"));
+        for (method, path, h, expected, why) in [
+            (
+                Method::GET,
+                "/",
+                &anonymous,
+                401,
+                "a page needs a credential here",
+            ),
+            (Method::GET, "/", &logged_in, 200, "a session opens pages"),
+            (Method::GET, "/", &forged, 401, "an unknown session is none"),
+            (Method::GET, "/ws", &logged_in, 200, "and the live socket"),
+            (
+                Method::GET,
+                "/login",
+                &anonymous,
+                200,
+                "the login form is public",
+            ),
+            (
+                Method::GET,
+                "/assets/dash.css",
+                &anonymous,
+                200,
+                "and its assets",
+            ),
+            (
+                Method::GET,
+                "/api/certs",
+                &logged_in,
+                401,
+                "the JSON API wants the bearer",
+            ),
+            (
+                Method::GET,
+                "/metrics",
+                &logged_in,
+                401,
+                "so do the metrics",
+            ),
+            (
+                Method::POST,
+                "/api/certs/web/renew",
+                &logged_in,
+                401,
+                "and every API mutation",
+            ),
+            (
+                Method::POST,
+                "/certs/web/renew",
+                &anonymous,
+                200,
+                "forms are checked by the dashboard",
+            ),
+            (
+                Method::POST,
+                "/login",
+                &anonymous,
+                200,
+                "the login form carries the token",
+            ),
+            (
+                Method::GET,
+                "/healthz",
+                &anonymous,
+                200,
+                "health is always served",
+            ),
+        ] {
+            assert_eq!(
+                status(&wide, &method, path, h),
+                expected,
+                "{method} {path}: {why}"
+            );
+        }
+        let elsewhere = headers("evil.example", Some(&session));
+        assert_eq!(status(&wide, &Method::POST, "/login", &elsewhere), 421);
+    }
+
+    #[test]
+    fn without_a_token_dashboard_forms_are_refused_by_the_guard() {
+        let daemon = DaemonConfig::default();
+        let l = ListenerSecurity::capture(&daemon, "127.0.0.1:7878".parse().unwrap());
+        let h = headers("localhost:7878", None);
+        assert_eq!(status(&l, &Method::GET, "/", &h), 200);
+        for path in ["/login", "/logout", "/certs/web/renew"] {
+            assert_eq!(status(&l, &Method::POST, path, &h), 403, "{path}");
+        }
+    }
+}
