@@ -289,7 +289,7 @@ mod tests {
         let l = ListenerSecurity::capture(&daemon, "127.0.0.1:7878".parse().unwrap());
         let h = headers("localhost:7878", None);
         assert_eq!(status(&l, &Method::GET, "/", &h), 200);
-        for path in ["/login", "/logout", "/certs/web/renew"] {
+        for path in ["/login", "/logout", "/renew", "/certs/web/renew"] {
             assert_eq!(status(&l, &Method::POST, path, &h), 403, "{path}");
         }
     }

@@ -103,6 +103,19 @@ fn renew_now_needs_a_session_and_its_csrf_token_and_pages_render_without() {
     assert!(page.body.contains("Renew now"), "a session sees the action");
     let csrf = csrf_in(&page.body);
 
+    let overview_form = http(addr, "POST", "/renew", &[], Some("cert=web"));
+    assert_eq!(
+        overview_form.status, 401,
+        "the overview's form needs a session too"
+    );
+    let overview_form = http(
+        addr,
+        "POST",
+        "/renew",
+        std::slice::from_ref(&cookie),
+        Some("cert=web&csrf=0000"),
+    );
+    assert_eq!(overview_form.status, 403, "and the session's CSRF token");
     let missing = http(addr, "POST", renew, std::slice::from_ref(&cookie), Some(""));
     assert_eq!(missing.status, 403, "no CSRF token: {missing:?}");
     let wrong = http(
@@ -299,7 +312,7 @@ fn a_renewal_started_from_the_cli_is_pushed_to_open_pages() {
         overview
             .messages()
             .into_iter()
-            .find(|m| m.contains("\"id\":\"row-web\"") && m.contains("data-last-renewal=\\\"3\\\""))
+            .find(|m| m.contains("\"id\":\"row-web\"") && m.contains("data-r=\\\"3\\\""))
     });
     assert!(
         !row.contains("Renew now"),

@@ -143,7 +143,7 @@ async fn log_in_and_renew_now(browser: &Browser, base: &str) -> i64 {
 
     let before = js(
         c,
-        "return Number(document.getElementById('row-web').dataset.lastRenewal)",
+        "return Number(document.getElementById('row-web').dataset.r)",
     )
     .await;
     c.find(Locator::Css("#row-web button"))
@@ -249,14 +249,14 @@ async fn overview_follows_the_cli(browser: &Browser, rotad: &Rotad, base: &str) 
     .await;
     let last = js(
         c,
-        "return Number(document.getElementById('row-mail').dataset.lastRenewal)",
+        "return Number(document.getElementById('row-mail').dataset.r)",
     )
     .await;
     let _ = rotad.rota_ok(&["renew", "mail"]);
     wait_js(
         c,
         "mail's row updated live",
-        &format!("return Number(document.getElementById('row-mail').dataset.lastRenewal) > {last}"),
+        &format!("return Number(document.getElementById('row-mail').dataset.r) > {last}"),
     )
     .await;
     let focusable = js(

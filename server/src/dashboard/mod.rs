@@ -44,6 +44,7 @@ pub(crate) fn routes(app: AppState, listener: Arc<ListenerSecurity>) -> Router {
         .route("/", get(overview))
         .route("/certs/{id}", get(detail))
         .route("/certs/{id}/renew", post(renew_now))
+        .route("/renew", post(renew_from_overview))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
         .route("/ws", get(live::upgrade))
@@ -58,6 +59,7 @@ pub(crate) fn routes(app: AppState, listener: Arc<ListenerSecurity>) -> Router {
 pub(crate) fn is_form(path: &str) -> bool {
     path == "/login"
         || path == "/logout"
+        || path == "/renew"
         || path
             .strip_prefix("/certs/")
             .is_some_and(|rest| rest.ends_with("/renew"))
@@ -370,6 +372,32 @@ pub(crate) fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     }
 }
 
+/// The overview's one renew form: its token and the cert whose button was pressed.
+#[derive(Deserialize)]
+struct RenewForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    cert: String,
+}
+
+/// "Renew now" on an overview row: one form per page, the button names the cert (a form
+/// per row would weigh a thousand CSRF tokens).
+async fn renew_from_overview(
+    State(dash): State<Dashboard>,
+    headers: HeaderMap,
+    form: Result<Form<RenewForm>, FormRejection>,
+) -> Response {
+    let form = form.map(|Form(f)| f).unwrap_or(RenewForm {
+        csrf: String::new(),
+        cert: String::new(),
+    });
+    if let Err(refused) = check_form(&dash, &headers, &form.csrf) {
+        return refused.into_response();
+    }
+    renew(&dash, &form.cert)
+}
+
 async fn renew_now(
     State(dash): State<Dashboard>,
     Path(id): Path<String>,
@@ -379,12 +407,20 @@ async fn renew_now(
     if let Err(refused) = check_form(&dash, &headers, &csrf_of(form)) {
         return refused.into_response();
     }
-    let Ok(id) = CertId::new(&id) else {
+    renew(&dash, &id)
+}
+
+/// Starts (or joins) a renewal of `id` and sends the browser to its page, which follows it.
+fn renew(dash: &Dashboard, id: &str) -> Response {
+    let Ok(id) = CertId::new(id) else {
         return (StatusCode::NOT_FOUND, "no such cert").into_response();
     };
     // The renewal outlives this request; the page it redirects to follows it live.
     match dash.app.reconciler.renew(&id) {
         Ok(_ticket) => Redirect::to(&format!("/certs/{id}")).into_response(),
+        Err(e @ rota_reconciler::RenewRequestError::NotFound(_)) => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
         Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
     }
 }

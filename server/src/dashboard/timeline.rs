@@ -1,7 +1,9 @@
 //! The overview's expiry timeline, drawn on the server as SVG: a time axis from now to the
-//! farthest notAfter, one lane per cert with its renewal time onwards shaded and its notAfter
-//! marked, and today at the left edge. Lanes are drawn as two `<path>`s rather than an
-//! element per cert, so a thousand certs stay a few tens of KB.
+//! farthest notAfter, a lane per cert with its renewal time onwards shaded and its notAfter
+//! marked, and today at the left edge. Certs that renew and expire on the same days share a
+//! lane (labelled with one id and how many more), which is as exact as a drawing of months
+//! can be; lanes are two `<path>`s rather than an element per cert, so a thousand certs stay
+//! a few tens of KB.
 
 use std::fmt::Write as _;
 
@@ -32,9 +34,40 @@ pub(crate) struct Timeline {
     pub caption: String,
 }
 
-/// Draws `lanes` (certs with nothing installed are left out by the caller) as seen at `now`.
-pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
-    let Some(last) = lanes.iter().map(|l| l.not_after).max() else {
+/// Certs sharing a lane: the first one's id and times, and how many there are.
+struct Band<'a> {
+    first: &'a Lane,
+    count: usize,
+}
+
+/// Groups `certs` by the days they renew and expire, soonest expiry first.
+fn bands(certs: &[Lane]) -> Vec<Band<'_>> {
+    let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
+    let mut bands: Vec<Band<'_>> = Vec::new();
+    for cert in certs {
+        let key = (
+            cert.not_after.date(),
+            cert.renews_at.map(OffsetDateTime::date),
+        );
+        match index.get(&key) {
+            Some(&i) => bands[i].count += 1,
+            None => {
+                index.insert(key, bands.len());
+                bands.push(Band {
+                    first: cert,
+                    count: 1,
+                });
+            }
+        }
+    }
+    bands.sort_by_key(|b| (b.first.not_after, b.first.id.clone()));
+    bands
+}
+
+/// Draws `certs` (those with nothing installed are left out by the caller) as seen at `now`.
+pub(crate) fn draw(certs: &[Lane], now: OffsetDateTime) -> Timeline {
+    let lanes = bands(certs);
+    let Some(last) = lanes.iter().map(|l| l.first.not_after).max() else {
         return Timeline {
             svg: String::new(),
             caption: "No cert is installed yet, so there is nothing to put on the timeline."
@@ -42,7 +75,12 @@ pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
         };
     };
     let span = (last - now).as_seconds_f64().max(86_400.0);
-    let lane_h = (320.0 / lanes.len() as f64).clamp(1.0, 16.0);
+    // Labelled lanes need room for their text; past that, lanes shrink to fit.
+    let lane_h = if lanes.len() <= LABELLED {
+        14.0
+    } else {
+        (320.0 / lanes.len() as f64).clamp(1.0, 16.0)
+    };
     let height = lane_h * lanes.len() as f64 + AXIS;
     // Room on the right for the last date label, centred on its tick.
     let plot = WIDTH - LABEL - 40.0;
@@ -53,7 +91,8 @@ pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
     let mut windows = String::new();
     let mut marks = String::new();
     let mut labels = String::new();
-    for (i, lane) in lanes.iter().enumerate() {
+    for (i, band) in lanes.iter().enumerate() {
+        let lane = band.first;
         let y = i as f64 * lane_h;
         let end = x(lane.not_after);
         let start = lane.renews_at.map_or(end, x).min(end);
@@ -68,10 +107,15 @@ pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
         if lanes.len() <= LABELLED {
             let _ = write!(
                 labels,
-                "<text x=\"{:.0}\" y=\"{:.1}\" class=\"lane\">{}</text>",
+                "<text x=\"{:.0}\" y=\"{:.1}\" class=\"lane\">{}{}</text>",
                 LABEL - 6.0,
                 y + lane_h * 0.7,
-                escape(&lane.id)
+                escape(&lane.id),
+                if band.count > 1 {
+                    format!(" +{}", band.count - 1)
+                } else {
+                    String::new()
+                }
             );
         }
     }
@@ -95,7 +139,8 @@ pub(crate) fn draw(lanes: &[Lane], now: OffsetDateTime) -> Timeline {
         LABEL + plot
     );
     let caption = format!(
-        "{} certs from today (the line at the left) to the last expiry on {}; each lane is shaded from its renewal time to its expiry, which is marked.",
+        "{} certs in {} lanes from today (the line at the left) to the last expiry on {}; each lane is shaded from its renewal time to its expiry, which is marked; certs renewing and expiring on the same days share a lane.",
+        certs.len(),
         lanes.len(),
         last.date()
     );
@@ -119,13 +164,22 @@ mod tests {
         let lanes: Vec<Lane> = (0..1000)
             .map(|i| Lane {
                 id: format!("c{i}"),
-                not_after: now + time::Duration::days(30 + i % 60),
-                renews_at: Some(now + time::Duration::days(i % 60)),
+                not_after: now + time::Duration::days(30 + i % 30),
+                renews_at: Some(now + time::Duration::days(i % 30)),
             })
             .collect();
         let drawn = draw(&lanes, now);
         assert!(drawn.svg.len() < 60_000, "{} bytes", drawn.svg.len());
         assert!(drawn.svg.starts_with("<svg"));
+        assert!(
+            drawn.caption.contains("1000 certs in 30 lanes"),
+            "{}",
+            drawn.caption
+        );
+        assert!(
+            drawn.svg.contains(">c0 +33<"),
+            "a shared lane names one and counts the rest"
+        );
         assert!(draw(&[], now).svg.is_empty());
     }
 }

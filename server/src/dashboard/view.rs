@@ -22,7 +22,8 @@ pub(crate) struct Row {
     /// Whole days to notAfter (negative once expired); `None` when nothing is installed.
     pub days: Option<i64>,
     pub urgency: Urgency,
-    pub conditions: Vec<ConditionBadge>,
+    /// The conditions worth a glance: Ready always, Issuing and Failing only when true.
+    pub conditions: Vec<Glance>,
     pub last_result: String,
     pub last_at: String,
     /// The last renewal's id (0 when never renewed), so a watcher can tell a new one came.
@@ -95,6 +96,35 @@ impl ConditionBadge {
     }
 }
 
+/// A condition on the overview, in a few words: `Ready`, `Not ready: Expired`, `Issuing`,
+/// `Failing: CaRejected`. The message and transition time are on the cert's page.
+#[derive(Debug, Clone)]
+pub(crate) struct Glance {
+    pub text: String,
+    pub class: &'static str,
+}
+
+impl Glance {
+    fn new(c: &Condition) -> Option<Self> {
+        let reason = c.reason.as_str();
+        let (text, class) = match (c.type_, c.status) {
+            (ConditionType::Ready, ConditionStatus::True) => ("Ready".to_owned(), "good"),
+            (ConditionType::Ready, ConditionStatus::False) => {
+                (format!("Not ready: {reason}"), "bad")
+            }
+            (ConditionType::Ready, ConditionStatus::Unknown) => {
+                (format!("Ready unknown: {reason}"), "bad")
+            }
+            (ConditionType::Issuing, ConditionStatus::True) => ("Issuing".to_owned(), "busy"),
+            (ConditionType::Failing, ConditionStatus::True) => {
+                (format!("Failing: {reason}"), "bad")
+            }
+            _ => return None,
+        };
+        Some(Self { text, class })
+    }
+}
+
 impl Row {
     /// The row for `summary`, whose conditions are `conditions`, renewed at `renews_at`, last
     /// renewed as `last`, seen at `now`.
@@ -134,7 +164,7 @@ impl Row {
             install: summary.install_backend.clone(),
             days,
             urgency,
-            conditions: conditions.iter().map(ConditionBadge::new).collect(),
+            conditions: conditions.iter().filter_map(Glance::new).collect(),
             last_result: last.map_or("never", |r| r.status.as_str()).to_owned(),
             last_id: last.map_or(0, |r| r.id),
             last_at: last
