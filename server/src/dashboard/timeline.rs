@@ -40,14 +40,18 @@ struct Band<'a> {
     count: usize,
 }
 
-/// Groups `certs` by the days they renew and expire, soonest expiry first.
+/// Groups `certs` by the days they renew and expire (when there are more than can be
+/// labelled), soonest expiry first.
 fn bands(certs: &[Lane]) -> Vec<Band<'_>> {
     let mut index: std::collections::HashMap<_, usize> = std::collections::HashMap::new();
     let mut bands: Vec<Band<'_>> = Vec::new();
     for cert in certs {
+        // A handful of certs each get their own lane, named.
+        let shared = certs.len() > LABELLED;
         let key = (
             cert.not_after.date(),
             cert.renews_at.map(OffsetDateTime::date),
+            (!shared).then(|| cert.id.clone()),
         );
         match index.get(&key) {
             Some(&i) => bands[i].count += 1,
@@ -139,12 +143,21 @@ pub(crate) fn draw(certs: &[Lane], now: OffsetDateTime) -> Timeline {
         LABEL + plot
     );
     let caption = format!(
-        "{} certs in {} lanes from today (the line at the left) to the last expiry on {}; each lane is shaded from its renewal time to its expiry, which is marked; certs renewing and expiring on the same days share a lane.",
-        certs.len(),
-        lanes.len(),
+        "{} in {} from today (the line at the left) to the last expiry on {}; each lane is shaded from its renewal time to its expiry, which is marked; certs renewing and expiring on the same days share a lane.",
+        plural(certs.len(), "cert"),
+        plural(lanes.len(), "lane"),
         last.date()
     );
     Timeline { svg, caption }
+}
+
+/// `1 lane`, `3 lanes`.
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// Escapes text for SVG/HTML content.
@@ -181,5 +194,12 @@ mod tests {
             "a shared lane names one and counts the rest"
         );
         assert!(draw(&[], now).svg.is_empty());
+        let few = draw(&lanes[..3], now);
+        assert!(
+            few.caption.starts_with("3 certs in 3 lanes"),
+            "{}",
+            few.caption
+        );
+        assert!(few.svg.contains(">c1<"), "a few certs are each named");
     }
 }
