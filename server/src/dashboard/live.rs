@@ -18,8 +18,9 @@ use tokio::sync::broadcast::error::RecvError;
 use rota_api::CertId;
 use rota_reconciler::CertEvent;
 
+use super::Dashboard;
+use super::actions::check_origin;
 use super::view::{Counts, RowFragment, SummaryFragment, Viewer};
-use super::{Dashboard, check_origin};
 
 /// A client that does not take a message within this time is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);

@@ -53,15 +53,14 @@ fn bands(certs: &[Lane]) -> Vec<Band<'_>> {
             cert.renews_at.map(OffsetDateTime::date),
             (!shared).then(|| cert.id.clone()),
         );
-        match index.get(&key) {
-            Some(&i) => bands[i].count += 1,
-            None => {
-                index.insert(key, bands.len());
-                bands.push(Band {
-                    first: cert,
-                    count: 1,
-                });
-            }
+        if let Some(&i) = index.get(&key) {
+            bands[i].count += 1;
+        } else {
+            index.insert(key, bands.len());
+            bands.push(Band {
+                first: cert,
+                count: 1,
+            });
         }
     }
     bands.sort_by_key(|b| (b.first.not_after, b.first.id.clone()));
