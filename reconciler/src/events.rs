@@ -61,3 +61,25 @@ impl EventBus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast::error::RecvError;
+
+    #[tokio::test]
+    async fn a_stalled_watcher_blocks_nobody_and_learns_it_fell_behind() {
+        let bus = EventBus::default();
+        let mut stalled = bus.subscribe();
+        let cert = CertId::new("web").unwrap();
+        // Sending far past the backlog returns at once with a watcher that never reads.
+        for _ in 0..BACKLOG * 3 {
+            bus.send(CertEvent::Changed { cert: cert.clone() });
+        }
+        assert!(matches!(stalled.recv().await, Err(RecvError::Lagged(_))));
+        assert!(matches!(
+            stalled.recv().await,
+            Ok(CertEvent::Changed { cert: c }) if c == cert
+        ));
+    }
+}
