@@ -122,9 +122,9 @@ async fn overview_update(dash: &Dashboard, id: &CertId, viewer: &Viewer) -> Upda
             html,
         });
     }
-    if let Ok(rows) = dash.rows().await
+    if let Ok(snapshot) = dash.compute_snapshot(dash.cache.unshared()).await
         && let Ok(html) = (SummaryFragment {
-            counts: Counts::of(&rows),
+            counts: Counts::of(&snapshot.rows),
         })
         .render()
     {

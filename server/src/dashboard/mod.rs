@@ -7,6 +7,7 @@
 mod actions;
 mod live;
 pub(crate) mod session;
+mod snapshot;
 mod timeline;
 mod view;
 
@@ -21,11 +22,13 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
 use rota_api::CertId;
-use rota_api::status::RenewalRecord;
+use rota_api::status::{RenewalRecord, RenewalStatus};
 
 use crate::listener::ListenerSecurity;
 use crate::state::AppState;
 use crate::views;
+use snapshot::{Snapshot, SnapshotCache};
+use tokio::sync::broadcast::error::RecvError;
 use view::{Counts, DetailLive, DetailPage, OverviewPage, OverviewQuery, Row, Viewer};
 
 /// What the dashboard's handlers reach: the API's state and the listener's guard settings.
@@ -33,10 +36,13 @@ use view::{Counts, DetailLive, DetailPage, OverviewPage, OverviewQuery, Row, Vie
 pub(crate) struct Dashboard {
     pub app: AppState,
     pub listener: Arc<ListenerSecurity>,
+    /// The overview's shared data.
+    cache: Arc<SnapshotCache>,
 }
 
 /// The dashboard's routes, for the TCP listener only.
 pub(crate) fn routes(app: AppState, listener: Arc<ListenerSecurity>) -> Router {
+    let cache = invalidate_on_events(&app);
     Router::new()
         .route("/", get(overview))
         .route("/certs/{id}", get(detail))
@@ -48,7 +54,25 @@ pub(crate) fn routes(app: AppState, listener: Arc<ListenerSecurity>) -> Router {
         .route("/assets/dash.css", get(css))
         .route("/assets/dash.js", get(js))
         .layer(axum::middleware::from_fn(page_headers))
-        .with_state(Dashboard { app, listener })
+        .with_state(Dashboard {
+            app,
+            listener,
+            cache,
+        })
+}
+
+/// Drops the overview's shared data at every event, for as long as the reconciler runs.
+fn invalidate_on_events(app: &AppState) -> Arc<SnapshotCache> {
+    let cache = Arc::new(SnapshotCache::default());
+    let mut events = app.reconciler.events();
+    let dropped = Arc::clone(&cache);
+    tokio::spawn(async move {
+        // Lagging behind means events were missed: dropping the snapshot is right either way.
+        while let Ok(_) | Err(RecvError::Lagged(_)) = events.recv().await {
+            dropped.invalidate();
+        }
+    });
+    cache
 }
 
 /// Whether `path` is a dashboard form the guard leaves to the dashboard's own check (the
@@ -104,29 +128,56 @@ impl Dashboard {
         }
     }
 
-    /// Every cert's row, in config order.
-    async fn rows(&self) -> Result<Vec<Row>, Response> {
-        let summaries = views::summaries(&self.app)
-            .await
-            .map_err(|e| store_failed(&e))?;
+    /// Every cert's row and the timeline: shared while fresh, else computed now.
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, Response> {
+        match self.cache.get() {
+            Ok(shared) => Ok(shared),
+            Err(ticket) => self.compute_snapshot(ticket).await,
+        }
+    }
+
+    /// Computes every cert's row and the timeline, and shares them unless an event came
+    /// since `ticket` was taken. A live update computes afresh this way: it may run before
+    /// the event that woke it has dropped the shared snapshot.
+    async fn compute_snapshot(&self, ticket: u64) -> Result<Arc<Snapshot>, Response> {
         let last = self
             .app
             .store
             .last_renewals()
             .await
             .map_err(|e| store_failed(&e))?;
+        let statuses: HashMap<CertId, RenewalStatus> =
+            last.iter().map(|(id, r)| (id.clone(), r.status)).collect();
         let desired = self.app.reconciler.desired();
         let now = time::OffsetDateTime::now_utc();
-        Ok(summaries
-            .iter()
-            .map(|s| {
-                let state = self.app.reconciler.state(&s.id);
-                let renews_at = desired
-                    .cert(&s.id)
-                    .and_then(|c| self.app.reconciler.renews_at(c));
-                Row::new(s, &state.conditions, renews_at, last.get(&s.id), now)
-            })
-            .collect())
+        let mut rows = Vec::with_capacity(desired.certs.len());
+        let mut lanes = Vec::new();
+        for cert in &desired.certs {
+            let id = &cert.spec.id;
+            let state = self.app.reconciler.state(id);
+            let summary = views::summary(&self.app, cert, &state, &statuses);
+            let renews_at = self.app.reconciler.renews_at(cert);
+            if let Some(rota_reconciler::Observation::Installed(installed)) = &state.observed {
+                lanes.push(timeline::Lane {
+                    id: id.to_string(),
+                    not_after: installed.not_after,
+                    renews_at,
+                });
+            }
+            rows.push(Row::new(
+                &summary,
+                &state.conditions,
+                renews_at,
+                last.get(id),
+                now,
+            ));
+        }
+        let snapshot = Arc::new(Snapshot {
+            rows,
+            timeline: timeline::draw(&lanes, now),
+        });
+        self.cache.keep(ticket, Arc::clone(&snapshot));
+        Ok(snapshot)
     }
 
     /// One cert's row, for a live update.
@@ -204,45 +255,26 @@ async fn overview(
     Query(query): Query<OverviewQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let rows = match dash.rows().await {
-        Ok(rows) => rows,
+    let snapshot = match dash.snapshot().await {
+        Ok(snapshot) => snapshot,
         Err(refused) => return refused,
     };
-    let counts = Counts::of(&rows);
-    let desired = dash.app.reconciler.desired();
-    let now = time::OffsetDateTime::now_utc();
-    let lanes: Vec<timeline::Lane> = desired
-        .certs
-        .iter()
-        .filter_map(|c| {
-            let state = dash.app.reconciler.state(&c.spec.id);
-            let Some(rota_reconciler::Observation::Installed(installed)) = state.observed else {
-                return None;
-            };
-            Some(timeline::Lane {
-                id: c.spec.id.to_string(),
-                not_after: installed.not_after,
-                renews_at: dash.app.reconciler.renews_at(c),
-            })
-        })
-        .collect();
-    let total = rows.len();
-    let mut rows = filter(rows, &query);
+    let mut rows = filter(&snapshot.rows, &query);
     sort(&mut rows, query.sort.as_deref());
     render(&OverviewPage {
         viewer: dash.viewer(&headers),
-        counts,
-        shown_of: total,
+        counts: Counts::of(&snapshot.rows),
+        shown_of: snapshot.rows.len(),
         rows,
         query,
-        timeline: timeline::draw(&lanes, now),
+        timeline: &snapshot.timeline,
         watch: "/ws".to_owned(),
     })
 }
 
-fn filter(rows: Vec<Row>, query: &OverviewQuery) -> Vec<Row> {
+fn filter<'a>(rows: &'a [Row], query: &OverviewQuery) -> Vec<&'a Row> {
     let needle = query.q.as_deref().unwrap_or("").trim().to_ascii_lowercase();
-    rows.into_iter()
+    rows.iter()
         .filter(|r| {
             needle.is_empty()
                 || r.id.to_ascii_lowercase().contains(&needle)
@@ -258,7 +290,7 @@ fn filter(rows: Vec<Row>, query: &OverviewQuery) -> Vec<Row> {
         .collect()
 }
 
-fn sort(rows: &mut [Row], key: Option<&str>) {
+fn sort(rows: &mut [&Row], key: Option<&str>) {
     match key {
         Some("id") => rows.sort_by(|a, b| a.id.cmp(&b.id)),
         Some("status") => rows.sort_by_key(|r| (r.ready, !r.failing, r.id.clone())),

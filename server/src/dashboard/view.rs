@@ -233,17 +233,17 @@ pub(crate) struct OverviewQuery {
 /// `GET /`.
 #[derive(Template)]
 #[template(path = "overview.html")]
-pub(crate) struct OverviewPage {
+pub(crate) struct OverviewPage<'a> {
     pub viewer: Viewer,
     pub counts: Counts,
-    pub rows: Vec<Row>,
+    pub rows: Vec<&'a Row>,
     pub shown_of: usize,
     pub query: OverviewQuery,
-    pub timeline: Timeline,
+    pub timeline: &'a Timeline,
     pub watch: String,
 }
 
-impl OverviewPage {
+impl OverviewPage<'_> {
     /// The filter box's current text.
     pub(crate) fn q(&self) -> &str {
         self.query.q.as_deref().unwrap_or("")
