@@ -175,6 +175,7 @@ impl Dashboard {
         let snapshot = Arc::new(Snapshot {
             rows,
             timeline: timeline::draw(&lanes, now),
+            anonymous_page: std::sync::OnceLock::new(),
         });
         self.cache.keep(ticket, Arc::clone(&snapshot));
         Ok(snapshot)
@@ -259,17 +260,35 @@ async fn overview(
         Ok(snapshot) => snapshot,
         Err(refused) => return refused,
     };
+    let viewer = dash.viewer(&headers);
+    let plain =
+        viewer.csrf.is_none() && query.q.is_none() && query.show.is_none() && query.sort.is_none();
+    if plain && let Some(page) = snapshot.anonymous_page.get() {
+        return Html(page.clone()).into_response();
+    }
     let mut rows = filter(&snapshot.rows, &query);
     sort(&mut rows, query.sort.as_deref());
-    render(&OverviewPage {
-        viewer: dash.viewer(&headers),
+    let page = OverviewPage {
+        viewer,
         counts: Counts::of(&snapshot.rows),
         shown_of: snapshot.rows.len(),
         rows,
         query,
         timeline: &snapshot.timeline,
         watch: "/ws".to_owned(),
-    })
+    };
+    if !plain {
+        return render(&page);
+    }
+    match page.render() {
+        Ok(html) => {
+            let html = snapshot
+                .anonymous_page
+                .get_or_init(|| axum::body::Bytes::from(html));
+            Html(html.clone()).into_response()
+        }
+        Err(_) => render(&page),
+    }
 }
 
 fn filter<'a>(rows: &'a [Row], query: &OverviewQuery) -> Vec<&'a Row> {

@@ -19,6 +19,9 @@ pub(crate) struct Snapshot {
     pub rows: Vec<Row>,
     /// The expiry timeline.
     pub timeline: Timeline,
+    /// The overview as rendered for a visitor without a session, with no filter or sort
+    /// asked: the same bytes for every such request, rendered at the first.
+    pub anonymous_page: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 /// The shared snapshot, if fresh, and a count of the events seen.
@@ -74,6 +77,7 @@ mod tests {
         Arc::new(Snapshot {
             rows: Vec::new(),
             timeline: Timeline::default(),
+            anonymous_page: std::sync::OnceLock::new(),
         })
     }
 
