@@ -130,6 +130,10 @@ impl Dashboard {
 
     /// Every cert's row and the timeline: shared while fresh, else computed now.
     async fn snapshot(&self) -> Result<Arc<Snapshot>, Response> {
+        if let Ok(shared) = self.cache.get() {
+            return Ok(shared);
+        }
+        let _turn = self.cache.computing.lock().await;
         match self.cache.get() {
             Ok(shared) => Ok(shared),
             Err(ticket) => self.compute_snapshot(ticket).await,

@@ -26,7 +26,12 @@ pub(crate) struct Snapshot {
 
 /// The shared snapshot, if fresh, and a count of the events seen.
 #[derive(Default)]
-pub(crate) struct SnapshotCache(Mutex<Slot>);
+pub(crate) struct SnapshotCache {
+    slot: Mutex<Slot>,
+    /// Held by the one request computing a snapshot; the others wait for its result rather
+    /// than all computing the same one at once.
+    pub computing: tokio::sync::Mutex<()>,
+}
 
 #[derive(Default)]
 struct Slot {
@@ -65,7 +70,7 @@ impl SnapshotCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
