@@ -99,6 +99,12 @@ pub struct InstalledCert {
     pub sans: Vec<String>,
     /// Whether its public key is the key at `key_path`.
     pub key_matches: bool,
+    /// Its public key's algorithm and size (`ECDSA P-256`, `RSA 2048`).
+    #[serde(default)]
+    pub key_type: String,
+    /// SHA-256 of its DER, as colon-separated upper-case hex (how browsers show it).
+    #[serde(default)]
+    pub sha256_fingerprint: String,
 }
 
 /// The private key at a cert's `key_path`, as rotad read it: never the key, only what

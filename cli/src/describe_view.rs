@@ -261,6 +261,8 @@ mod tests {
                 not_after,
                 sans: vec!["example.com".into(), "www.example.com".into()],
                 key_matches: true,
+                key_type: "ECDSA P-256".into(),
+                sha256_fingerprint: "AB:CD".into(),
             }),
             backoff: Some(BackoffState {
                 failures: 2,

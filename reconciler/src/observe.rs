@@ -295,7 +295,36 @@ fn parse_facts(cert: &X509Certificate<'_>) -> Result<ParsedLeaf, String> {
             not_after: time(cert.validity().not_after)?,
             sans,
             key_matches: false,
+            key_type: key_type(cert),
+            sha256_fingerprint: fingerprint(cert.as_raw()),
         },
         public_key: cert.public_key().subject_public_key.data.to_vec(),
     })
+}
+
+/// The public key's algorithm and size, as an operator names it.
+fn key_type(cert: &X509Certificate<'_>) -> String {
+    use x509_parser::public_key::PublicKey;
+    let spki = cert.public_key();
+    match spki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => format!("RSA {}", rsa.key_size()),
+        Ok(PublicKey::EC(point)) => format!("ECDSA P-{}", point.key_size()),
+        _ if spki.algorithm.algorithm == x509_parser::oid_registry::OID_SIG_ED25519 => {
+            "Ed25519".to_owned()
+        }
+        _ => spki.algorithm.algorithm.to_id_string(),
+    }
+}
+
+/// SHA-256 of the certificate's DER, colon-separated upper-case hex.
+fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut hex = String::with_capacity(digest.as_ref().len() * 3);
+    for (i, b) in digest.as_ref().iter().enumerate() {
+        if i > 0 {
+            hex.push(':');
+        }
+        let _ = write!(hex, "{b:02X}");
+    }
+    hex
 }

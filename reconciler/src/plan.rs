@@ -186,6 +186,8 @@ mod tests {
             not_after: NOW + Duration::days(days_left),
             sans: sans.iter().map(|s| (*s).to_owned()).collect(),
             key_matches,
+            key_type: "ECDSA P-256".into(),
+            sha256_fingerprint: String::new(),
         })
     }
 

@@ -18,6 +18,7 @@ use crate::ari::AriFetches;
 use crate::clock::{Clock, rfc3339};
 use crate::conditions::{self, Update};
 use crate::desired::{CertRuntime, ConfigDiff, Desired, DesiredSet};
+use crate::events::{CertEvent, EventBus};
 use crate::observe::Observer;
 use crate::plan::{Observation, Plan, PlanInput, lacks_valid_cert, plan, renewal_time};
 use crate::progress::Following;
@@ -100,6 +101,10 @@ pub(crate) struct Shared {
     pub started_at: OffsetDateTime,
     /// When its first observation of every cert was done.
     pub observed_at: OnceLock<OffsetDateTime>,
+    /// When the last periodic sweep finished.
+    pub last_sweep: std::sync::Mutex<Option<OffsetDateTime>>,
+    /// Live events for watchers.
+    pub events: EventBus,
 }
 
 /// The running reconciler; cheap to clone.
@@ -151,6 +156,8 @@ impl Reconciler {
                 shutdown,
                 started_at,
                 observed_at: OnceLock::new(),
+                last_sweep: std::sync::Mutex::default(),
+                events: EventBus::default(),
             }),
         };
         reconciler.store_generations(new_generations).await;
@@ -213,6 +220,18 @@ impl Reconciler {
             self.shared.started_at,
             self.shared.observed_at.get().copied(),
         )
+    }
+
+    /// When the last periodic sweep finished, if one has.
+    #[must_use]
+    pub fn last_sweep(&self) -> Option<OffsetDateTime> {
+        *crate::locks::lock(&self.shared.last_sweep)
+    }
+
+    /// Watches every renewal's progress and every change of what a cert shows, from now on.
+    #[must_use]
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<CertEvent> {
+        self.shared.events.subscribe()
     }
 
     /// The errors of the last refused config change (empty once a change is applied).
@@ -349,6 +368,7 @@ impl Reconciler {
             self.record_plan(cert, observed, &decision).await;
             queued += usize::from(self.act(cert, &decision, fetching));
         }
+        *crate::locks::lock(&self.shared.last_sweep) = Some(self.shared.clock.now());
         tracing::info!(queued, "sweep done");
     }
 
@@ -461,6 +481,9 @@ impl Reconciler {
         });
         if let Some(conds) = changed {
             self.store_conditions(&cert.spec.id, &conds).await;
+            self.shared.events.send(CertEvent::Changed {
+                cert: cert.spec.id.clone(),
+            });
         }
         self.alert_on_plan(cert, decision).await;
     }
@@ -474,6 +497,9 @@ impl Reconciler {
         });
         if let Some(conds) = changed {
             self.store_conditions(&cert.spec.id, &conds).await;
+            self.shared.events.send(CertEvent::Changed {
+                cert: cert.spec.id.clone(),
+            });
         }
     }
 

@@ -18,6 +18,7 @@ use crate::backoff;
 use crate::clock::rfc3339;
 use crate::conditions::Update;
 use crate::desired::CertRuntime;
+use crate::events::CertEvent;
 use crate::plan::{Observation, names_match};
 use crate::progress::{Following, ProgressLog};
 use crate::queue::{BusyMark, Occupied};
@@ -35,6 +36,14 @@ impl Reconciler {
         let (mark, progress) = self.shared.queue.mark_renewal(&cert.spec.id)?;
         let following = progress.follow();
         self.shared.schedule.clear(&cert.spec.id);
+        self.shared.events.send(CertEvent::Changed {
+            cert: cert.spec.id.clone(),
+        });
+        let (this, watched) = (self.clone(), progress.follow());
+        let id = cert.spec.id.clone();
+        self.shared
+            .tasks
+            .spawn(async move { this.shared.events.forward(id, watched).await });
         let (this, id, ca) = (self.clone(), cert.spec.id.clone(), cert.ca.kind());
         self.shared.tasks.spawn(async move {
             let renewed = this.run_queued(&id, ca, trigger, &progress, mark).await;

@@ -21,12 +21,14 @@ use rota_reconciler::{AlertTestError, RenewRequestError, RevokeError};
 
 use crate::error::{ApiError, JsonBody, MAX_BODY_BYTES, parse_id};
 use crate::state::AppState;
-use crate::{apply, objects, views};
+use crate::{apply, metrics, objects, views};
 
 /// The API routes, without transport-specific guards.
 pub(crate) fn routes(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(metrics::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/status", get(status))
         .route("/api/certs", get(certs))
         .route("/api/certs/{id}", get(cert))

@@ -80,6 +80,10 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     };
     let listen_addr = security.addr;
     let tcp_app = routes(state.clone())
+        .merge(crate::dashboard::routes(
+            state.clone(),
+            Arc::clone(&security),
+        ))
         .layer(axum::middleware::from_fn_with_state(security, tcp_guard))
         .layer(axum::middleware::from_fn(protocol_header));
     let socket_app = routes(state).layer(axum::middleware::from_fn(protocol_header));

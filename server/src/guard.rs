@@ -2,11 +2,16 @@
 //! admin channel, guarded by its file mode. On TCP, checked against the settings the listener
 //! was bound with (never the reloaded config):
 //! - the Host header must name this listener (DNS-rebinding defence), else 421;
-//! - `/healthz` is always served; other reads (GET, HEAD) are open unless the listener is
+//! - `/healthz` and `/readyz` are always served (a kubelet's probes carry no token, and the
+//!   answers tell nothing but up/ready); other reads (GET, HEAD) are open unless the listener is
 //!   reachable from other hosts with a token set, when they need the token too;
 //! - every other method is a mutation: refused (403) when no token is configured, else it
 //!   needs the bearer token (401) and the protocol header, which a browser cannot send
-//!   cross-origin without a CORS preflight that rotad never grants (403).
+//!   cross-origin without a CORS preflight that rotad never grants (403);
+//! - the dashboard's forms (login, logout, renew now) are the exception: they are checked by
+//!   the dashboard itself (the token typed into the login form; a session cookie plus the
+//!   session's CSRF token), and only when a token is configured. Where reads need the token,
+//!   a session stands for it on the dashboard's pages, never on the JSON API.
 
 use std::sync::Arc;
 
@@ -18,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use rota_api::SecretSource;
 use rota_api::wire::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 
+use crate::dashboard::{self, session::constant_time_eq};
 use crate::error::ApiError;
 use crate::listener::ListenerSecurity;
 
@@ -58,11 +64,23 @@ fn refusal(
     if !host.is_some_and(|h| listener.serves_host(h)) {
         return Some(misdirected(host, listener));
     }
-    if path == "/healthz" {
+    if matches!(path, "/healthz" | "/readyz") {
         return None;
     }
     let read = matches!(*method, Method::GET | Method::HEAD);
     if read && !listener.reads_need_token {
+        return None;
+    }
+    if read && dashboard::is_page(path) {
+        // A browser cannot send the bearer token: its session stands for it, on pages only.
+        let session = listener.sessions.lookup(headers).is_some();
+        if session || dashboard::is_public(path) {
+            return None;
+        }
+    }
+    if !read && listener.token.is_some() && dashboard::is_form(path) {
+        // The login form carries the token, the others a session and its CSRF token: the
+        // dashboard checks them (never accepted for the JSON API).
         return None;
     }
     let Some(token) = &listener.token else {
@@ -143,6 +161,144 @@ fn check_bearer(token: &SecretSource, headers: &HeaderMap) -> Option<Response> {
     Some(refused)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rota_api::config::DaemonConfig;
+
+    /// A listener bound to `addr` whose token is in a file holding `TOKEN`.
+    fn listener(addr: &str, dir: &std::path::Path) -> ListenerSecurity {
+        let file = dir.join("token");
+        std::fs::write(&file, TOKEN).unwrap();
+        let daemon = DaemonConfig {
+            api_token_file: Some(SecretSource::File(file)),
+            allowed_hosts: vec!["rota.example.com".to_owned()],
+            ..DaemonConfig::default()
+        };
+        ListenerSecurity::capture(&daemon, addr.parse().unwrap())
+    }
+
+    const TOKEN: &str = "guard-unit-token";
+
+    fn headers(host: &str, cookie: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(c) = cookie {
+            h.insert(
+                header::COOKIE,
+                HeaderValue::from_str(&format!("rota_session={c}")).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn status(l: &ListenerSecurity, method: &Method, path: &str, h: &HeaderMap) -> u16 {
+        refusal(l, method, path, h).map_or(200, |r| r.status().as_u16())
+    }
+
+    #[test]
+    fn a_session_opens_dashboard_pages_never_the_json_api() {
+        let dir = tempfile::tempdir().unwrap();
+        // Reachable from other hosts: reads need a credential.
+        let wide = listener("0.0.0.0:7878", dir.path());
+        let (session, _csrf) = wide.sessions.open();
+        let host = "rota.example.com";
+        let anonymous = headers(host, None);
+        let logged_in = headers(host, Some(&session));
+        let forged = headers(host, Some("0123"));
+        for (method, path, h, expected, why) in [
+            (
+                Method::GET,
+                "/",
+                &anonymous,
+                401,
+                "a page needs a credential here",
+            ),
+            (Method::GET, "/", &logged_in, 200, "a session opens pages"),
+            (Method::GET, "/", &forged, 401, "an unknown session is none"),
+            (Method::GET, "/ws", &logged_in, 200, "and the live socket"),
+            (
+                Method::GET,
+                "/login",
+                &anonymous,
+                200,
+                "the login form is public",
+            ),
+            (
+                Method::GET,
+                "/assets/dash.css",
+                &anonymous,
+                200,
+                "and its assets",
+            ),
+            (
+                Method::GET,
+                "/api/certs",
+                &logged_in,
+                401,
+                "the JSON API wants the bearer",
+            ),
+            (
+                Method::GET,
+                "/metrics",
+                &logged_in,
+                401,
+                "so do the metrics",
+            ),
+            (
+                Method::POST,
+                "/api/certs/web/renew",
+                &logged_in,
+                401,
+                "and every API mutation",
+            ),
+            (
+                Method::POST,
+                "/certs/web/renew",
+                &anonymous,
+                200,
+                "forms are checked by the dashboard",
+            ),
+            (
+                Method::POST,
+                "/login",
+                &anonymous,
+                200,
+                "the login form carries the token",
+            ),
+            (
+                Method::GET,
+                "/healthz",
+                &anonymous,
+                200,
+                "health is always served",
+            ),
+            (
+                Method::GET,
+                "/readyz",
+                &anonymous,
+                200,
+                "readiness is always served, for probes without the token",
+            ),
+        ] {
+            assert_eq!(
+                status(&wide, &method, path, h),
+                expected,
+                "{method} {path}: {why}"
+            );
+        }
+        let elsewhere = headers("evil.example", Some(&session));
+        assert_eq!(status(&wide, &Method::POST, "/login", &elsewhere), 421);
+    }
+
+    #[test]
+    fn without_a_token_dashboard_forms_are_refused_by_the_guard() {
+        let daemon = DaemonConfig::default();
+        let l = ListenerSecurity::capture(&daemon, "127.0.0.1:7878".parse().unwrap());
+        let h = headers("localhost:7878", None);
+        assert_eq!(status(&l, &Method::GET, "/", &h), 200);
+        for path in ["/login", "/logout", "/renew", "/certs/web/renew"] {
+            assert_eq!(status(&l, &Method::POST, path, &h), 403, "{path}");
+        }
+    }
 }

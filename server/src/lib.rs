@@ -4,9 +4,11 @@
 mod api;
 mod apply;
 mod daemon;
+mod dashboard;
 mod error;
 mod guard;
 mod listener;
+mod metrics;
 mod objects;
 mod socket;
 mod state;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use rota_api::SecretSource;
 use rota_api::config::{Config, DaemonConfig};
 
+use crate::dashboard::session::Sessions;
 use crate::tls::{ServedCert, TlsListener};
 
 /// How the bound TCP listener guards requests; fixed for the life of the process.
@@ -28,6 +29,10 @@ pub(crate) struct ListenerSecurity {
     pub reads_need_token: bool,
     /// `daemon.allowed_hosts`, lower-cased.
     allowed_hosts: Vec<String>,
+    /// Whether it serves HTTPS (the session cookie is then `Secure`).
+    pub tls: bool,
+    /// The dashboard's logged-in sessions on this listener.
+    pub sessions: Sessions,
 }
 
 impl ListenerSecurity {
@@ -42,6 +47,8 @@ impl ListenerSecurity {
                 .iter()
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
+            tls: daemon.tls.is_some(),
+            sessions: Sessions::default(),
         }
     }
 

@@ -194,6 +194,8 @@ mod tests {
                 not_after: NOW + Duration::days(60),
                 sans: vec!["example.com".into()],
                 key_matches: true,
+                key_type: "ECDSA P-256".into(),
+                sha256_fingerprint: "AB:CD".into(),
             }),
             backoff: Some(BackoffState {
                 failures: 2,

@@ -43,7 +43,7 @@ pub(crate) async fn summaries(state: &AppState) -> Result<Vec<CertSummary>, Stor
         .collect())
 }
 
-fn summary(
+pub(crate) fn summary(
     state: &AppState,
     cert: &CertRuntime,
     cert_state: &CertState,

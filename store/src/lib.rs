@@ -49,6 +49,28 @@ pub struct SpecGeneration {
     pub generation: u64,
 }
 
+/// One finished renewal, as the metrics count it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenewalOutcome {
+    /// The cert renewed.
+    pub cert_id: CertId,
+    /// How it ended (never `running`).
+    pub status: RenewalStatus,
+    /// How long it ran, in seconds.
+    pub seconds: f64,
+}
+
+/// How many alert deliveries one sink made, and whether they went through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertDeliveryCount {
+    /// The sink's label.
+    pub sink_label: String,
+    /// Delivered (`true`) or failed.
+    pub delivered: bool,
+    /// How many.
+    pub count: u64,
+}
+
 /// An open alert episode of one cert and kind: the condition it alerts about (a failure, an
 /// expiry warning) began at `since` and was last sent at `last_sent_at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +183,15 @@ pub trait AuditStore: Send + Sync {
 
     /// The status of each cert's most recent renewal.
     async fn last_renewal_statuses(&self) -> Result<HashMap<CertId, RenewalStatus>, StoreError>;
+
+    /// Each cert's most recent renewal.
+    async fn last_renewals(&self) -> Result<HashMap<CertId, RenewalRecord>, StoreError>;
+
+    /// Every finished renewal of every cert (the metrics' counters and histogram).
+    async fn renewal_outcomes(&self) -> Result<Vec<RenewalOutcome>, StoreError>;
+
+    /// Alert deliveries counted by sink and result (the metrics' counter).
+    async fn alert_delivery_counts(&self) -> Result<Vec<AlertDeliveryCount>, StoreError>;
 
     /// A renewal's step events, in order.
     async fn steps(&self, renewal_id: i64) -> Result<Vec<StepEvent>, StoreError>;

@@ -31,7 +31,10 @@ use rota_api::{CertId, RevocationReason};
 use rota_api::AlertKind;
 use rota_api::wire::AlertDelivery;
 
-use crate::{AlertEpisode, AuditStore, DcvJournalEntry, IssuedCertRow, SpecGeneration, StoreError};
+use crate::{
+    AlertDeliveryCount, AlertEpisode, AuditStore, DcvJournalEntry, IssuedCertRow, RenewalOutcome,
+    SpecGeneration, StoreError,
+};
 use codec::Context as _;
 
 /// How long a statement waits for another process's lock (an operator's `sqlite3` shell, a
@@ -162,6 +165,18 @@ impl AuditStore for SqliteStore {
 
     async fn last_renewal_statuses(&self) -> Result<HashMap<CertId, RenewalStatus>, StoreError> {
         self.run(|conn| renewals::last_statuses(conn)).await
+    }
+
+    async fn last_renewals(&self) -> Result<HashMap<CertId, RenewalRecord>, StoreError> {
+        self.run(|conn| renewals::last_renewals(conn)).await
+    }
+
+    async fn renewal_outcomes(&self) -> Result<Vec<RenewalOutcome>, StoreError> {
+        self.run(|conn| renewals::outcomes(conn)).await
+    }
+
+    async fn alert_delivery_counts(&self) -> Result<Vec<AlertDeliveryCount>, StoreError> {
+        self.run(|conn| alerts::delivery_counts(conn)).await
     }
 
     async fn steps(&self, renewal_id: i64) -> Result<Vec<StepEvent>, StoreError> {

@@ -105,6 +105,22 @@ async fn the_newest_delivery_per_sink_of_one_cert() {
         5,
         "every delivery stays in the audit trail"
     );
+    let mut counts = store.alert_delivery_counts().await.unwrap();
+    counts.sort_by(|a, b| (&a.sink_label, a.delivered).cmp(&(&b.sink_label, b.delivered)));
+    let counts: Vec<_> = counts
+        .iter()
+        .map(|c| (c.sink_label.as_str(), c.delivered, c.count))
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("webhook to https://hooks0.test", false, 2),
+            ("webhook to https://hooks0.test", true, 1),
+            ("webhook to https://hooks1.test", false, 1),
+            ("webhook to https://hooks1.test", true, 1),
+        ],
+        "counted by sink and result, across certs"
+    );
     assert!(
         store
             .last_alert_deliveries(&cert("none"))

@@ -287,6 +287,34 @@ async fn last_statuses_come_from_each_certs_newest_renewal() {
     assert_eq!(statuses.len(), 2);
     assert_eq!(statuses[&cert("web")], RenewalStatus::Failed);
     assert_eq!(statuses[&cert("api")], RenewalStatus::Running);
+
+    let last = scratch.store().last_renewals().await.unwrap();
+    assert_eq!(last.len(), 2);
+    assert_eq!(
+        last[&cert("web")].id,
+        late.id,
+        "the newest by start, as above"
+    );
+    assert_eq!(last[&cert("api")].status, RenewalStatus::Running);
+
+    // The metrics see each finished renewal with its running time, never a running one.
+    let mut outcomes: Vec<_> = scratch
+        .store()
+        .renewal_outcomes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.cert_id.to_string(), o.status, o.seconds))
+        .collect();
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+    assert_eq!(
+        outcomes,
+        [
+            ("api".to_owned(), RenewalStatus::Succeeded, 1.0),
+            ("web".to_owned(), RenewalStatus::Failed, 1.0),
+            ("web".to_owned(), RenewalStatus::Succeeded, 1.0),
+        ]
+    );
 }
 
 #[tokio::test]

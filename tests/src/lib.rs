@@ -5,7 +5,9 @@
 pub mod acme_double;
 pub mod acme_peers;
 pub mod bind;
+pub mod browser;
 pub mod cloudflare_double;
+pub mod dashboard;
 pub mod dsm_double;
 pub mod haproxy;
 pub mod kube_double;

@@ -2,8 +2,10 @@
 //! takes one (`${VAR}`, `env:VAR`, a `*_file`) and for every secret field this build
 //! accepts; then rotad renews (through the ACME double, with external account binding),
 //! fails (a malformed EAB key), and is sent invalid configs (apply, dry-run, check) that
-//! quote the fields holding them. Every CLI output, every API response, rotad's log at debug
-//! level and the audit database's bytes are searched for each value: none may appear. A
+//! quote the fields holding them. Every CLI output, every API response, every dashboard page
+//! (logged out and in, and the login's own answers), every `/ws` message sent while the
+//! renewal ran, `/metrics`, rotad's log at debug level and the audit database's bytes are
+//! searched for each value: none may appear. A
 //! decoy value in a field that is shown on purpose proves the search sees what it searches.
 //! The `dcv: rfc2136` cert's TSIG secret is read at every load and check; the double offers
 //! HTTP-01 only, so that cert's renewals stop before an update is signed (rfc2136_bind.rs
@@ -16,6 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rota_e2e::acme_double::{AcmeDouble, DoubleOptions, Endpoint};
+use rota_e2e::dashboard::{LiveWatch, http, login};
 use rota_e2e::{Rotad, wait_for};
 use serde_json::Value;
 
@@ -136,6 +139,16 @@ impl Transcript {
         self.said.push((format!("GET {route}"), body));
     }
 
+    /// GETs a dashboard path over TCP with `headers` and records the raw response.
+    fn page(&mut self, rotad: &Rotad, path: &str, headers: &[String]) {
+        let page = http(rotad.tcp_addr(), "GET", path, headers, None);
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        self.said.push((
+            format!("GET {path} (TCP, {} headers)", headers.len()),
+            format!("{}\n\n{}", page.headers, page.body),
+        ));
+    }
+
     /// Adds what else must be searched: a log, a database file.
     fn add(&mut self, what: &str, bytes: &[u8]) {
         self.said
@@ -229,8 +242,9 @@ fn send_refused_configs(rotad: &Rotad, double: &AcmeDouble, secrets: &Path, said
     );
 }
 
-/// Everything rota shows, in every format, the raw API, rotad's log and the database files.
-fn record_every_view(rotad: &Rotad, said: &mut Transcript) {
+/// Everything rota shows, in every format, the raw API, the dashboard (as `cookie`'s session
+/// and logged out), rotad's log and the database files.
+fn record_every_view(rotad: &Rotad, said: &mut Transcript, cookie: &str) {
     for args in [
         &["status"][..],
         &["get", "certs"],
@@ -251,6 +265,17 @@ fn record_every_view(rotad: &Rotad, said: &mut Transcript) {
         "/healthz",
     ] {
         said.get(rotad, route);
+    }
+    for path in [
+        "/",
+        "/certs/web",
+        "/login",
+        "/metrics",
+        "/readyz",
+        "/healthz",
+    ] {
+        said.page(rotad, path, &[]);
+        said.page(rotad, path, &[cookie.to_owned()]);
     }
     said.add("rotad's log", rotad.log().as_bytes());
     for db in ["rota.db", "rota.db-wal", "rota.db-journal"] {
@@ -285,9 +310,30 @@ fn no_secret_is_echoed_by_renewals_failures_or_refused_configs() {
         "the failure says why: {failed}"
     );
 
+    // The dashboard: a refused and an accepted login, then pages watching live.
+    let addr = rotad.tcp_addr();
+    for token in ["not-the-token", API_TOKEN] {
+        let answer = http(addr, "POST", "/login", &[], Some(&format!("token={token}")));
+        said.add(
+            "POST /login",
+            format!("{}\n\n{}", answer.headers, answer.body).as_bytes(),
+        );
+    }
+    let cookie = login(addr, API_TOKEN);
+    let session = cookie.trim_start_matches("Cookie: ").to_owned();
+    let overview = LiveWatch::start(addr, "/ws", &[]);
+    let detail = LiveWatch::start(addr, "/ws?cert=web", &[("cookie", &session)]);
+
     // A renewal: the key fixed, the account is created with the EAB and the cert issued.
     std::fs::write(&eab_file, hmac_key()).expect("fix the key");
     said.rota(&rotad, &["renew", "web"]);
+    wait_for("the renewal on the watching pages", WAIT, || {
+        let done = |w: &LiveWatch| w.messages().iter().any(|m| m.contains("succeeded"));
+        (done(&overview) && done(&detail)).then_some(())
+    });
+    for (what, watch) in [("/ws", &overview), ("/ws?cert=web", &detail)] {
+        said.add(what, watch.messages().join("\n").as_bytes());
+    }
     assert_eq!(
         eab_kid_received(&double).as_deref(),
         Some(EAB_KID),
@@ -299,7 +345,7 @@ fn no_secret_is_echoed_by_renewals_failures_or_refused_configs() {
     );
 
     send_refused_configs(&rotad, &double, secrets.path(), &mut said);
-    record_every_view(&rotad, &mut said);
+    record_every_view(&rotad, &mut said, &cookie);
 
     assert!(
         !said.hits(&[DECOY.to_owned()]).is_empty(),

@@ -12,7 +12,7 @@ use rota_api::{AlertKind, CertId};
 use super::codec::{
     Context as _, decode_cert_id, decode_enum, decode_int, decode_time, encode_time,
 };
-use crate::{AlertEpisode, StoreError};
+use crate::{AlertDeliveryCount, AlertEpisode, StoreError};
 
 /// Opens or updates (`Some`) or closes (`None`) the cert's episode of `kind`.
 pub(super) fn put_episode(
@@ -97,6 +97,28 @@ pub(super) fn record_delivery(
     })
     .context("recording an alert delivery")?;
     Ok(())
+}
+
+/// Deliveries counted by sink label and result.
+pub(super) fn delivery_counts(conn: &Connection) -> Result<Vec<AlertDeliveryCount>, StoreError> {
+    const CONTEXT: &str = "counting alert deliveries";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT sink_label, error IS NULL, count(*) FROM alert_deliveries \
+             GROUP BY sink_label, error IS NULL ORDER BY sink_label",
+        )
+        .context(CONTEXT)?;
+    let mut rows = stmt.query([]).context(CONTEXT)?;
+    let mut counts = Vec::new();
+    while let Some(row) = rows.next().context(CONTEXT)? {
+        let count: i64 = row.get(2).context(CONTEXT)?;
+        counts.push(AlertDeliveryCount {
+            sink_label: row.get(0).context(CONTEXT)?,
+            delivered: row.get(1).context(CONTEXT)?,
+            count: decode_int(count, "alert_deliveries count")?,
+        });
+    }
+    Ok(counts)
 }
 
 /// The newest delivery to each sink about `cert_id`, by sink.

@@ -12,7 +12,7 @@ use rota_api::status::{Reason, RenewalRecord, RenewalStatus, Step, StepEvent, St
 use super::codec::{
     Context as _, decode_cert_id, decode_enum, decode_int, decode_time, encode_time,
 };
-use crate::StoreError;
+use crate::{RenewalOutcome, StoreError};
 
 /// The error recorded on rows that were still running when rotad stopped.
 const INTERRUPTED_ERROR: &str = "rotad stopped before this renewal finished";
@@ -203,6 +203,55 @@ pub(super) fn last_statuses(
         );
     }
     Ok(statuses)
+}
+
+/// Each cert's newest renewal row, found through the same index as [`last_statuses`].
+pub(super) fn last_renewals(
+    conn: &Connection,
+) -> Result<HashMap<CertId, RenewalRecord>, StoreError> {
+    const CONTEXT: &str = "reading the last renewals";
+    let mut stmt = conn
+        .prepare_cached(concat!(
+            "SELECT ",
+            renewal_columns!(),
+            " FROM renewals WHERE id IN (SELECT ( \
+               SELECT id FROM renewals AS newest WHERE newest.cert_id = certs.cert_id \
+               ORDER BY started_at DESC, id DESC LIMIT 1 \
+             ) FROM (SELECT DISTINCT cert_id FROM renewals) AS certs)"
+        ))
+        .context(CONTEXT)?;
+    let rows = stmt.query([]).context(CONTEXT)?;
+    Ok(collect_renewals(rows, CONTEXT)?
+        .into_iter()
+        .map(|r| (r.cert_id.clone(), r))
+        .collect())
+}
+
+/// Every finished renewal: its cert, status and running time.
+pub(super) fn outcomes(conn: &Connection) -> Result<Vec<RenewalOutcome>, StoreError> {
+    const CONTEXT: &str = "reading renewal outcomes";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT cert_id, status, started_at, finished_at FROM renewals \
+             WHERE finished_at IS NOT NULL",
+        )
+        .context(CONTEXT)?;
+    let mut rows = stmt.query([]).context(CONTEXT)?;
+    let mut outcomes = Vec::new();
+    while let Some(row) = rows.next().context(CONTEXT)? {
+        let cert_id: String = row.get(0).context(CONTEXT)?;
+        let status: String = row.get(1).context(CONTEXT)?;
+        let started: String = row.get(2).context(CONTEXT)?;
+        let finished: String = row.get(3).context(CONTEXT)?;
+        let ran = decode_time(&finished, "renewals.finished_at")?
+            - decode_time(&started, "renewals.started_at")?;
+        outcomes.push(RenewalOutcome {
+            cert_id: decode_cert_id(&cert_id)?,
+            status: decode_enum(&status, RenewalStatus::parse, "renewals.status")?,
+            seconds: ran.as_seconds_f64().max(0.0),
+        });
+    }
+    Ok(outcomes)
 }
 
 /// A renewal's step events by `seq`.
