@@ -4,7 +4,7 @@ use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::child;
 use super::ranges::bound_of;
-use super::schema::{AlertSpec, CaSpec, LocalCa};
+use super::schema::{AlertSpec, CaSpec, KeyRotation, LocalCa};
 
 /// A problem for every number outside its range.
 pub(crate) fn check_ranges(parsed: &Parsed) -> Vec<Problem> {
@@ -71,6 +71,10 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
     for (path, cert) in parsed.certs() {
         if let Some(days) = cert.renew_before_days {
             numbers.push((child(&path, "renew_before_days"), days.into()));
+        }
+        if let KeyRotation::AfterDays(days) = cert.key.rotation {
+            let rotation = child(&child(&path, "key"), "rotation");
+            numbers.push((child(&rotation, "after_days"), days.into()));
         }
         if let CaSpec::Local(LocalCa {
             validity_days: Some(days),

@@ -534,6 +534,30 @@ pub struct KeySpec {
     /// The algorithm of a key rota generates; an existing key file always wins.
     #[serde(default, rename = "type")]
     pub key_type: KeyType,
+    /// When rota moves to a new key; the default keeps one key forever, for pinning.
+    #[serde(default, skip_serializing_if = "KeyRotation::is_never")]
+    pub rotation: KeyRotation,
+}
+
+/// `key.rotation`: when a renewal switches to the key prepared one renewal ahead at
+/// `<key_path>.next`, so its pin can be published before it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyRotation {
+    /// One key for good (no `.next` key is prepared): what pinning operators want.
+    #[default]
+    Never,
+    /// Every renewal uses the key the previous one prepared and announced.
+    EveryRenewal,
+    /// A renewal switches to the prepared key once the current one has been in use this many
+    /// days.
+    AfterDays(u32),
+}
+
+impl KeyRotation {
+    fn is_never(&self) -> bool {
+        *self == Self::Never
+    }
 }
 
 impl KeySpec {
