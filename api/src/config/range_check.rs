@@ -120,6 +120,7 @@ certs:
   - id: web
     domains: [a.test]
     key_path: k
+    key: { rotation: { after_days: 0 } }
     ca: { kind: local, validity_days: 0 }
     renew_before_days: 0
     install: { kind: filesystem, directory: out, post_command: [/bin/true], post_command_timeout_seconds: 0 }
