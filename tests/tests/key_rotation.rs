@@ -31,8 +31,15 @@ fn cert_pin(cert: &Path) -> String {
         .arg(cert)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("base64").trim().to_owned()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("base64")
+        .trim()
+        .to_owned()
 }
 
 /// The same pin of the private key file at `key`.
@@ -47,8 +54,15 @@ fn key_pin(key: &Path) -> String {
         .arg(key)
         .output()
         .expect("run openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).expect("base64").trim().to_owned()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("base64")
+        .trim()
+        .to_owned()
 }
 
 /// What rota shows of the current and the next key: (`describe` pin, `-o json` pin) each.
@@ -164,7 +178,11 @@ fn never_keeps_one_key_through_twenty_renewals() {
         renew(&rotad);
         assert_eq!(cert_pin(&cert), first.current);
     }
-    assert_ne!(fs::read(&cert).unwrap(), serial, "renewals installed new certs");
+    assert_ne!(
+        fs::read(&cert).unwrap(),
+        serial,
+        "renewals installed new certs"
+    );
     assert_eq!(key_pin(&key_path), first.current);
     assert!(shown(&rotad).next.is_none());
     let names: Vec<String> = fs::read_dir(rotad.path("keys"))
@@ -206,4 +224,33 @@ fn after_days_switches_only_once_the_key_is_old_enough() {
     renew(&rotad);
     assert_eq!(cert_pin(&cert), announced);
     assert_eq!(archives(&key_path).len(), 1);
+}
+
+#[test]
+fn a_switch_cut_off_after_the_install_is_finished_by_the_next_renewal() {
+    let (rotad, cert, key_path) = start("{ rotation: every_renewal }");
+    let first = wait_for("the next key to be announced", ISSUE_TIMEOUT, || {
+        let s = shown(&rotad);
+        s.next.is_some().then_some(s)
+    });
+    renew(&rotad);
+    let live = first.next.unwrap();
+    assert_eq!(cert_pin(&cert), live);
+    // Put the disk back as a crash between the install and the switch leaves it: the cert of
+    // the next key installed, the old key still at key_path, no fresh next key yet.
+    let next_path = rotad.path("keys/web.key.next");
+    fs::remove_file(&next_path).unwrap();
+    fs::rename(&key_path, &next_path).unwrap();
+    fs::copy(&archives(&key_path)[0], &key_path).unwrap();
+    assert_eq!(key_pin(&key_path), first.current);
+    renew(&rotad);
+    // The installed cert told which key was live: that one is key_path now, and this renewal
+    // (which had no announced key to move to) kept it.
+    assert_eq!(key_pin(&key_path), live);
+    assert_eq!(cert_pin(&cert), live);
+    let after = shown(&rotad);
+    assert_eq!(after.current, live);
+    assert!(after.next.is_some_and(|n| n != live && n != first.current));
+    let log = rotad.rota_ok(&["log", "web"]);
+    assert!(log.contains("is now the key"), "{log}");
 }
