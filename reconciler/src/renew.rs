@@ -413,19 +413,26 @@ async fn rotate_after_install(
         )
     })?
     .map_err(|e| RenewError::new(Step::Install, Reason::KeyUnreadable, e.to_string()))?;
-    let mut said = String::new();
-    if let Settled::Switched(archived) = settled {
-        said.push_str("; ");
-        said.push_str(switched_message(archived.as_deref()).trim_end_matches("; "));
-    }
-    if let Some(next) = prepared {
-        said.push_str(&format!(
-            "; prepared the next key {} (pin-sha256 {}): publish its pin before the renewal that uses it",
+    let switched = match settled {
+        Settled::Switched(archived) => Some(
+            switched_message(archived.as_deref())
+                .trim_end_matches("; ")
+                .to_owned(),
+        ),
+        Settled::Unchanged => None,
+    };
+    let prepared = prepared.map(|next| {
+        format!(
+            "prepared the next key {} (pin-sha256 {}): publish its pin before the renewal that uses it",
             key_rotation::next_path(&cert.spec.key_path).display(),
             next.info(cert.spec.key.key_type).pin_sha256
-        ));
-    }
-    Ok(said)
+        )
+    });
+    let parts: Vec<String> = switched.into_iter().chain(prepared).collect();
+    Ok(parts
+        .iter()
+        .flat_map(|part| ["; ", part.as_str()])
+        .collect())
 }
 
 fn check_challenges(

@@ -104,7 +104,7 @@ fn archives(key_path: &Path) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            name.starts_with(&prefix) && !name.ends_with(".next")
+            name.starts_with(&prefix) && p.extension().is_none_or(|e| e != "next")
         })
         .collect();
     found.sort();

@@ -557,6 +557,7 @@ pub enum KeyRotation {
 impl KeyRotation {
     const WORDS: &[&str] = &["never", "every_renewal", "{ after_days: N }"];
 
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
     fn is_never(&self) -> bool {
         *self == Self::Never
     }
