@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use rota_e2e::{Rotad, mode_of, wait_for};
+use rota_e2e::{Rotad, condition, mode_of, wait_for};
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -161,6 +161,12 @@ fn every_renewal_installs_the_key_announced_the_renewal_before() {
         for path in &kept {
             assert_eq!(mode_of(path), 0o600, "{}", path.display());
         }
+        // rotad sees the installed cert match key_path: no renewal for a key mismatch follows.
+        wait_for("web to be Ready and up to date", ISSUE_TIMEOUT, || {
+            let object = rotad.certs_json()["items"][0].clone();
+            let ready = condition(&object, "Ready");
+            (ready["status"] == "True" && ready["reason"] == "UpToDate").then_some(())
+        });
         retired.push(announced);
         before = after;
     }
