@@ -325,12 +325,16 @@ async fn load_key(
 ) -> Result<(CertKey, String), RenewError> {
     // A switch cut off between the install and its end is finished first: the installed
     // cert's public key says which key is live.
-    let installed = cert
-        .install
-        .current_cert_pem(&cert.spec.id)
-        .await
-        .ok()
-        .flatten();
+    // Without a `.next` key there is nothing to finish: `rotation: never` asks for no read.
+    let installed = if key_rotation::next_path(&cert.spec.key_path).exists() {
+        cert.install
+            .current_cert_pem(&cert.spec.id)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
     let spec = cert.spec.clone();
     let (settled, loaded) = tokio::task::spawn_blocking(move || {
         let settled = match installed.and_then(|pem| crate::observe::leaf_spki(&pem).ok()) {
