@@ -132,6 +132,9 @@ pub struct CertDetail {
     /// The key there, when there is one rotad can read.
     #[serde(default)]
     pub key: Option<KeyInfo>,
+    /// The key prepared at `<key_path>.next` under `key.rotation`, which the next switch uses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key: Option<KeyInfo>,
     /// The spec generation.
     pub generation: u64,
     /// All conditions.

@@ -39,11 +39,21 @@ pub(crate) fn describe(detail: &CertDetail, now: OffsetDateTime) -> String {
             ("Install:", cert.install_backend.clone()),
             ("Key path:", detail.key_path.clone()),
             ("Key:", key_line(detail.key.as_ref())),
+        ]
+        .into_iter()
+        .chain(
+            detail
+                .next_key
+                .as_ref()
+                .map(|next| ("Next key:", next_key_line(next))),
+        )
+        .chain([
             ("Generation:", detail.generation.to_string()),
             ("Backoff:", backoff),
             ("Renews at:", renews_at(detail, now)),
             ("ARI window:", ari_window(detail, now)),
-        ],
+        ])
+        .collect::<Vec<_>>(),
     );
     out.push_str(&section("Conditions:", conditions(&detail.conditions, now)));
     out.push_str(&section(
@@ -66,6 +76,14 @@ fn key_line(key: Option<&KeyInfo>) -> String {
         line.push_str(warning);
     }
     line
+}
+
+/// The key prepared for the next switch (`key.rotation`): its pin, to publish ahead.
+fn next_key_line(next: &KeyInfo) -> String {
+    format!(
+        "{} (pin-sha256 {}; used from the next key switch)",
+        next.algorithm, next.pin_sha256
+    )
 }
 
 /// When rota plans to renew, and whether the CA's window or the threshold decided it.
@@ -245,6 +263,7 @@ mod tests {
             summary,
             key_path: "/etc/rota/keys/web.key".into(),
             key: None,
+            next_key: None,
             generation: 77,
             conditions: vec![Condition {
                 type_: ConditionType::Ready,

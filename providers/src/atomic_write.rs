@@ -64,6 +64,13 @@ fn write_via_temp(path: &Path, contents: &[u8], mode: u32, target: Target) -> io
     File::open(dir)?.sync_all()
 }
 
+/// Renames `from` to `to` (replacing it atomically) and makes the rename durable; both must
+/// be in the same directory.
+pub(crate) fn rename_durably(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    File::open(parent_dir(to))?.sync_all()
+}
+
 /// Creates `dir` and every missing ancestor with exactly `mode`; existing ones are untouched.
 pub fn create_dir_all_with_mode(dir: &Path, mode: u32) -> io::Result<()> {
     let mut missing = Vec::new();

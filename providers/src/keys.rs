@@ -120,7 +120,7 @@ pub fn load_or_generate(key_path: &Path, key_type: KeyType) -> Result<LoadedKey,
     }
 }
 
-fn load(path: &Path, bytes: &[u8]) -> Result<CertKey, KeyError> {
+pub(crate) fn load(path: &Path, bytes: &[u8]) -> Result<CertKey, KeyError> {
     let unusable = |detail: String| KeyError::Unusable {
         path: path.to_owned(),
         detail,
@@ -166,7 +166,7 @@ fn new_pair(key_type: KeyType) -> Result<KeyPair, String> {
     KeyPair::from_pem_and_sign_algo(&pem, &PKCS_RSA_SHA256).map_err(|e| e.to_string())
 }
 
-fn generate(path: &Path, key_type: KeyType) -> Result<LoadedKey, KeyError> {
+pub(crate) fn generate(path: &Path, key_type: KeyType) -> Result<LoadedKey, KeyError> {
     let write_error = |path: &Path, source| KeyError::Write {
         path: path.to_owned(),
         source,

@@ -7,6 +7,7 @@
 pub mod atomic_write;
 mod error_chain;
 mod http_retry;
+pub mod key_rotation;
 pub mod keys;
 mod namecheap;
 pub mod san;

@@ -10,9 +10,11 @@ use rota_api::config::{DcvSpec, DnsPropagation, KeyType, PostCommand};
 use rota_api::status::{Reason, RenewalStatus, Step, StepStatus};
 use rota_api::wire::RenewProgress;
 use rota_api::{BackendError, ChallengeKind, DcvBackend, DcvChallenge, IssuedCert, OrderHandle};
+use rota_providers::key_rotation::{self, Settled};
 use rota_providers::keys::{self, CertKey};
 use rota_providers::post_command;
 use rota_store::{AuditStore, IssuedCertRow};
+use time::OffsetDateTime;
 
 use crate::clock::{Clock, rfc3339};
 use crate::desired::CertRuntime;
@@ -166,7 +168,7 @@ pub(crate) async fn run_pipeline(
         .step(
             Step::LoadKey,
             &format!("key at {key_path}"),
-            load_key(&cert),
+            load_key(&cert, audit.clock.now()),
         )
         .await?;
     if let Some(row) = issued.filter(|row| key_signed(&key, row)) {
@@ -287,6 +289,7 @@ async fn install(
                 if let Some(hook) = cert.spec.install.post_command() {
                     done.push_str(&run_post_command(cert, row, hook).await?);
                 }
+                done.push_str(&rotate_after_install(cert, key, audit.clock.now()).await?);
                 Ok(((), done))
             },
         )
@@ -316,35 +319,124 @@ async fn run_post_command(
     ))
 }
 
-async fn load_key(cert: &CertRuntime) -> Result<(CertKey, String), RenewError> {
-    let path = cert.spec.key_path.clone();
+async fn load_key(
+    cert: &CertRuntime,
+    now: OffsetDateTime,
+) -> Result<(CertKey, String), RenewError> {
+    // A switch cut off between the install and its end is finished first: the installed
+    // cert's public key says which key is live.
+    // Without a `.next` key there is nothing to finish: `rotation: never` asks for no read.
+    let installed = if key_rotation::next_path(&cert.spec.key_path).exists() {
+        cert.install
+            .current_cert_pem(&cert.spec.id)
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let spec = cert.spec.clone();
+    let (settled, loaded) = tokio::task::spawn_blocking(move || {
+        let settled = match installed.and_then(|pem| crate::observe::leaf_spki(&pem).ok()) {
+            Some(spki) => key_rotation::settle(&spec.key_path, &spki, now)?,
+            None => Settled::Unchanged,
+        };
+        let loaded = key_rotation::key_for_renewal(
+            &spec.key_path,
+            spec.key.key_type,
+            spec.key.rotation,
+            now,
+        )?;
+        Ok::<_, keys::KeyError>((settled, loaded))
+    })
+    .await
+    .map_err(|e| {
+        RenewError::new(
+            Step::LoadKey,
+            Reason::Panicked,
+            format!("key loading panicked: {e}"),
+        )
+    })?
+    .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
     let wanted = cert.spec.key.key_type;
-    let loaded = tokio::task::spawn_blocking(move || keys::load_or_generate(&path, wanted))
-        .await
-        .map_err(|e| {
-            RenewError::new(
-                Step::LoadKey,
-                Reason::Panicked,
-                format!("key loading panicked: {e}"),
-            )
-        })?
-        .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
-    let message = match (loaded.generated, loaded.key.key_type()) {
-        (true, _) => format!(
+    let mut message = match (loaded.generated, loaded.next, loaded.key.key_type()) {
+        (true, _, _) => format!(
             "generated a new {} key (it is reused on every renewal)",
             wanted.as_str()
         ),
-        (false, Some(found)) if found == wanted => {
+        (false, true, _) => format!(
+            "using the prepared next key {} (pin-sha256 {}), as `key.rotation` asks; it becomes the key once its cert is installed",
+            key_rotation::next_path(&cert.spec.key_path).display(),
+            loaded.key.info(wanted).pin_sha256
+        ),
+        (false, false, Some(found)) if found == wanted => {
             format!("loaded the existing {} key", found.as_str())
         }
-        (false, found) => format!(
+        (false, false, found) => format!(
             "loaded the existing {} key, although `key.type` asks for {}: rota never replaces an existing key; move it away to have a {} key generated (a new key breaks pinning)",
             found.map_or("other", KeyType::as_str),
             wanted.as_str(),
             wanted.as_str()
         ),
     };
+    if let Settled::Switched(archived) = settled {
+        message.insert_str(0, &switched_message(archived.as_deref()));
+    }
     Ok((loaded.key, message))
+}
+
+/// What the audit says of a finished switch.
+fn switched_message(archived: Option<&std::path::Path>) -> String {
+    let archived = archived.map_or_else(String::new, |p| {
+        format!(", the old one kept as {}", p.display())
+    });
+    format!("the installed cert is signed by the prepared next key: it is now the key{archived}; ")
+}
+
+/// After an install: completes a switch to the `.next` key the installed cert was signed for,
+/// then prepares a new `.next` key when `key.rotation` asks for one. Says what it did.
+async fn rotate_after_install(
+    cert: &CertRuntime,
+    key: &CertKey,
+    now: OffsetDateTime,
+) -> Result<String, RenewError> {
+    let spec = cert.spec.clone();
+    let spki = key.public_key_der();
+    let (settled, prepared) = tokio::task::spawn_blocking(move || {
+        let settled = key_rotation::settle(&spec.key_path, &spki, now)?;
+        let prepared =
+            key_rotation::ensure_next(&spec.key_path, spec.key.key_type, spec.key.rotation)?;
+        Ok::<_, keys::KeyError>((settled, prepared))
+    })
+    .await
+    .map_err(|e| {
+        RenewError::new(
+            Step::Install,
+            Reason::Panicked,
+            format!("the key switch panicked: {e}"),
+        )
+    })?
+    .map_err(|e| RenewError::new(Step::Install, Reason::KeyUnreadable, e.to_string()))?;
+    let switched = match settled {
+        Settled::Switched(archived) => Some(
+            switched_message(archived.as_deref())
+                .trim_end_matches("; ")
+                .to_owned(),
+        ),
+        Settled::Unchanged => None,
+    };
+    let prepared = prepared.map(|next| {
+        format!(
+            "prepared the next key {} (pin-sha256 {}): publish its pin before the renewal that uses it",
+            key_rotation::next_path(&cert.spec.key_path).display(),
+            next.info(cert.spec.key.key_type).pin_sha256
+        )
+    });
+    let parts: Vec<String> = switched.into_iter().chain(prepared).collect();
+    Ok(parts
+        .iter()
+        .flat_map(|part| ["; ", part.as_str()])
+        .collect())
 }
 
 fn check_challenges(

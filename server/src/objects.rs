@@ -109,6 +109,7 @@ fn certificate(detail: CertDetail, spec: serde_yaml::Value) -> Certificate {
             finished_at: r.finished_at,
         }),
         private_key: detail.key.clone(),
+        next_private_key: detail.next_key.clone(),
     };
     Certificate {
         api_version: API_VERSION.to_owned(),
@@ -178,6 +179,7 @@ mod tests {
             },
             key_path: "/keys/web.key".into(),
             key: None,
+            next_key: None,
             generation: 7,
             conditions: vec![Condition {
                 type_: ConditionType::Failing,

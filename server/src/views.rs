@@ -102,15 +102,20 @@ pub(crate) async fn detail(
         .as_ref()
         .filter(|a| installed.as_ref().is_some_and(|c| c.serial == a.serial));
     let (key_path, wanted) = (cert.spec.key_path.clone(), cert.spec.key.key_type);
-    let key =
-        tokio::task::spawn_blocking(move || rota_providers::keys::describe(&key_path, wanted))
-            .await
-            .ok()
-            .flatten();
+    let (key, next_key) = tokio::task::spawn_blocking(move || {
+        let next = rota_providers::key_rotation::next_path(&key_path);
+        (
+            rota_providers::keys::describe(&key_path, wanted),
+            rota_providers::keys::describe(&next, wanted),
+        )
+    })
+    .await
+    .unwrap_or_default();
     Ok(Some(CertDetail {
         summary: summary(state, cert, &cert_state, &last),
         key_path: cert.spec.key_path.display().to_string(),
         key,
+        next_key,
         generation: cert.generation,
         conditions: cert_state.conditions.clone(),
         installed,

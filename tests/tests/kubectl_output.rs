@@ -27,7 +27,12 @@ fn config(token_file: &str, extra: &str) -> String {
             "    description: served from ${PATH}\n",
             "{dir}/installed/web"
         ),
-        cert_block("api", "", "{dir}/installed/api"),
+        // Rotating keys: its object also carries the next key's pin.
+        cert_block(
+            "api",
+            "    key: { rotation: every_renewal }\n",
+            "{dir}/installed/api"
+        ),
     )
 }
 
@@ -122,6 +127,10 @@ fn objects_match_the_schema_and_what_is_installed_and_echo_no_secret() {
         "config order"
     );
     assert_eq!(list["items"][0], web, "the list holds the same object");
+    assert!(
+        list["items"][1]["status"]["nextPrivateKey"]["pinSha256"].is_string(),
+        "the schema was checked against a next key too: {list:#}"
+    );
 
     assert_eq!(web["apiVersion"], "rota.dev/v1");
     assert_eq!(web["kind"], "Certificate");

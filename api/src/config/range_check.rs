@@ -4,7 +4,7 @@ use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::child;
 use super::ranges::bound_of;
-use super::schema::{AlertSpec, CaSpec, LocalCa};
+use super::schema::{AlertSpec, CaSpec, KeyRotation, LocalCa};
 
 /// A problem for every number outside its range.
 pub(crate) fn check_ranges(parsed: &Parsed) -> Vec<Problem> {
@@ -72,6 +72,10 @@ fn numbers(parsed: &Parsed) -> Vec<(String, u64)> {
         if let Some(days) = cert.renew_before_days {
             numbers.push((child(&path, "renew_before_days"), days.into()));
         }
+        if let KeyRotation::AfterDays(days) = cert.key.rotation {
+            let rotation = child(&child(&path, "key"), "rotation");
+            numbers.push((child(&rotation, "after_days"), days.into()));
+        }
         if let CaSpec::Local(LocalCa {
             validity_days: Some(days),
         }) = cert.ca
@@ -116,6 +120,7 @@ certs:
   - id: web
     domains: [a.test]
     key_path: k
+    key: { rotation: { after_days: 0 } }
     ca: { kind: local, validity_days: 0 }
     renew_before_days: 0
     install: { kind: filesystem, directory: out, post_command: [/bin/true], post_command_timeout_seconds: 0 }

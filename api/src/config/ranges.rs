@@ -67,6 +67,11 @@ pub(super) const BOUNDS: &[Bound] = &[
         hint: "renew this cert this many days before expiry; without it `daemon.renew_threshold_days` applies",
     },
     Bound {
+        path: "certs[].key.rotation.after_days",
+        range: 1..=3650,
+        hint: "switch to the prepared `.next` key once the current one is this many days old; ten years the most",
+    },
+    Bound {
         path: "certs[].ca.validity_days",
         range: 1..=3650,
         hint: "the lifetime of this cert from the local CA; without it `local_ca.validity_days` applies",

@@ -534,6 +534,118 @@ pub struct KeySpec {
     /// The algorithm of a key rota generates; an existing key file always wins.
     #[serde(default, rename = "type")]
     pub key_type: KeyType,
+    /// When rota moves to a new key; the default keeps one key forever, for pinning.
+    #[serde(default, skip_serializing_if = "KeyRotation::is_never")]
+    pub rotation: KeyRotation,
+}
+
+/// `key.rotation`: when a renewal switches to the key prepared one renewal ahead at
+/// `<key_path>.next`, so its pin can be published before it is used. Written `never`,
+/// `every_renewal` or `{ after_days: N }` (by hand below: serde_yaml would want YAML tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyRotation {
+    /// One key for good (no `.next` key is prepared): what pinning operators want.
+    #[default]
+    Never,
+    /// Every renewal uses the key the previous one prepared and announced.
+    EveryRenewal,
+    /// A renewal switches to the prepared key once the current one has been in use this many
+    /// days.
+    AfterDays(u32),
+}
+
+impl KeyRotation {
+    const WORDS: &[&str] = &["never", "every_renewal", "{ after_days: N }"];
+
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+    fn is_never(&self) -> bool {
+        *self == Self::Never
+    }
+}
+
+impl Serialize for KeyRotation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        match self {
+            Self::Never => serializer.serialize_str("never"),
+            Self::EveryRenewal => serializer.serialize_str("every_renewal"),
+            Self::AfterDays(days) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("after_days", days)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyRotation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = KeyRotation;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`never`, `every_renewal` or `{ after_days: N }`")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<KeyRotation, E> {
+                match word {
+                    "never" => Ok(KeyRotation::Never),
+                    "every_renewal" => Ok(KeyRotation::EveryRenewal),
+                    _ => Err(E::unknown_variant(word, KeyRotation::WORDS)),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyRotation, A::Error> {
+                use serde::de::Error as _;
+                let mut days = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key != "after_days" {
+                        return Err(A::Error::unknown_field(&key, &["after_days"]));
+                    }
+                    if days.is_some() {
+                        return Err(A::Error::duplicate_field("after_days"));
+                    }
+                    days = Some(map.next_value::<u32>()?);
+                }
+                days.map(KeyRotation::AfterDays)
+                    .ok_or_else(|| A::Error::missing_field("after_days"))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+impl JsonSchema for KeyRotation {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "KeyRotation".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "When a renewal switches to the key prepared at `<key_path>.next`: `never` keeps one key for good.",
+            "oneOf": [
+                { "type": "string", "enum": ["never", "every_renewal"] },
+                {
+                    "type": "object",
+                    "properties": {
+                        "after_days": {
+                            "description": "Switch once the current key has been in use this many days.",
+                            "type": "integer",
+                            "format": "uint32",
+                            "minimum": 1,
+                            "maximum": 3650
+                        }
+                    },
+                    "required": ["after_days"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
 }
 
 impl KeySpec {

@@ -113,6 +113,10 @@ pub struct CertificateStatus {
     /// The key at `key_path`: its type and pin, when rotad can read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<super::KeyInfo>,
+    /// The key prepared at `<key_path>.next` (under `key.rotation`): its pin can be published
+    /// before the renewal that switches to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_private_key: Option<super::KeyInfo>,
 }
 
 /// One condition, spelled as Kubernetes spells conditions.
