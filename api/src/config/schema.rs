@@ -364,6 +364,43 @@ pub struct AcmeAccount {
     /// PEM roots to trust for the directory's TLS, besides the system's (private ACME servers).
     #[serde(default)]
     pub ca_bundle_file: Option<PathBuf>,
+    /// The directory `rota renew --dry-run` orders from; see [`AcmeAccount::dry_run`].
+    #[serde(default)]
+    pub staging_directory_url: Option<String>,
+}
+
+/// Let's Encrypt's production directory, whose dry runs go to its staging one by default.
+pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory: untrusted certs, generous rate limits.
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+impl AcmeAccount {
+    /// The directory a dry run orders from: `staging_directory_url`, else Let's Encrypt's
+    /// staging for its production directory, else `directory_url` itself (a real order).
+    #[must_use]
+    pub fn dry_run_directory_url(&self) -> &str {
+        match &self.staging_directory_url {
+            Some(url) => url,
+            None if self.directory_url == LETS_ENCRYPT_PRODUCTION => LETS_ENCRYPT_STAGING,
+            None => &self.directory_url,
+        }
+    }
+
+    /// This block as a dry run uses it: the dry-run directory, and for a directory other than
+    /// `directory_url` an account of its own, kept in `<account_credentials_file>.staging`
+    /// (an account belongs to one directory).
+    #[must_use]
+    pub fn dry_run(&self) -> Self {
+        let mut dry = self.clone();
+        let url = self.dry_run_directory_url();
+        if url != self.directory_url {
+            url.clone_into(&mut dry.directory_url);
+            let mut file = self.account_credentials_file.clone().into_os_string();
+            file.push(".staging");
+            dry.account_credentials_file = file.into();
+        }
+        dry
+    }
 }
 
 /// The `dsm:` block: where the Synology NAS answers and how rota logs in to it.
