@@ -1022,3 +1022,46 @@ pub struct K8sSecretInstall {
     )]
     pub post_command_timeout_seconds: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(directory_url: &str, staging: Option<&str>) -> AcmeAccount {
+        AcmeAccount {
+            directory_url: directory_url.to_owned(),
+            contact_email: None,
+            account_credentials_file: PathBuf::from("/var/lib/rota/acme.json"),
+            external_account_binding: None,
+            profile: None,
+            ca_bundle_file: None,
+            staging_directory_url: staging.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_goes_to_staging_with_an_account_of_its_own() {
+        let dry = account(LETS_ENCRYPT_PRODUCTION, None).dry_run();
+        assert_eq!(dry.directory_url, LETS_ENCRYPT_STAGING);
+        assert_eq!(
+            dry.account_credentials_file,
+            PathBuf::from("/var/lib/rota/acme.json.staging")
+        );
+
+        let own = "https://ca.test/staging";
+        let dry = account("https://ca.test/dir", Some(own)).dry_run();
+        assert_eq!(dry.directory_url, own);
+        assert_eq!(
+            dry.account_credentials_file,
+            PathBuf::from("/var/lib/rota/acme.json.staging")
+        );
+    }
+
+    #[test]
+    fn without_a_staging_directory_a_dry_run_orders_where_renewals_do() {
+        let live = account("https://ca.test/dir", None);
+        assert_eq!(live.dry_run(), live);
+        let same = account("https://ca.test/dir", Some("https://ca.test/dir"));
+        assert_eq!(same.dry_run(), same);
+    }
+}
