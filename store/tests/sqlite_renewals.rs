@@ -307,7 +307,12 @@ async fn a_dry_run_is_marked_listed_and_never_the_last_live_status() {
         .unwrap();
     assert!(dry.dry_run && !live.dry_run);
     store
-        .close_renewal(dry.id, RenewalStatus::Failed, Some("staging said no"), at(6, 0))
+        .close_renewal(
+            dry.id,
+            RenewalStatus::Failed,
+            Some("staging said no"),
+            at(6, 0),
+        )
         .await
         .unwrap();
     // A cert with dry runs only has no last live status at all.
