@@ -307,6 +307,10 @@ pub struct RenewalRecord {
     /// When it ended.
     #[serde(with = "time::serde::rfc3339::option")]
     pub finished_at: Option<OffsetDateTime>,
+    /// Whether it was a dry run (`rota renew --dry-run`): nothing installed, nothing live
+    /// changed. Absent in replies of an older rotad.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// A cert's failure backoff: how many attempts failed in a row and when the next may run.

@@ -211,7 +211,11 @@ fn renewals(renewals: &[RenewalRecord], now: OffsetDateTime) -> Option<String> {
         .map(|r| {
             vec![
                 r.id.to_string(),
-                r.trigger.to_string(),
+                if r.dry_run {
+                    format!("{} (dry run)", r.trigger)
+                } else {
+                    r.trigger.to_string()
+                },
                 r.status.as_str().to_owned(),
                 relative_and_timestamp(r.started_at, now),
                 r.finished_at
@@ -303,6 +307,7 @@ mod tests {
                 error: None,
                 started_at: NOW - Duration::days(3),
                 finished_at: Some(NOW - Duration::days(3) + Duration::milliseconds(4_200)),
+                dry_run: false,
             }],
             alerts: vec![
                 AlertDelivery {

@@ -55,6 +55,13 @@ pub(crate) fn renewal_log(log: &RenewalLog, now: OffsetDateTime) -> String {
         .iter()
         .map(|(name, value)| format!("{name:<10}{value}\n"))
         .collect();
+    if renewal.dry_run {
+        out.insert(
+            3,
+            "Dry run:  yes (nothing was installed; the live cert, key and backoff were left as they were)\n"
+                .to_owned(),
+        );
+    }
     out.push(
         if log.events.is_empty() {
             "Steps:    <none>\n"
@@ -138,6 +145,7 @@ mod tests {
                 error: Some("install: nginx -t failed".into()),
                 started_at: NOW - Duration::minutes(3),
                 finished_at: Some(NOW - Duration::minutes(3) + Duration::seconds(75)),
+                dry_run: false,
             },
             events: vec![
                 event(

@@ -102,6 +102,10 @@ enum Command {
         /// The cert's id.
         #[arg(value_parser = parse_cert_id)]
         id: CertId,
+        /// Run every step against the CA's staging directory (or a throwaway local-CA order)
+        /// and install nothing: the live cert, key and backoff stay as they are.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Revoke the installed cert at its CA, then renew it at once.
     Revoke {
@@ -346,7 +350,7 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
                 Some(format) => serialize(format, &log)?,
             })
         }
-        Command::Renew { id } => renew::renew(daemon, &id).await,
+        Command::Renew { id, dry_run } => renew::renew(daemon, &id, dry_run).await,
         Command::Revoke { id, reason } => {
             let request = RevokeRequest {
                 reason: reason.into(),

@@ -26,25 +26,33 @@ struct Outcome {
     error: Option<String>,
 }
 
-/// Renews `id` now and succeeds only if the renewal does.
-pub(crate) async fn renew(daemon: &Daemon, id: &CertId) -> Result<(), CliError> {
+/// Renews `id` now (or, with `dry_run`, runs the whole pipeline without installing or
+/// changing anything live) and succeeds only if the renewal does.
+pub(crate) async fn renew(daemon: &Daemon, id: &CertId, dry_run: bool) -> Result<(), CliError> {
+    let query = if dry_run { "?dry_run=true" } else { "" };
     let body = daemon
-        .post_streaming(&format!("/api/certs/{id}/renew"))
+        .post_streaming(&format!("/api/certs/{id}/renew{query}"))
         .await?;
     let started = Instant::now();
-    let view = ProgressView::new(id);
+    let view = ProgressView::new(id, dry_run);
     let outcome = follow(body, &view).await;
     view.finish();
     let outcome = outcome.map_err(|e| CliError::failed(format!("{e:#}; see `rota log {id}`")))?;
     let took = elapsed(time::Duration::seconds_f64(started.elapsed().as_secs_f64()));
-    match (outcome.status, outcome.renewal_id) {
-        (RenewalStatus::Succeeded, Some(n)) => {
-            crate::emit(&format!("renewed {id} in {took} (renewal {n})\n"))
-        }
-        (RenewalStatus::Succeeded, None) => crate::emit(&format!("renewed {id} in {took}\n")),
-        (status, renewal_id) => Err(CliError::failed(format!(
-            "renewal {}of {id} {}: {}",
-            renewal_id.map_or_else(String::new, |n| format!("{n} ")),
+    let number = outcome
+        .renewal_id
+        .map_or_else(String::new, |n| format!(" (renewal {n})"));
+    match outcome.status {
+        RenewalStatus::Succeeded if dry_run => crate::emit(&format!(
+            "dry run of {id} succeeded in {took}{number}; nothing was installed or changed\n"
+        )),
+        RenewalStatus::Succeeded => crate::emit(&format!("renewed {id} in {took}{number}\n")),
+        status => Err(CliError::failed(format!(
+            "{} {}of {id} {}: {}",
+            if dry_run { "dry run" } else { "renewal" },
+            outcome
+                .renewal_id
+                .map_or_else(String::new, |n| format!("{n} ")),
             status.as_str(),
             outcome.error.as_deref().unwrap_or("rotad gave no reason"),
         ))),
@@ -118,13 +126,14 @@ enum ProgressView {
 }
 
 impl ProgressView {
-    fn new(id: &CertId) -> Self {
+    fn new(id: &CertId, dry_run: bool) -> Self {
         if !io::stdout().is_terminal() {
             return Self::Plain;
         }
         let bar = ProgressBar::new_spinner();
         bar.set_draw_target(ProgressDrawTarget::stdout());
-        bar.set_message(format!("renewing {id}"));
+        let doing = if dry_run { "dry-running" } else { "renewing" };
+        bar.set_message(format!("{doing} {id}"));
         bar.enable_steady_tick(Duration::from_millis(100));
         Self::Spinner(bar)
     }

@@ -43,15 +43,20 @@ pub struct RenewalKey {
     pub next: bool,
 }
 
-/// Loads (or generates) the key at `key_path` and, when `rotation` says a switch is due at
-/// `now` and a `.next` key was prepared, returns that one instead. Blocking.
+/// How a renewal gets the key at `key_path`: [`keys::load_or_generate`] for a live one,
+/// [`keys::load_or_generate_unsaved`] for a dry run, which must write nothing.
+pub type KeyLoader = fn(&Path, KeyType) -> Result<keys::LoadedKey, KeyError>;
+
+/// Loads (or, through `load`, generates) the key at `key_path` and, when `rotation` says a
+/// switch is due at `now` and a `.next` key was prepared, returns that one instead. Blocking.
 pub fn key_for_renewal(
     key_path: &Path,
     key_type: KeyType,
     rotation: KeyRotation,
     now: OffsetDateTime,
+    load: KeyLoader,
 ) -> Result<RenewalKey, KeyError> {
-    let current = keys::load_or_generate(key_path, key_type)?;
+    let current = load(key_path, key_type)?;
     if !current.generated
         && switch_due(key_path, rotation, now)?
         && let Some(next) = read_key(&next_path(key_path))?
@@ -224,16 +229,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("k.pem");
         let now = OffsetDateTime::now_utc();
-        let first =
-            key_for_renewal(&key_path, KeyType::EcdsaP256, KeyRotation::Never, now).unwrap();
+        let first = key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            KeyRotation::Never,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap();
         assert!(
             ensure_next(&key_path, KeyType::EcdsaP256, KeyRotation::Never)
                 .unwrap()
                 .is_none()
         );
         assert!(!next_path(&key_path).exists());
-        let again =
-            key_for_renewal(&key_path, KeyType::EcdsaP256, KeyRotation::Never, now).unwrap();
+        let again = key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            KeyRotation::Never,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap();
         assert!(!again.next);
         assert_eq!(first.key.public_key_der(), again.key.public_key_der());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -246,7 +263,14 @@ mod tests {
         let rotation = KeyRotation::EveryRenewal;
         let now = datetime!(2026-12-01 10:00:00 UTC);
         // The first renewal has no announced key yet: it uses (and creates) key_path.
-        let first = key_for_renewal(&key_path, KeyType::EcdsaP256, rotation, now).unwrap();
+        let first = key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            rotation,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap();
         assert!(first.generated && !first.next);
         let announced = ensure_next(&key_path, KeyType::EcdsaP256, rotation)
             .unwrap()
@@ -254,7 +278,14 @@ mod tests {
         assert_eq!(mode_of(&next_path(&key_path)), 0o600);
         let old_bytes = std::fs::read(&key_path).unwrap();
         // The second one signs with the announced key…
-        let second = key_for_renewal(&key_path, KeyType::EcdsaP256, rotation, now).unwrap();
+        let second = key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            rotation,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap();
         assert!(second.next);
         assert_eq!(second.key.public_key_der(), announced.public_key_der());
         // …but an installed cert of the old key switches nothing (a failed install).
@@ -291,7 +322,14 @@ mod tests {
         let key_path = dir.path().join("k.pem");
         let rotation = KeyRotation::EveryRenewal;
         let now = datetime!(2026-12-01 10:00:00 UTC);
-        key_for_renewal(&key_path, KeyType::EcdsaP256, rotation, now).unwrap();
+        key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            rotation,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap();
         let next = ensure_next(&key_path, KeyType::EcdsaP256, rotation)
             .unwrap()
             .unwrap();
@@ -312,11 +350,24 @@ mod tests {
         let key_path = dir.path().join("k.pem");
         let rotation = KeyRotation::AfterDays(30);
         let born = OffsetDateTime::now_utc();
-        key_for_renewal(&key_path, KeyType::EcdsaP256, rotation, born).unwrap();
+        key_for_renewal(
+            &key_path,
+            KeyType::EcdsaP256,
+            rotation,
+            born,
+            keys::load_or_generate,
+        )
+        .unwrap();
         ensure_next(&key_path, KeyType::EcdsaP256, rotation).unwrap();
         for (age, due) in [(DAY * 29, false), (DAY * 30 + DAY / 24, true)] {
-            let renewal =
-                key_for_renewal(&key_path, KeyType::EcdsaP256, rotation, born + age).unwrap();
+            let renewal = key_for_renewal(
+                &key_path,
+                KeyType::EcdsaP256,
+                rotation,
+                born + age,
+                keys::load_or_generate,
+            )
+            .unwrap();
             assert_eq!(renewal.next, due, "after {age:?}");
         }
     }

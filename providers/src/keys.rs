@@ -120,6 +120,32 @@ pub fn load_or_generate(key_path: &Path, key_type: KeyType) -> Result<LoadedKey,
     }
 }
 
+/// Loads the key at `key_path` like [`load_or_generate`], but when there is no file
+/// generates a `key_type` key in memory only and writes nothing (`generated` is then true):
+/// what a dry run uses, so it never creates the live key. Blocking, like the other.
+pub fn load_or_generate_unsaved(key_path: &Path, key_type: KeyType) -> Result<LoadedKey, KeyError> {
+    match std::fs::read(key_path) {
+        Ok(bytes) => load(key_path, &bytes).map(|key| LoadedKey {
+            key,
+            generated: false,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let pair = new_pair(key_type).map_err(|detail| KeyError::Generate {
+                path: key_path.to_owned(),
+                detail,
+            })?;
+            Ok(LoadedKey {
+                key: CertKey::new(key_path, pair),
+                generated: true,
+            })
+        }
+        Err(source) => Err(KeyError::Read {
+            path: key_path.to_owned(),
+            source,
+        }),
+    }
+}
+
 pub(crate) fn load(path: &Path, bytes: &[u8]) -> Result<CertKey, KeyError> {
     let unusable = |detail: String| KeyError::Unusable {
         path: path.to_owned(),

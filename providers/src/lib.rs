@@ -304,6 +304,7 @@ mod tests {
             external_account_binding: None,
             profile: None,
             ca_bundle_file: None,
+            staging_directory_url: None,
         };
         config.acme = Some(account.clone());
         assert_eq!(providers.ca(&config, &cert).unwrap().kind(), "acme");

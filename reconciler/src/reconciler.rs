@@ -39,6 +39,14 @@ pub enum RenewRequestError {
     /// The daemon is stopping.
     #[error("rotad is shutting down")]
     ShuttingDown,
+    /// The CA a dry run orders from cannot be built.
+    #[error("cannot dry-run `{id}`: {reason}")]
+    DryRunUnavailable {
+        /// The cert.
+        id: CertId,
+        /// Why its dry-run CA cannot be built.
+        reason: String,
+    },
 }
 
 /// A forced renewal being followed.
@@ -338,6 +346,35 @@ impl Reconciler {
             }),
             Err(Occupied::Revocation) => Err(RenewRequestError::Revoking(id.clone())),
         }
+    }
+
+    /// Starts a dry run of `id`: the whole pipeline against its CA's dry-run directory (the
+    /// local CA itself), nothing installed or written live; the follower sees it from its
+    /// first event. It is never joined to a live renewal, nor a live one to it.
+    pub fn dry_run(&self, id: &CertId) -> Result<Following, RenewRequestError> {
+        if self.shared.shutdown.is_cancelled() {
+            return Err(RenewRequestError::ShuttingDown);
+        }
+        let desired = self.desired();
+        let cert = desired
+            .cert(id)
+            .ok_or_else(|| RenewRequestError::NotFound(id.clone()))?;
+        let config = desired.loaded.config.for_dry_run();
+        let ca = self.shared.factory.ca(&config, &cert.spec).map_err(|e| {
+            RenewRequestError::DryRunUnavailable {
+                id: id.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let dry = Arc::new(CertRuntime {
+            spec: cert.spec.clone(),
+            generation: cert.generation,
+            spec_hash: cert.spec_hash,
+            ca,
+            dcv: cert.dcv.clone(),
+            install: Arc::clone(&cert.install),
+        });
+        Ok(self.enqueue_dry_run(dry))
     }
 
     /// Observes and plans every cert, without acting: the sweep's read-only half.

@@ -152,6 +152,16 @@ impl Audit {
     }
 }
 
+/// Whether a run changes anything live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// A renewal: the key is written if new, the cert recorded and installed.
+    Live,
+    /// `rota renew --dry-run`: the same steps up to issuance, then the cert is discarded; the
+    /// key file, the store's issued certs and the install target are never written.
+    DryRun,
+}
+
 /// Runs the pipeline of one renewal of `cert`. With `issued` (a cert an earlier attempt of
 /// this spec issued but could not install), it installs that one instead of ordering anew,
 /// provided it still belongs to the key.
@@ -160,6 +170,7 @@ pub(crate) async fn run_pipeline(
     dns_propagation: DnsPropagation,
     cert: Arc<CertRuntime>,
     issued: Option<IssuedCertRow>,
+    mode: Mode,
 ) -> Result<IssuedCert, RenewError> {
     let audit = &audit;
     let spec = &cert.spec;
@@ -168,7 +179,7 @@ pub(crate) async fn run_pipeline(
         .step(
             Step::LoadKey,
             &format!("key at {key_path}"),
-            load_key(&cert, audit.clock.now()),
+            load_key(&cert, audit.clock.now(), mode),
         )
         .await?;
     if let Some(row) = issued.filter(|row| key_signed(&key, row)) {
@@ -183,8 +194,12 @@ pub(crate) async fn run_pipeline(
             Ok((csr, format!("CSR with SANs {}", names.join(", "))))
         })
         .await?;
-    // CAs with renewal information (ARI) want to know which cert an order replaces.
-    let replacing = cert.install.current_cert_pem(&spec.id).await.ok().flatten();
+    // CAs with renewal information (ARI) want to know which cert an order replaces; a dry
+    // run replaces nothing (and its staging CA never issued the live cert).
+    let replacing = match mode {
+        Mode::Live => cert.install.current_cert_pem(&spec.id).await.ok().flatten(),
+        Mode::DryRun => None,
+    };
     let kinds = cert
         .dcv
         .as_ref()
@@ -221,6 +236,16 @@ pub(crate) async fn run_pipeline(
         &order.handle,
     )
     .await?;
+    if mode == Mode::DryRun {
+        audit
+            .step(
+                Step::PersistCert,
+                "dry run: checking the issued cert, then discarding it",
+                async { discard(&issued) },
+            )
+            .await?;
+        return Ok(issued);
+    }
     let row = audit
         .step(
             Step::PersistCert,
@@ -322,11 +347,12 @@ async fn run_post_command(
 async fn load_key(
     cert: &CertRuntime,
     now: OffsetDateTime,
+    mode: Mode,
 ) -> Result<(CertKey, String), RenewError> {
     // A switch cut off between the install and its end is finished first: the installed
-    // cert's public key says which key is live.
-    // Without a `.next` key there is nothing to finish: `rotation: never` asks for no read.
-    let installed = if key_rotation::next_path(&cert.spec.key_path).exists() {
+    // cert's public key says which key is live. Without a `.next` key there is nothing to
+    // finish (`rotation: never` asks for no read), and a dry run changes no key file.
+    let installed = if mode == Mode::Live && key_rotation::next_path(&cert.spec.key_path).exists() {
         cert.install
             .current_cert_pem(&cert.spec.id)
             .await
@@ -334,6 +360,10 @@ async fn load_key(
             .flatten()
     } else {
         None
+    };
+    let load = match mode {
+        Mode::Live => keys::load_or_generate,
+        Mode::DryRun => keys::load_or_generate_unsaved,
     };
     let spec = cert.spec.clone();
     let (settled, loaded) = tokio::task::spawn_blocking(move || {
@@ -346,6 +376,7 @@ async fn load_key(
             spec.key.key_type,
             spec.key.rotation,
             now,
+            load,
         )?;
         Ok::<_, keys::KeyError>((settled, loaded))
     })
@@ -360,6 +391,10 @@ async fn load_key(
     .map_err(|e| RenewError::new(Step::LoadKey, Reason::KeyUnreadable, e.to_string()))?;
     let wanted = cert.spec.key.key_type;
     let mut message = match (loaded.generated, loaded.next, loaded.key.key_type()) {
+        (true, _, _) if mode == Mode::DryRun => format!(
+            "dry run: generated a throwaway {} key in memory (the key file is not written)",
+            wanted.as_str()
+        ),
         (true, _, _) => format!(
             "generated a new {} key (it is reused on every renewal)",
             wanted.as_str()
@@ -672,18 +707,36 @@ async fn remove_challenges(
     }
 }
 
-async fn persist(
-    audit: &Audit,
-    cert: &CertRuntime,
-    issued: &IssuedCert,
-) -> Result<(IssuedCertRow, String), RenewError> {
-    let facts = inspect_pem(&issued.cert_pem).map_err(|e| {
+/// The facts of the cert the CA returned; an unreadable one fails the persist step.
+fn read_issued(issued: &IssuedCert) -> Result<rota_api::wire::InstalledCert, RenewError> {
+    inspect_pem(&issued.cert_pem).map_err(|e| {
         RenewError::new(
             Step::PersistCert,
             Reason::Refused,
             format!("the CA returned an unreadable certificate: {e}"),
         )
-    })?;
+    })
+}
+
+/// A dry run's last step: the issued cert must be readable, and is then dropped.
+fn discard(issued: &IssuedCert) -> Result<((), String), RenewError> {
+    let facts = read_issued(issued)?;
+    Ok((
+        (),
+        format!(
+            "dry run: the CA signed serial {} (valid until {}); discarded, nothing recorded or installed",
+            facts.serial,
+            rfc3339(facts.not_after)
+        ),
+    ))
+}
+
+async fn persist(
+    audit: &Audit,
+    cert: &CertRuntime,
+    issued: &IssuedCert,
+) -> Result<(IssuedCertRow, String), RenewError> {
+    let facts = read_issued(issued)?;
     let row = IssuedCertRow {
         cert_id: cert.spec.id.clone(),
         renewal_id: audit.renewal_id,

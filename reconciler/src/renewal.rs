@@ -23,7 +23,7 @@ use crate::plan::{Observation, names_match};
 use crate::progress::{Following, ProgressLog};
 use crate::queue::{BusyMark, Occupied};
 use crate::reconciler::Reconciler;
-use crate::renew::{Audit, RenewError, run_pipeline};
+use crate::renew::{Audit, Mode, RenewError, run_pipeline};
 
 impl Reconciler {
     /// Queues a renewal of `cert` unless it is busy already; the returned follower sees it
@@ -54,6 +54,37 @@ impl Reconciler {
             }
         });
         Ok(following)
+    }
+
+    /// Starts a dry run of `cert` (whose CA is the dry-run one) once its CA has a free slot.
+    /// It takes no busy mark: live renewals neither wait for it nor attach to it, and it
+    /// never touches the cert's state, conditions, backoff or alerts.
+    pub(crate) fn enqueue_dry_run(&self, cert: Arc<CertRuntime>) -> Following {
+        let progress = ProgressLog::new();
+        let following = progress.follow();
+        let this = self.clone();
+        self.shared.tasks.spawn(async move {
+            let slot = tokio::select! {
+                () = this.shared.shutdown.cancelled() => None,
+                slot = this.shared.queue.slot(cert.ca.kind()) => slot,
+            };
+            let result = match slot {
+                Some(slot) => {
+                    let result = this
+                        .guarded_renewal(&cert, Reason::Forced, &progress, Mode::DryRun)
+                        .await;
+                    drop(slot);
+                    result.map_err(|e| e.to_string())
+                }
+                None => Err("rotad is stopping; the dry run did not start".to_owned()),
+            };
+            let (status, error) = match result {
+                Ok(()) => (RenewalStatus::Succeeded, None),
+                Err(e) => (RenewalStatus::Failed, Some(e)),
+            };
+            progress.push(RenewProgress::Finished { status, error });
+        });
+        following
     }
 
     /// Waits for a slot, then renews what is configured for `id` now; returns the generation
@@ -104,7 +135,9 @@ impl Reconciler {
             ),
         )
         .await;
-        let outcome = self.guarded_renewal(cert, trigger, progress).await;
+        let outcome = self
+            .guarded_renewal(cert, trigger, progress, Mode::Live)
+            .await;
         let (status, error) = match &outcome {
             Ok(()) => {
                 self.renewal_succeeded(cert).await;
@@ -136,25 +169,29 @@ impl Reconciler {
         RenewProgress::Finished { status, error }
     }
 
-    /// Opens the audit row, runs the pipeline in its own task under the renewal deadline,
-    /// cleans up after a pipeline that did not finish, and closes the row.
+    /// Opens the audit row (a dry run's marked so), runs the pipeline in its own task under
+    /// the renewal deadline, cleans up after a pipeline that did not finish, and closes the
+    /// row.
     async fn guarded_renewal(
         &self,
         cert: &Arc<CertRuntime>,
         trigger: Reason,
         progress: &Arc<ProgressLog>,
+        mode: Mode,
     ) -> Result<(), RenewError> {
         let store = Arc::clone(&self.shared.store);
-        let record = store
-            .open_renewal(&cert.spec.id, trigger, self.shared.clock.now())
-            .await
-            .map_err(|e| {
-                RenewError::new(
-                    Step::LoadKey,
-                    Reason::StoreFailed,
-                    format!("cannot open the audit row: {e}"),
-                )
-            })?;
+        let (id, now) = (&cert.spec.id, self.shared.clock.now());
+        let record = match mode {
+            Mode::Live => store.open_renewal(id, trigger, now).await,
+            Mode::DryRun => store.open_dry_run(id, trigger, now).await,
+        };
+        let record = record.map_err(|e| {
+            RenewError::new(
+                Step::LoadKey,
+                Reason::StoreFailed,
+                format!("cannot open the audit row: {e}"),
+            )
+        })?;
         progress.push(RenewProgress::Started {
             renewal_id: record.id,
         });
@@ -164,17 +201,22 @@ impl Reconciler {
             renewal_id: record.id,
             progress: Some(Arc::clone(progress)),
         };
-        let span = tracing::info_span!("renewal", cert_id = %cert.spec.id, renewal_id = record.id);
+        let dry_run = mode == Mode::DryRun;
+        let span = tracing::info_span!("renewal", cert_id = %cert.spec.id, renewal_id = record.id, dry_run);
         tracing::info!(parent: &span, trigger = trigger.as_str(), "renewal started");
         let daemon = &self.desired().loaded.config.daemon;
         let deadline = Duration::from_secs(daemon.renewal_timeout_seconds);
-        let issued = self.issued_awaiting_install(cert).await;
+        let issued = match mode {
+            Mode::Live => self.issued_awaiting_install(cert).await,
+            Mode::DryRun => None,
+        };
         let mut pipeline = tokio::spawn(
             run_pipeline(
                 audit.clone(),
                 daemon.dns_propagation.clone(),
                 Arc::clone(cert),
                 issued,
+                mode,
             )
             .instrument(span.clone()),
         );

@@ -103,14 +103,22 @@ async fn log(
     Ok(Json(RenewalLog { renewal, events }))
 }
 
+#[derive(Deserialize)]
+struct RenewQuery {
+    /// `?dry_run=true`: the whole pipeline, nothing installed or changed live.
+    #[serde(default)]
+    dry_run: bool,
+}
+
 async fn renew(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(q): Query<RenewQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let ticket = state.reconciler.renew(&id).map_err(|e| match e {
+    let refused = |e: RenewRequestError| match e {
         RenewRequestError::NotFound(_) => ApiError::not_found(&id),
-        RenewRequestError::Revoking(_) => {
+        RenewRequestError::Revoking(_) | RenewRequestError::DryRunUnavailable { .. } => {
             ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
         }
         _ => ApiError::new(
@@ -118,10 +126,16 @@ async fn renew(
             "unavailable",
             e.to_string(),
         ),
-    })?;
+    };
+    let (following, attached) = if q.dry_run {
+        (state.reconciler.dry_run(&id).map_err(refused)?, false)
+    } else {
+        let ticket = state.reconciler.renew(&id).map_err(refused)?;
+        (ticket.following, ticket.attached)
+    };
     // A client joining a renewal already queued or running is told so first.
-    let attached = ticket.attached.then_some(RenewProgress::Attached);
-    let followed = futures_util::stream::unfold(ticket.following, |mut following| async move {
+    let attached = attached.then_some(RenewProgress::Attached);
+    let followed = futures_util::stream::unfold(following, |mut following| async move {
         let item = following.next().await?;
         Some((item, following))
     });

@@ -83,7 +83,8 @@ fn as_written_failed(err: &AsWrittenError) -> ApiError {
 /// The object for a cert whose describe view is `detail` and whose entry in `rota.yaml` is
 /// `spec`.
 fn certificate(detail: CertDetail, spec: serde_yaml::Value) -> Certificate {
-    let latest = detail.renewals.first();
+    // Dry runs change nothing live, so they are not the cert's last renewal.
+    let latest = detail.renewals.iter().find(|r| !r.dry_run);
     let installed = detail.installed.as_ref();
     let status = CertificateStatus {
         conditions: detail.conditions.iter().map(condition).collect(),
@@ -162,6 +163,7 @@ mod tests {
             error: None,
             started_at,
             finished_at: Some(started_at + Duration::seconds(4)),
+            dry_run: false,
         };
         CertDetail {
             summary: CertSummary {

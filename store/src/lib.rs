@@ -146,6 +146,15 @@ pub trait AuditStore: Send + Sync {
         at: OffsetDateTime,
     ) -> Result<RenewalRecord, StoreError>;
 
+    /// Opens a `running` row for a dry run of `cert_id`: audited like a renewal, marked as a
+    /// dry run, and left out of [`AuditStore::last_renewal_statuses`].
+    async fn open_dry_run(
+        &self,
+        cert_id: &CertId,
+        trigger: Reason,
+        at: OffsetDateTime,
+    ) -> Result<RenewalRecord, StoreError>;
+
     /// Appends a step event to a renewal; `seq` is assigned by the store.
     async fn record_step(
         &self,
@@ -181,7 +190,7 @@ pub trait AuditStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<RenewalRecord>, StoreError>;
 
-    /// The status of each cert's most recent renewal.
+    /// The status of each cert's most recent live renewal (dry runs left out).
     async fn last_renewal_statuses(&self) -> Result<HashMap<CertId, RenewalStatus>, StoreError>;
 
     /// Each cert's most recent renewal.

@@ -111,7 +111,18 @@ impl AuditStore for SqliteStore {
         at: OffsetDateTime,
     ) -> Result<RenewalRecord, StoreError> {
         let cert_id = cert_id.clone();
-        self.run(move |conn| renewals::open(conn, &cert_id, trigger, at))
+        self.run(move |conn| renewals::open(conn, &cert_id, trigger, at, false))
+            .await
+    }
+
+    async fn open_dry_run(
+        &self,
+        cert_id: &CertId,
+        trigger: Reason,
+        at: OffsetDateTime,
+    ) -> Result<RenewalRecord, StoreError> {
+        let cert_id = cert_id.clone();
+        self.run(move |conn| renewals::open(conn, &cert_id, trigger, at, true))
             .await
     }
 

@@ -318,6 +318,47 @@ async fn last_statuses_come_from_each_certs_newest_renewal() {
 }
 
 #[tokio::test]
+async fn a_dry_run_is_marked_listed_and_never_the_last_live_status() {
+    let scratch = Scratch::new();
+    let store = scratch.store();
+    let live = store
+        .open_renewal(&cert("web"), Reason::Forced, at(0, 0))
+        .await
+        .unwrap();
+    store
+        .close_renewal(live.id, RenewalStatus::Succeeded, None, at(1, 0))
+        .await
+        .unwrap();
+    let dry = store
+        .open_dry_run(&cert("web"), Reason::Forced, at(5, 0))
+        .await
+        .unwrap();
+    assert!(dry.dry_run && !live.dry_run);
+    store
+        .close_renewal(
+            dry.id,
+            RenewalStatus::Failed,
+            Some("staging said no"),
+            at(6, 0),
+        )
+        .await
+        .unwrap();
+    // A cert with dry runs only has no last live status at all.
+    store
+        .open_dry_run(&cert("api"), Reason::Forced, at(7, 0))
+        .await
+        .unwrap();
+
+    let reopened = scratch.store();
+    let statuses = reopened.last_renewal_statuses().await.unwrap();
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    assert_eq!(statuses[&cert("web")], RenewalStatus::Succeeded);
+    let listed = reopened.renewals(&cert("web"), 10).await.unwrap();
+    let marks: Vec<(i64, bool)> = listed.iter().map(|r| (r.id, r.dry_run)).collect();
+    assert_eq!(marks, [(dry.id, true), (live.id, false)]);
+}
+
+#[tokio::test]
 async fn a_hand_edited_value_reads_as_corrupt() {
     let scratch = Scratch::new();
     let store = scratch.store();

@@ -97,6 +97,15 @@ impl LoadedConfig {
 }
 
 impl Config {
+    /// This config as a dry run uses it: the `acme:` block pointed at its dry-run directory
+    /// and account (see [`AcmeAccount::dry_run`]); everything else as it is.
+    #[must_use]
+    pub fn for_dry_run(&self) -> Self {
+        let mut config = self.clone();
+        config.acme = self.acme.as_ref().map(AcmeAccount::dry_run);
+        config
+    }
+
     /// The local CA's directory: `local_ca.directory`, else `local-ca/` beside the database.
     #[must_use]
     pub fn local_ca_directory(&self) -> PathBuf {

@@ -364,6 +364,43 @@ pub struct AcmeAccount {
     /// PEM roots to trust for the directory's TLS, besides the system's (private ACME servers).
     #[serde(default)]
     pub ca_bundle_file: Option<PathBuf>,
+    /// The directory `rota renew --dry-run` orders from; see [`AcmeAccount::dry_run`].
+    #[serde(default)]
+    pub staging_directory_url: Option<String>,
+}
+
+/// Let's Encrypt's production directory, whose dry runs go to its staging one by default.
+pub const LETS_ENCRYPT_PRODUCTION: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory: untrusted certs, generous rate limits.
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+impl AcmeAccount {
+    /// The directory a dry run orders from: `staging_directory_url`, else Let's Encrypt's
+    /// staging for its production directory, else `directory_url` itself (a real order).
+    #[must_use]
+    pub fn dry_run_directory_url(&self) -> &str {
+        match &self.staging_directory_url {
+            Some(url) => url,
+            None if self.directory_url == LETS_ENCRYPT_PRODUCTION => LETS_ENCRYPT_STAGING,
+            None => &self.directory_url,
+        }
+    }
+
+    /// This block as a dry run uses it: the dry-run directory, and for a directory other than
+    /// `directory_url` an account of its own, kept in `<account_credentials_file>.staging`
+    /// (an account belongs to one directory).
+    #[must_use]
+    pub fn dry_run(&self) -> Self {
+        let mut dry = self.clone();
+        let url = self.dry_run_directory_url();
+        if url != self.directory_url {
+            url.clone_into(&mut dry.directory_url);
+            let mut file = self.account_credentials_file.clone().into_os_string();
+            file.push(".staging");
+            dry.account_credentials_file = file.into();
+        }
+        dry
+    }
 }
 
 /// The `dsm:` block: where the Synology NAS answers and how rota logs in to it.
@@ -1096,4 +1133,47 @@ pub struct K8sSecretInstall {
         skip_serializing_if = "is_default_post_command_timeout"
     )]
     pub post_command_timeout_seconds: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(directory_url: &str, staging: Option<&str>) -> AcmeAccount {
+        AcmeAccount {
+            directory_url: directory_url.to_owned(),
+            contact_email: None,
+            account_credentials_file: PathBuf::from("/var/lib/rota/acme.json"),
+            external_account_binding: None,
+            profile: None,
+            ca_bundle_file: None,
+            staging_directory_url: staging.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_dry_run_goes_to_staging_with_an_account_of_its_own() {
+        let dry = account(LETS_ENCRYPT_PRODUCTION, None).dry_run();
+        assert_eq!(dry.directory_url, LETS_ENCRYPT_STAGING);
+        assert_eq!(
+            dry.account_credentials_file,
+            PathBuf::from("/var/lib/rota/acme.json.staging")
+        );
+
+        let own = "https://ca.test/staging";
+        let dry = account("https://ca.test/dir", Some(own)).dry_run();
+        assert_eq!(dry.directory_url, own);
+        assert_eq!(
+            dry.account_credentials_file,
+            PathBuf::from("/var/lib/rota/acme.json.staging")
+        );
+    }
+
+    #[test]
+    fn without_a_staging_directory_a_dry_run_orders_where_renewals_do() {
+        let live = account("https://ca.test/dir", None);
+        assert_eq!(live.dry_run(), live);
+        let same = account("https://ca.test/dir", Some("https://ca.test/dir"));
+        assert_eq!(same.dry_run(), same);
+    }
 }

@@ -42,6 +42,10 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
             example,
             &mut found,
         );
+        if let Some(url) = &acme.staging_directory_url {
+            let example = super::schema::LETS_ENCRYPT_STAGING;
+            check_url("acme.staging_directory_url", url, example, &mut found);
+        }
     }
     if let Some(dsm) = &config.dsm {
         check_url(

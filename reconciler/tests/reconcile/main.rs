@@ -8,6 +8,7 @@ mod alerts;
 mod concurrency;
 mod config_change;
 mod crash_recovery;
+mod dry_run;
 mod failures;
 mod isolation;
 mod renewal_window;

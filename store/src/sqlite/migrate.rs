@@ -125,6 +125,13 @@ const MIGRATIONS: &[&str] = &[
     -- `describe` reads the newest row of each sink for one cert.
     CREATE INDEX alert_deliveries_by_cert ON alert_deliveries (cert_id, sink, id);
     ",
+    // Version 5. Dry runs (`rota renew --dry-run`) are audited beside live renewals, marked,
+    // and left out of each cert's last renewal status: they change nothing live.
+    "
+    ALTER TABLE renewals ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX renewals_live_by_cert ON renewals (cert_id, started_at DESC, id DESC, status)
+        WHERE dry_run = 0;
+    ",
 ];
 
 /// Brings the schema up to date, refusing a database written by a newer rota.
