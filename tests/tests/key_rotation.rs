@@ -260,3 +260,29 @@ fn a_switch_cut_off_after_the_install_is_finished_by_the_next_renewal() {
     let log = rotad.rota_ok(&["log", "web"]);
     assert!(log.contains("is now the key"), "{log}");
 }
+
+#[test]
+fn a_dry_run_signs_with_the_key_due_next_but_switches_nothing() {
+    let (rotad, cert, key_path) = start("{ rotation: every_renewal }");
+    let next_path = rotad.path("keys/web.key.next");
+    let before = wait_for("the next key to be announced", ISSUE_TIMEOUT, || {
+        let s = shown(&rotad);
+        s.next.is_some().then_some(s)
+    });
+    let files = |p: &Path| fs::read(p).unwrap();
+    let (cert_bytes, key_bytes, next_bytes) = (files(&cert), files(&key_path), files(&next_path));
+
+    let said = rotad.rota_ok(&["renew", "web", "--dry-run"]);
+    assert!(said.contains("prepared next key"), "{said}");
+
+    assert_eq!(files(&cert), cert_bytes, "nothing installed");
+    assert_eq!(files(&key_path), key_bytes, "key_path untouched");
+    assert_eq!(
+        files(&next_path),
+        next_bytes,
+        "the next key stays the next key"
+    );
+    assert!(archives(&key_path).is_empty(), "no key archived");
+    let after = shown(&rotad);
+    assert_eq!((after.current, after.next), (before.current, before.next));
+}
