@@ -224,33 +224,31 @@ mod tests {
         read_key(path).unwrap().unwrap().public_key_der()
     }
 
+    /// The key a live renewal of a P-256 cert signs with.
+    fn live_key(key_path: &Path, rotation: KeyRotation, now: OffsetDateTime) -> RenewalKey {
+        key_for_renewal(
+            key_path,
+            KeyType::EcdsaP256,
+            rotation,
+            now,
+            keys::load_or_generate,
+        )
+        .unwrap()
+    }
+
     #[test]
     fn never_prepares_nothing_and_keeps_one_key() {
         let dir = tempfile::tempdir().unwrap();
         let key_path = dir.path().join("k.pem");
         let now = OffsetDateTime::now_utc();
-        let first = key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            KeyRotation::Never,
-            now,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        let first = live_key(&key_path, KeyRotation::Never, now);
         assert!(
             ensure_next(&key_path, KeyType::EcdsaP256, KeyRotation::Never)
                 .unwrap()
                 .is_none()
         );
         assert!(!next_path(&key_path).exists());
-        let again = key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            KeyRotation::Never,
-            now,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        let again = live_key(&key_path, KeyRotation::Never, now);
         assert!(!again.next);
         assert_eq!(first.key.public_key_der(), again.key.public_key_der());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -263,14 +261,7 @@ mod tests {
         let rotation = KeyRotation::EveryRenewal;
         let now = datetime!(2026-12-01 10:00:00 UTC);
         // The first renewal has no announced key yet: it uses (and creates) key_path.
-        let first = key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            rotation,
-            now,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        let first = live_key(&key_path, rotation, now);
         assert!(first.generated && !first.next);
         let announced = ensure_next(&key_path, KeyType::EcdsaP256, rotation)
             .unwrap()
@@ -278,14 +269,7 @@ mod tests {
         assert_eq!(mode_of(&next_path(&key_path)), 0o600);
         let old_bytes = std::fs::read(&key_path).unwrap();
         // The second one signs with the announced key…
-        let second = key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            rotation,
-            now,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        let second = live_key(&key_path, rotation, now);
         assert!(second.next);
         assert_eq!(second.key.public_key_der(), announced.public_key_der());
         // …but an installed cert of the old key switches nothing (a failed install).
@@ -322,14 +306,7 @@ mod tests {
         let key_path = dir.path().join("k.pem");
         let rotation = KeyRotation::EveryRenewal;
         let now = datetime!(2026-12-01 10:00:00 UTC);
-        key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            rotation,
-            now,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        live_key(&key_path, rotation, now);
         let next = ensure_next(&key_path, KeyType::EcdsaP256, rotation)
             .unwrap()
             .unwrap();
@@ -350,24 +327,10 @@ mod tests {
         let key_path = dir.path().join("k.pem");
         let rotation = KeyRotation::AfterDays(30);
         let born = OffsetDateTime::now_utc();
-        key_for_renewal(
-            &key_path,
-            KeyType::EcdsaP256,
-            rotation,
-            born,
-            keys::load_or_generate,
-        )
-        .unwrap();
+        live_key(&key_path, rotation, born);
         ensure_next(&key_path, KeyType::EcdsaP256, rotation).unwrap();
         for (age, due) in [(DAY * 29, false), (DAY * 30 + DAY / 24, true)] {
-            let renewal = key_for_renewal(
-                &key_path,
-                KeyType::EcdsaP256,
-                rotation,
-                born + age,
-                keys::load_or_generate,
-            )
-            .unwrap();
+            let renewal = live_key(&key_path, rotation, born + age);
             assert_eq!(renewal.next, due, "after {age:?}");
         }
     }

@@ -19,16 +19,16 @@ fn config(key: &str) -> String {
     )
 }
 
-/// The base64 SHA-256 of the `SubjectPublicKeyInfo` of the cert at `cert`, by openssl alone.
-fn cert_pin(cert: &Path) -> String {
+/// The base64 SHA-256 of the DER public key the shell pipeline `to_der` prints for the file
+/// `$1`, by openssl alone.
+fn openssl_pin(to_der: &str, file: &Path) -> String {
     let out = Command::new("sh")
         .arg("-c")
-        .arg(
-            "openssl x509 -in \"$1\" -noout -pubkey | openssl pkey -pubin -outform DER \
-             | openssl dgst -sha256 -binary | openssl base64 -A",
-        )
+        .arg(format!(
+            "{to_der} | openssl dgst -sha256 -binary | openssl base64 -A"
+        ))
         .arg("sh")
-        .arg(cert)
+        .arg(file)
         .output()
         .expect("run openssl");
     assert!(
@@ -42,27 +42,17 @@ fn cert_pin(cert: &Path) -> String {
         .to_owned()
 }
 
+/// The pin of the `SubjectPublicKeyInfo` of the cert at `cert`.
+fn cert_pin(cert: &Path) -> String {
+    openssl_pin(
+        "openssl x509 -in \"$1\" -noout -pubkey | openssl pkey -pubin -outform DER",
+        cert,
+    )
+}
+
 /// The same pin of the private key file at `key`.
 fn key_pin(key: &Path) -> String {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "openssl pkey -in \"$1\" -pubout -outform DER | openssl dgst -sha256 -binary \
-             | openssl base64 -A",
-        )
-        .arg("sh")
-        .arg(key)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("base64")
-        .trim()
-        .to_owned()
+    openssl_pin("openssl pkey -in \"$1\" -pubout -outform DER", key)
 }
 
 /// What rota shows of the current and the next key: (`describe` pin, `-o json` pin) each.

@@ -113,13 +113,7 @@ fn relative_to(from: &Path, target: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn issued(serial: &str) -> IssuedCert {
-        IssuedCert {
-            cert_pem: format!("leaf {serial}\n"),
-            chain_pem: "root\n".into(),
-        }
-    }
+    use crate::install::pem_files::issued;
 
     #[tokio::test]
     async fn each_install_is_a_new_version_and_the_live_links_follow() {

@@ -147,16 +147,10 @@ impl InstallBackend for NginxInstall {
 
 #[cfg(test)]
 mod tests {
+    use crate::install::pem_files::issued;
     use std::path::Path;
 
     use super::*;
-
-    fn issued(serial: &str) -> IssuedCert {
-        IssuedCert {
-            cert_pem: format!("leaf {serial}\n"),
-            chain_pem: "root\n".into(),
-        }
-    }
 
     fn id() -> CertId {
         CertId::new("web").unwrap()

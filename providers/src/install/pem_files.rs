@@ -295,16 +295,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
     })?
 }
 
+/// A stand-in issued cert whose files read `leaf SERIAL` and `root`, for installers' tests.
+#[cfg(test)]
+pub(crate) fn issued(serial: &str) -> IssuedCert {
+    IssuedCert {
+        cert_pem: format!("leaf {serial}\n"),
+        chain_pem: "root\n".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn issued(serial: &str) -> IssuedCert {
-        IssuedCert {
-            cert_pem: format!("leaf {serial}\n"),
-            chain_pem: "root\n".into(),
-        }
-    }
 
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
