@@ -114,6 +114,20 @@ impl Rotad {
         self.dir.path().join(rel)
     }
 
+    /// Waits (30 s at most) until cert `id`'s `cert.pem` lands in `installed/ID`, the install
+    /// directory the tests' configs use, and returns its path.
+    // Most callers only wait; the path is there for those that read the cert next.
+    #[allow(clippy::must_use_candidate)]
+    pub fn wait_installed(&self, id: &str) -> PathBuf {
+        let cert = self.path(&format!("installed/{id}/cert.pem"));
+        wait_for(
+            &format!("{id} to be installed"),
+            Duration::from_secs(30),
+            || cert.exists().then_some(()),
+        );
+        cert
+    }
+
     /// The CLI socket.
     #[must_use]
     pub fn socket(&self) -> PathBuf {
@@ -349,6 +363,19 @@ pub fn openssl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The subjectAltName extension of the certificate at `path`, as openssl prints it.
+#[must_use]
+pub fn sans_of(path: &Path) -> String {
+    openssl(&[
+        "x509",
+        "-in",
+        &path.display().to_string(),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ])
 }
 
 /// The serial of the certificate at `path`, as openssl prints it.

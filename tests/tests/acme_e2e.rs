@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rota_e2e::acme_peers::AcmePeers as Peers;
 use rota_e2e::pebble::PebbleOptions;
-use rota_e2e::{Rotad, cert_pubkey, key_pubkey, openssl, serial_hex, serial_of, wait_for};
+use rota_e2e::{Rotad, cert_pubkey, key_pubkey, sans_of, serial_hex, serial_of, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -21,9 +21,7 @@ const EAB_KEY: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUD
 const OTHER_KEY: &str = "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH";
 
 fn wait_installed(rotad: &Rotad) -> String {
-    let cert = rotad.path("installed/web/cert.pem");
-    wait_for("web to be installed", WAIT, || cert.exists().then_some(()));
-    serial_of(&cert)
+    serial_of(&rotad.wait_installed("web"))
 }
 
 /// What is left under `.well-known/acme-challenge/` in `webroot`.
@@ -71,14 +69,7 @@ fn http01_is_validated_through_nginx_and_the_chain_verifies_under_pebbles_root()
 
     let cert = rotad.path("installed/web/cert.pem");
     assert_eq!(cert_pubkey(&cert), key_pubkey(&rotad.path("keys/web.key")));
-    let sans = openssl(&[
-        "x509",
-        "-in",
-        &cert.display().to_string(),
-        "-noout",
-        "-ext",
-        "subjectAltName",
-    ]);
+    let sans = sans_of(&cert);
     assert!(sans.contains("DNS:web.rota.test"), "{sans}");
 
     let access = peers.nginx.access_log();

@@ -25,13 +25,6 @@ fn local_config(certs: &str) -> String {
     )
 }
 
-fn wait_installed(rotad: &Rotad, id: &str) {
-    let cert = rotad.path(&format!("installed/{id}/cert.pem"));
-    wait_for(&format!("{id} to be installed"), ISSUE_TIMEOUT, || {
-        cert.exists().then_some(())
-    });
-}
-
 /// Writes an executable script into the state directory (the hook must not need a shell).
 fn script(rotad_dir: &std::path::Path, name: &str, body: &str) {
     let path = rotad_dir.join(name);
@@ -165,7 +158,7 @@ fn a_cert_s_own_threshold_and_local_validity_beat_the_daemon_wide_ones() {
 ";
     let rotad = Rotad::start(&local_config(certs));
     for (id, validity, threshold) in [("short", 10, 3), ("plain", 90, 30)] {
-        wait_installed(&rotad, id);
+        rotad.wait_installed(id);
         let cert = rotad.path(&format!("installed/{id}/cert.pem"));
         let dates = rota_e2e::openssl(&[
             "x509",
@@ -254,7 +247,7 @@ fn every_key_type_is_generated_issued_by_pebble_and_the_local_ca_and_kept() {
             ("local", rotad.path("ca/ca.pem")),
         ] {
             let id = id_for(prefix, key_type);
-            wait_installed(&rotad, &id);
+            rotad.wait_installed(&id);
             let key = rotad.path(&format!("keys/{id}.key"));
             let text =
                 rota_e2e::openssl(&["pkey", "-noout", "-text", "-in", &key.display().to_string()]);
@@ -316,7 +309,7 @@ fn an_existing_key_of_another_type_wins_and_describe_warns() {
     fs::write(&file, config).unwrap();
     let applied = rotad.rota_ok(&["apply", "-f", &file.display().to_string()]);
     assert!(applied.contains("legacy"), "{applied}");
-    wait_installed(&rotad, "legacy");
+    rotad.wait_installed("legacy");
     assert_eq!(
         fs::read(&key).unwrap(),
         before,
@@ -370,7 +363,7 @@ fn combined_pem_is_served_by_haproxy_and_cert_p12_opens_with_its_password() {
     fs::write(&file, config).unwrap();
     let applied = rotad.rota_ok(&["apply", "-f", &file.display().to_string()]);
     assert!(applied.contains("web"), "{applied}");
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let dir = rotad.path("installed/web");
     let serial = serial_hex(&dir.join("cert.pem"));
     for (name, mode) in [
@@ -520,16 +513,9 @@ fn an_ip_address_cert_from_pebble_over_http01_and_from_the_local_ca_verifies_by_
             "IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1, DNS:lan.home.arpa",
         ),
     ] {
-        wait_installed(&rotad, id);
+        rotad.wait_installed(id);
         let dir = rotad.path(&format!("installed/{id}"));
-        let printed = rota_e2e::openssl(&[
-            "x509",
-            "-in",
-            &dir.join("cert.pem").display().to_string(),
-            "-noout",
-            "-ext",
-            "subjectAltName",
-        ]);
+        let printed = rota_e2e::sans_of(&dir.join("cert.pem"));
         assert!(printed.contains(sans), "{id}: {printed}");
         let haproxy = Haproxy::start(&dir.join("combined.pem"));
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], haproxy.port()));

@@ -98,11 +98,6 @@ fn local_config(install_dir: &str) -> String {
     )
 }
 
-fn wait_installed(rotad: &Rotad) {
-    let cert = rotad.path("installed/web/cert.pem");
-    wait_for("web to be installed", WAIT, || cert.exists().then_some(()));
-}
-
 /// What is left under `.well-known/acme-challenge/` in `webroot`.
 fn challenge_files(webroot: &Path) -> usize {
     fs::read_dir(webroot.join(".well-known/acme-challenge")).map_or(0, Iterator::count)
@@ -111,7 +106,7 @@ fn challenge_files(webroot: &Path) -> usize {
 #[test]
 fn a_local_ca_dry_run_signs_a_throwaway_cert_and_changes_nothing_live() {
     let rotad = Rotad::start(&local_config("{dir}/installed/web"));
-    wait_installed(&rotad);
+    rotad.wait_installed("web");
     let before = live(&rotad);
     assert_eq!(before.last_renewal["status"], "succeeded", "{before:?}");
 
@@ -202,7 +197,7 @@ fn a_pebble_dry_run_orders_from_the_staging_directory_with_an_account_of_its_own
             &bundle.display().to_string(),
         );
     let rotad = Rotad::start(&config);
-    wait_installed(&rotad);
+    rotad.wait_installed("web");
     let before = live(&rotad);
     let live_accounts = peers.pebble.accounts_created();
 
@@ -246,7 +241,7 @@ fn a_failing_dry_run_sets_no_failing_condition_and_no_backoff() {
         "  staging_directory_url: https://127.0.0.1:1/dir\n",
     );
     let rotad = Rotad::start(&config);
-    wait_installed(&rotad);
+    rotad.wait_installed("web");
     let before = live(&rotad);
     assert_eq!(before.failing["status"], "False", "{before:?}");
 

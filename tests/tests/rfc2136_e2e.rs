@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rota_e2e::bind::{Bind, KEY_NAME};
 use rota_e2e::pebble::{ChallTestSrv, Pebble, PebbleOptions};
-use rota_e2e::{Rotad, assert_chain_verifies, openssl, wait_for};
+use rota_e2e::{Rotad, assert_chain_verifies, sans_of, wait_for};
 
 const ZONE: &str = "example.test";
 const CHALLENGE_NAME: &str = "_acme-challenge.example.test";
@@ -45,14 +45,7 @@ fn a_wildcard_cert_is_issued_through_bind_and_its_records_are_removed() {
         cert.exists().then_some(())
     });
 
-    let sans = openssl(&[
-        "x509",
-        "-in",
-        &cert.display().to_string(),
-        "-noout",
-        "-ext",
-        "subjectAltName",
-    ]);
+    let sans = sans_of(&cert);
     assert!(
         sans.contains("DNS:*.example.test") && sans.contains("DNS:example.test"),
         "{sans}"

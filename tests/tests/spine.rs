@@ -5,7 +5,7 @@ use std::fs;
 use std::time::Duration;
 
 use rota_e2e::{
-    Rotad, assert_chain_verifies, cert_pubkey, condition, key_pubkey, mode_of, openssl, serial_of,
+    Rotad, assert_chain_verifies, cert_pubkey, condition, key_pubkey, mode_of, sans_of, serial_of,
     wait_for,
 };
 
@@ -28,13 +28,6 @@ fn cert_block(id: &str, key_path: &str) -> String {
     )
 }
 
-fn wait_installed(rotad: &Rotad, id: &str) {
-    let cert = rotad.path(&format!("installed/{id}/cert.pem"));
-    wait_for(&format!("{id} to be installed"), ISSUE_TIMEOUT, || {
-        cert.exists().then_some(())
-    });
-}
-
 fn verify_chain(rotad: &Rotad, id: &str) {
     assert_chain_verifies(
         &rotad.path("ca/ca.pem"),
@@ -45,7 +38,7 @@ fn verify_chain(rotad: &Rotad, id: &str) {
 #[test]
 fn quickstart_issues_installs_and_renews_with_the_same_key() {
     let rotad = Rotad::start(&config(&["web"]));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     verify_chain(&rotad, "web");
 
     let dir = rotad.path("installed/web");
@@ -55,14 +48,7 @@ fn quickstart_issues_installs_and_renews_with_the_same_key() {
     }
     assert_eq!(mode_of(&rotad.path("keys/web.key")), 0o600);
     assert_eq!(mode_of(&rotad.path("rota.db")), 0o600);
-    let sans = openssl(&[
-        "x509",
-        "-in",
-        &dir.join("cert.pem").display().to_string(),
-        "-noout",
-        "-ext",
-        "subjectAltName",
-    ]);
+    let sans = sans_of(&dir.join("cert.pem"));
     assert!(
         sans.contains("DNS:web.home.arpa") && sans.contains("DNS:www.web.home.arpa"),
         "{sans}"
@@ -114,7 +100,7 @@ fn quickstart_issues_installs_and_renews_with_the_same_key() {
 #[test]
 fn apply_issues_a_new_cert_at_once_and_a_bad_apply_changes_nothing() {
     let rotad = Rotad::start(&config(&["one"]));
-    wait_installed(&rotad, "one");
+    rotad.wait_installed("one");
 
     let next = rotad.path("next.yaml");
     let text = config(&["one", "two"]).replace("{dir}", &rotad.dir.path().display().to_string())
@@ -145,7 +131,7 @@ fn apply_issues_a_new_cert_at_once_and_a_bad_apply_changes_nothing() {
         text,
         "written exactly as submitted"
     );
-    wait_installed(&rotad, "two");
+    rotad.wait_installed("two");
     verify_chain(&rotad, "two");
 
     let before = fs::read(rotad.config_path()).unwrap();
@@ -195,7 +181,7 @@ fn apply_issues_a_new_cert_at_once_and_a_bad_apply_changes_nothing() {
 #[test]
 fn hand_edits_are_picked_up_and_invalid_ones_are_refused() {
     let rotad = Rotad::start(&config(&["alpha"]));
-    wait_installed(&rotad, "alpha");
+    rotad.wait_installed("alpha");
 
     // Editors save by writing a new file and renaming it over the old one.
     let tmp = rotad.path("rota.yaml.swp");
@@ -205,7 +191,7 @@ fn hand_edits_are_picked_up_and_invalid_ones_are_refused() {
     )
     .unwrap();
     fs::rename(&tmp, rotad.config_path()).unwrap();
-    wait_installed(&rotad, "beta");
+    rotad.wait_installed("beta");
 
     fs::write(rotad.config_path(), "certs: [\n").unwrap();
     let (stdout, stderr) = wait_for("the refused edit to show in status", ISSUE_TIMEOUT, || {
@@ -229,7 +215,7 @@ fn hand_edits_are_picked_up_and_invalid_ones_are_refused() {
 fn kill_during_a_renewal_leaves_an_interrupted_row_and_no_open_one() {
     let template = config(&["steady"]);
     let mut rotad = Rotad::start(&template);
-    wait_installed(&rotad, "steady");
+    rotad.wait_installed("steady");
 
     // A FIFO as key_path blocks the renewal inside its first step, so it can be killed there.
     let fifo = rotad.path("keys/stuck.key");
@@ -294,7 +280,7 @@ fn after_a_restart_the_first_answer_already_shows_every_installed_cert() {
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
     let mut rotad = Rotad::start(&config(&ids));
     for id in &ids {
-        wait_installed(&rotad, id);
+        rotad.wait_installed(id);
     }
     assert!(rotad.stop().success());
     rotad.restart();
@@ -325,7 +311,7 @@ fn after_a_restart_the_first_answer_already_shows_every_installed_cert() {
 #[test]
 fn sigterm_stops_cleanly_and_removes_the_socket() {
     let mut rotad = Rotad::start(&config(&["calm"]));
-    wait_installed(&rotad, "calm");
+    rotad.wait_installed("calm");
     let status = rotad.stop();
     assert!(
         status.success(),
@@ -340,7 +326,7 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 #[test]
 fn revoking_on_a_ca_without_revocation_is_refused_and_audited() {
     let rotad = Rotad::start(&config(&["lan"]));
-    wait_installed(&rotad, "lan");
+    rotad.wait_installed("lan");
     let serial = serial_of(&rotad.path("installed/lan/cert.pem"));
     let out = rotad.rota(&["revoke", "lan", "--reason", "keyCompromise"]);
     assert_eq!(out.status.code(), Some(1), "a failed revocation exits 1");
