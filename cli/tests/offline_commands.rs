@@ -22,16 +22,17 @@ fn rota_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
-/// Whether `program` runs here; a skipped check says so on stderr.
-fn have(program: &str) -> bool {
+/// Fails the test when `program` is missing: `scripts/test` installs every checker these
+/// tests run, so a missing one is a broken setup, never a reason to pass.
+fn require(program: &str) {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!("SKIPPED the {program} check: {program} is not installed");
-    }
-    found
+    assert!(
+        found,
+        "{program} is not installed: run the tests through scripts/test, which installs it"
+    );
 }
 
 #[test]
@@ -42,21 +43,20 @@ fn completions_name_the_subcommands_and_parse_in_their_shell() {
         for word in ["renew", "describe", "completions", "output", "socket"] {
             assert!(script.contains(word), "{shell} completion lacks {word}");
         }
-        if have(checker) {
-            let dir = tempfile::tempdir().expect("dir");
-            let file = dir.path().join("rota.completion");
-            std::fs::write(&file, &script).expect("write");
-            let check = Command::new(checker)
-                .arg("-n")
-                .arg(&file)
-                .output()
-                .expect(checker);
-            assert!(
-                check.status.success(),
-                "{checker} -n refuses the script: {}",
-                String::from_utf8_lossy(&check.stderr)
-            );
-        }
+        require(checker);
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("rota.completion");
+        std::fs::write(&file, &script).expect("write");
+        let check = Command::new(checker)
+            .arg("-n")
+            .arg(&file)
+            .output()
+            .expect(checker);
+        assert!(
+            check.status.success(),
+            "{checker} -n refuses the script: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
     }
     let out = rota(&["completions", "powershell"]);
     assert_eq!(
@@ -88,20 +88,19 @@ fn man_pages_are_written_for_every_command_and_render() {
     }
     let rotad = std::fs::read_to_string(pages.join("rotad.8")).expect("rotad.8");
     assert!(rotad.contains("SIGHUP"), "rotad(8) says how to reload");
-    if have("groff") {
-        let out = Command::new("groff")
-            .args(["-man", "-Tutf8", "-ww"])
-            .arg(pages.join("rota-get-certs.1"))
-            .output()
-            .expect("groff");
-        let text = without_overstrike(&String::from_utf8_lossy(&out.stdout));
-        assert!(out.status.success() && text.contains("--output"), "{text}");
-        assert!(
-            out.stderr.is_empty(),
-            "groff warned: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    require("groff");
+    let out = Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww"])
+        .arg(pages.join("rota-get-certs.1"))
+        .output()
+        .expect("groff");
+    let text = without_overstrike(&String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success() && text.contains("--output"), "{text}");
+    assert!(
+        out.stderr.is_empty(),
+        "groff warned: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// grotty's bold and underline (`X\bX`) reduced to the plain text.
@@ -188,9 +187,7 @@ fn help_on_a_terminal(no_color: Option<&str>) -> String {
 
 #[test]
 fn no_color_turns_colour_off_on_a_terminal() {
-    if !have("script") {
-        return;
-    }
+    require("script");
     let coloured = help_on_a_terminal(None);
     assert!(
         coloured.contains('\u{1b}'),
@@ -242,9 +239,8 @@ fn rotad_log_on_a_terminal(no_color: Option<&str>) -> String {
 
 #[test]
 fn no_color_turns_colour_off_in_rotads_log() {
-    if !have("script") || !have("timeout") {
-        return;
-    }
+    require("script");
+    require("timeout");
     assert!(
         rotad_log_on_a_terminal(None).contains('\u{1b}'),
         "coloured on a terminal"
