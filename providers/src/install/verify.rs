@@ -2,8 +2,9 @@
 //! per domain (the domain as SNI) must present that cert. This checks what the server really
 //! serves, not what rota believes it wrote: a reload that was ignored, a server block that
 //! reads its cert from elsewhere, or a name served by another frontend all fail the install.
-//! Reloads finish asynchronously (nginx's old workers hand over gradually), so each name is
-//! retried for a few seconds before the install is declared failed.
+//! Reloads finish asynchronously (nginx's old workers hand over gradually), so the names are
+//! asked in rounds for a few seconds, and the switch counts only when consecutive rounds all
+//! show the new cert.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -21,12 +22,16 @@ use tokio_rustls::TlsConnector;
 pub(crate) const VERIFY_WITHIN: Duration = Duration::from_secs(10);
 /// Bound on one connect + handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Pause between two handshakes for the same name.
+/// Pause between two rounds of handshakes.
 const RETRY_EVERY: Duration = Duration::from_millis(200);
+/// Rounds in a row in which every name must present the new cert. One is not enough: while
+/// a reload hands over, an old worker can still accept a connection after a new one answered.
+const CONFIRMING_ROUNDS: u32 = 2;
 /// The label a wildcard is replaced with to make a name a server can be asked for.
 const WILDCARD_LABEL: &str = "rota-verify";
 
-/// Succeeds once, for every domain, `address` presents `cert_pem`'s serial within `within`.
+/// Succeeds once `address` has presented `cert_pem`'s serial for every domain in
+/// [`CONFIRMING_ROUNDS`] rounds in a row, within `within`.
 pub(crate) async fn served_cert_matches(
     backend: &'static str,
     address: &HostPort,
@@ -38,29 +43,49 @@ pub(crate) async fn served_cert_matches(
         .map_err(|e| BackendError::invalid(backend, format!("the issued cert: {e}")))?;
     let connector = TlsConnector::from(Arc::new(any_cert_client()));
     let deadline = Instant::now() + within;
-    for domain in domains {
-        let sni = sni_for(domain);
-        let mut last_seen;
-        loop {
-            last_seen = match served_serial(&connector, address, &sni).await {
-                Ok(serial) if serial == expected => break,
-                Ok(serial) => format!("serial {}", hex(&serial)),
-                Err(e) => e,
-            };
-            if Instant::now() + RETRY_EVERY >= deadline {
-                return Err(BackendError::Refused {
-                    backend,
-                    detail: format!(
-                        "after the switch, {address} with SNI `{sni}` presents {last_seen}, not the new cert (serial {}), after {}s: check that this server serves the installed files for this name",
-                        hex(&expected),
-                        within.as_secs()
-                    ),
-                });
+    let names: Vec<String> = domains.iter().map(sni_for).collect();
+    let mut confirmed = 0;
+    loop {
+        match first_stale(&connector, address, &names, &expected).await {
+            None => confirmed += 1,
+            Some((sni, seen)) => {
+                confirmed = 0;
+                if Instant::now() + RETRY_EVERY >= deadline {
+                    return Err(BackendError::Refused {
+                        backend,
+                        detail: format!(
+                            "after the switch, {address} with SNI `{sni}` presents {seen}, not the new cert (serial {}), after {}s: check that this server serves the installed files for this name",
+                            hex(&expected),
+                            within.as_secs()
+                        ),
+                    });
+                }
             }
-            tokio::time::sleep(RETRY_EVERY).await;
         }
+        if confirmed == CONFIRMING_ROUNDS {
+            return Ok(());
+        }
+        tokio::time::sleep(RETRY_EVERY).await;
     }
-    Ok(())
+}
+
+/// One handshake per name; the first name that does not present `expected`, with what it
+/// presented instead.
+async fn first_stale<'a>(
+    connector: &TlsConnector,
+    address: &HostPort,
+    names: &'a [String],
+    expected: &[u8],
+) -> Option<(&'a str, String)> {
+    for sni in names {
+        let seen = match served_serial(connector, address, sni).await {
+            Ok(serial) if serial == expected => continue,
+            Ok(serial) => format!("serial {}", hex(&serial)),
+            Err(e) => e,
+        };
+        return Some((sni, seen));
+    }
+    None
 }
 
 /// The name to send as SNI for `domain`: a wildcard becomes one name it covers.
