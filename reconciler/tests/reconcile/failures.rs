@@ -9,7 +9,7 @@ use rota_reconciler::Clock;
 use rota_store::AuditStore;
 
 use crate::support::fakes::{http01, refused};
-use crate::support::{World, condition, id};
+use crate::support::{World, condition, eventually, id};
 
 /// The `(step, status)` pairs of a renewal, in order.
 async fn steps_of(world: &World, renewal_id: i64) -> Vec<(Step, StepStatus)> {
@@ -69,7 +69,12 @@ async fn a_failed_issuance_removes_its_challenges_backs_off_and_alerts() {
         "10 min ± 20 %, got {delay}"
     );
 
-    let alerts = world.fakes.alerts.events();
+    // Alerts go out in their own task, after the renewal row is closed.
+    let alerts = eventually("the failure alert", async || {
+        let events = world.fakes.alerts.events();
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(
         (alerts[0].kind, &alerts[0].cert_id),
