@@ -4,6 +4,7 @@
 
 pub mod backend;
 mod clean_path;
+pub mod cluster;
 pub mod config;
 pub mod names;
 pub mod status;
