@@ -1,9 +1,13 @@
 //! The audit store: every renewal as a row with its step events, the certs issued, each
 //! cert's conditions and backoff, and the DCV journal that makes crashes recoverable.
 //! [`AuditStore`] is what the reconciler and server see; [`SqliteStore`] is the default
-//! single-node implementation.
+//! single-node implementation; [`SurrealStore`] (feature `surreal`, on by default) is the
+//! one several nodes share.
 
+mod codec;
 mod sqlite;
+#[cfg(feature = "surreal")]
+mod surreal;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -19,6 +23,8 @@ use rota_api::wire::AlertDelivery;
 use rota_api::{AlertKind, CertId, RevocationReason};
 
 pub use sqlite::SqliteStore;
+#[cfg(feature = "surreal")]
+pub use surreal::{SurrealOptions, SurrealStore};
 
 /// A cert as issued, kept for the audit trail and for cluster distribution. No private key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +116,14 @@ pub enum StoreError {
         /// The driver's error.
         #[source]
         source: rusqlite::Error,
+    },
+    /// SurrealDB refused or failed an operation, or could not be reached.
+    #[error("audit store: {context}: {detail}")]
+    Surreal {
+        /// What was being done.
+        context: &'static str,
+        /// What SurrealDB (or the connection to it) said.
+        detail: String,
     },
     /// The database file or its directory could not be prepared.
     #[error("audit store: {context} {path}: {source}")]

@@ -49,7 +49,7 @@ fn tightens_an_existing_file_readable_by_others() {
     fs::write(&path, b"").unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
 
-    scratch.store();
+    scratch.sqlite();
     assert_eq!(mode(&path), 0o600);
 }
 
@@ -97,7 +97,7 @@ fn leaves_an_existing_parent_directory_alone() {
     fs::create_dir(&parent).unwrap();
     fs::set_permissions(&parent, fs::Permissions::from_mode(0o755)).unwrap();
 
-    scratch.store();
+    scratch.sqlite();
     assert_eq!(
         mode(&parent),
         0o755,
@@ -108,7 +108,7 @@ fn leaves_an_existing_parent_directory_alone() {
 #[test]
 fn the_file_is_in_wal_mode() {
     let scratch = Scratch::new();
-    let _store = scratch.store();
+    let _store = scratch.sqlite();
     let mode: String = scratch
         .raw()
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
@@ -119,7 +119,7 @@ fn the_file_is_in_wal_mode() {
 #[test]
 fn migrations_run_once_and_record_the_version() {
     let scratch = Scratch::new();
-    drop(scratch.store());
+    drop(scratch.sqlite());
     let version = scratch.count("PRAGMA user_version");
     assert!(version >= 1, "user_version is set: {version}");
     let tables = "SELECT count(*) FROM sqlite_schema WHERE type = 'table' \
@@ -127,8 +127,8 @@ fn migrations_run_once_and_record_the_version() {
                   'backoffs', 'spec_generations', 'dcv_journal')";
     assert_eq!(scratch.count(tables), 7);
 
-    drop(scratch.store());
-    drop(scratch.store());
+    drop(scratch.sqlite());
+    drop(scratch.sqlite());
     assert_eq!(
         scratch.count("PRAGMA user_version"),
         version,
@@ -167,7 +167,7 @@ fn a_database_from_a_newer_rota_is_refused_untouched() {
 async fn everything_survives_close_and_reopen() {
     let scratch = Scratch::new();
     let web = cert("web");
-    let store = scratch.store();
+    let store = scratch.sqlite();
     let renewal = store
         .open_renewal(&web, Reason::RenewalDue, at(10, 123_456_789))
         .await
@@ -195,7 +195,7 @@ async fn everything_survives_close_and_reopen() {
     store.put_spec_generation(&web, generation).await.unwrap();
     drop(store);
 
-    let reopened = scratch.store();
+    let reopened = scratch.sqlite();
     assert_eq!(
         reopened.renewal(renewal.id).await.unwrap(),
         Some(renewal.clone())
@@ -217,7 +217,7 @@ async fn everything_survives_close_and_reopen() {
 #[tokio::test]
 async fn a_journal_entry_is_in_the_file_when_journal_dcv_returns() {
     let scratch = Scratch::new();
-    let store = scratch.store();
+    let store = scratch.sqlite();
     let renewal = store
         .open_renewal(&cert("api"), Reason::NotInstalled, at(0, 0))
         .await

@@ -6,13 +6,12 @@ use rota_api::DcvChallenge;
 use rota_api::RevocationReason;
 use rota_api::config::{CloudflareDcv, DcvSpec, WebrootDcv};
 use rota_api::status::{BackoffState, Condition, ConditionStatus, ConditionType, Reason};
-use rota_store::{AuditStore, IssuedCertRow, SpecGeneration, StoreError};
-use support::{Scratch, at, cert};
+use rota_store::{IssuedCertRow, SpecGeneration, StoreError};
+use support::{Backend, Scratch, at, both_stores, cert};
 
-#[tokio::test]
-async fn the_dcv_journal_round_trips_both_challenge_kinds_and_clears() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn the_dcv_journal_round_trips_both_challenge_kinds_and_clears(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     let renewal = store
         .open_renewal(&cert("web"), Reason::NotInstalled, at(0, 0))
         .await
@@ -45,7 +44,7 @@ async fn the_dcv_journal_round_trips_both_challenge_kinds_and_clears() {
         .await
         .unwrap();
 
-    let pending = scratch.store().pending_dcv().await.unwrap();
+    let pending = scratch.store().await.pending_dcv().await.unwrap();
     let read: Vec<_> = pending
         .iter()
         .map(|e| {
@@ -69,14 +68,22 @@ async fn the_dcv_journal_round_trips_both_challenge_kinds_and_clears() {
 
     store.clear_dcv(dns_id).await.unwrap();
     store.clear_dcv(dns_id).await.unwrap();
-    let left = scratch.store().pending_dcv().await.unwrap();
+    let left = scratch.store().await.pending_dcv().await.unwrap();
     assert_eq!(
         left.iter().map(|e| e.id).collect::<Vec<_>>(),
         [http_id],
         "clearing twice is fine"
     );
     store.clear_dcv(http_id).await.unwrap();
-    assert_eq!(scratch.count("SELECT count(*) FROM dcv_journal"), 0);
+    assert!(
+        scratch
+            .store()
+            .await
+            .pending_dcv()
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let next = store
         .journal_dcv(renewal.id, &cert("web"), &dns.0, &dns.1, at(10, 0))
         .await
@@ -96,16 +103,16 @@ fn issued(serial: &str, issued_secs: i64) -> IssuedCertRow {
     }
 }
 
-#[tokio::test]
-async fn the_latest_issued_cert_is_the_one_issued_last() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn the_latest_issued_cert_is_the_one_issued_last(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     assert_eq!(store.latest_issued_cert(&cert("web")).await.unwrap(), None);
     for row in [issued("02", 200), issued("03", 100), issued("01", 50)] {
         store.record_issued_cert(&row).await.unwrap();
     }
     let latest = scratch
         .store()
+        .await
         .latest_issued_cert(&cert("web"))
         .await
         .unwrap();
@@ -113,6 +120,7 @@ async fn the_latest_issued_cert_is_the_one_issued_last() {
     assert_eq!(
         scratch
             .store()
+            .await
             .latest_issued_cert(&cert("api"))
             .await
             .unwrap(),
@@ -131,10 +139,9 @@ fn condition(type_: ConditionType, status: ConditionStatus, reason: Reason) -> C
     }
 }
 
-#[tokio::test]
-async fn put_conditions_replaces_the_whole_set() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn put_conditions_replaces_the_whole_set(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     let first = [
         condition(
             ConditionType::Ready,
@@ -156,13 +163,13 @@ async fn put_conditions_replaces_the_whole_set() {
     )];
     store.put_conditions(&cert("web"), &second).await.unwrap();
 
-    let all = scratch.store().all_conditions().await.unwrap();
+    let all = scratch.store().await.all_conditions().await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[&cert("web")], second, "the Issuing condition is gone");
     assert_eq!(all[&cert("api")], first);
 
     store.put_conditions(&cert("api"), &[]).await.unwrap();
-    let all = scratch.store().all_conditions().await.unwrap();
+    let all = scratch.store().await.all_conditions().await.unwrap();
     assert_eq!(
         all.keys().collect::<Vec<_>>(),
         [&cert("web")],
@@ -170,10 +177,9 @@ async fn put_conditions_replaces_the_whole_set() {
     );
 }
 
-#[tokio::test]
-async fn backoff_is_set_replaced_and_cleared() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn backoff_is_set_replaced_and_cleared(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     let backoff = |failures| BackoffState {
         failures,
         next_attempt_at: at(i64::from(failures) * 3600, 17),
@@ -191,19 +197,18 @@ async fn backoff_is_set_replaced_and_cleared() {
         .put_backoff(&cert("api"), Some(&backoff(1)))
         .await
         .unwrap();
-    let all = scratch.store().backoffs().await.unwrap();
+    let all = scratch.store().await.backoffs().await.unwrap();
     assert_eq!((all.len(), &all[&cert("web")]), (2, &backoff(2)));
 
     store.put_backoff(&cert("web"), None).await.unwrap();
     store.put_backoff(&cert("web"), None).await.unwrap();
-    let all = scratch.store().backoffs().await.unwrap();
+    let all = scratch.store().await.backoffs().await.unwrap();
     assert_eq!(all.keys().collect::<Vec<_>>(), [&cert("api")]);
 }
 
-#[tokio::test]
-async fn spec_generations_are_kept_per_cert() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn spec_generations_are_kept_per_cert(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     let generation = |spec_hash, generation| SpecGeneration {
         spec_hash,
         generation,
@@ -220,7 +225,7 @@ async fn spec_generations_are_kept_per_cert() {
         .put_spec_generation(&cert("api"), generation(0, 1))
         .await
         .unwrap();
-    let all = scratch.store().spec_generations().await.unwrap();
+    let all = scratch.store().await.spec_generations().await.unwrap();
     assert_eq!(
         (all.len(), all[&cert("web")], all[&cert("api")]),
         (2, generation((1 << 63) - 1, 2), generation(0, 1))
@@ -230,15 +235,17 @@ async fn spec_generations_are_kept_per_cert() {
         .put_spec_generation(&cert("web"), generation(1 << 63, 3))
         .await;
     assert!(
-        matches!(too_big, Err(StoreError::Sqlite { .. })),
+        matches!(
+            too_big,
+            Err(StoreError::Sqlite { .. } | StoreError::Surreal { .. })
+        ),
         "refused, not wrapped: {too_big:?}"
     );
 }
 
-#[tokio::test]
-async fn revoked_serials_survive_a_reopen_and_repeat_harmlessly() {
-    let scratch = Scratch::new();
-    let store = scratch.store();
+async fn revoked_serials_survive_a_reopen_and_repeat_harmlessly(backend: Backend) {
+    let scratch = Scratch::on(backend);
+    let store = scratch.store().await;
     for (cert_id, serial, reason) in [
         ("web", "0a1b", RevocationReason::Superseded),
         ("web", "0c2d", RevocationReason::KeyCompromise),
@@ -250,10 +257,19 @@ async fn revoked_serials_survive_a_reopen_and_repeat_harmlessly() {
             .await
             .unwrap();
     }
-    let all = scratch.store().revoked_serials().await.unwrap();
+    let all = scratch.store().await.revoked_serials().await.unwrap();
     let serials = |c: &str| all[&cert(c)].iter().map(String::as_str).collect::<Vec<_>>();
     assert_eq!(
         (all.len(), serials("web"), serials("api")),
         (2, vec!["0a1b", "0c2d"], vec!["ff"])
     );
 }
+
+both_stores!(
+    the_dcv_journal_round_trips_both_challenge_kinds_and_clears,
+    the_latest_issued_cert_is_the_one_issued_last,
+    put_conditions_replaces_the_whole_set,
+    backoff_is_set_replaced_and_cleared,
+    spec_generations_are_kept_per_cert,
+    revoked_serials_survive_a_reopen_and_repeat_harmlessly
+);
