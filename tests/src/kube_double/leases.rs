@@ -117,7 +117,9 @@ impl KubeDouble {
 
     /// Creates or overwrites `ns/name` with `spec`, as another client's write would.
     pub fn seed_lease(&self, ns: &str, name: &str, spec: Value) {
-        self.lock().leases.write(ns, name, &json!({ "spec": spec }));
+        let mut body = json!({});
+        body["spec"] = spec;
+        self.lock().leases.write(ns, name, &body);
     }
 
     /// Stores `spec` for `ns/name` as another client's write just before the next `POST` or
@@ -172,8 +174,8 @@ fn admit(
     })
 }
 
-fn details(name: &str) -> Option<Value> {
-    Some(json!({"name": name, "group": GROUP, "kind": "leases"}))
+fn details(name: &str) -> Value {
+    json!({"name": name, "group": GROUP, "kind": "leases"})
 }
 
 fn not_found(name: &str) -> Response {
@@ -181,7 +183,7 @@ fn not_found(name: &str) -> Response {
         StatusCode::NOT_FOUND,
         "NotFound",
         &format!("leases.{GROUP} \"{name}\" not found"),
-        details(name),
+        Some(details(name)),
     )
 }
 
@@ -189,20 +191,21 @@ fn bad_request(message: &str) -> Response {
     status(StatusCode::BAD_REQUEST, "BadRequest", message, None)
 }
 
-/// The body as a Lease for namespace `ns`, or the 400 the API server answers.
-fn parse(body: &str, ns: &str) -> Result<Value, Response> {
-    let object: Value = serde_json::from_str(body)
-        .map_err(|e| bad_request(&format!("error decoding JSON: {e}")))?;
+/// The body as a Lease for namespace `ns`, or why the API server answers 400.
+fn parse(body: &str, ns: &str) -> Result<Value, String> {
+    let object: Value =
+        serde_json::from_str(body).map_err(|e| format!("error decoding JSON: {e}"))?;
     if object["apiVersion"] != format!("{GROUP}/v1") || object["kind"] != "Lease" {
-        return Err(bad_request(&format!(
+        return Err(format!(
             "the object must be a {GROUP}/v1 Lease, got {} {}",
             object["apiVersion"], object["kind"]
-        )));
+        ));
     }
     if object["metadata"].get("namespace").is_some_and(|n| n != ns) {
-        return Err(bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        ));
+        return Err(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .to_owned(),
+        );
     }
     Ok(object)
 }
@@ -237,7 +240,7 @@ async fn create_lease(
     }
     let object = match parse(&body, &ns) {
         Ok(object) => object,
-        Err(refused) => return refused,
+        Err(why) => return bad_request(&why),
     };
     let Some(name) = object["metadata"]["name"].as_str().map(str::to_owned) else {
         return status(
@@ -262,7 +265,7 @@ async fn create_lease(
             StatusCode::CONFLICT,
             "AlreadyExists",
             &format!("leases.{GROUP} \"{name}\" already exists"),
-            details(&name),
+            Some(details(&name)),
         );
     }
     let created = inner.leases.write(&ns, &name, &object);
@@ -288,7 +291,7 @@ async fn replace_lease(
     }
     let object = match parse(&body, &ns) {
         Ok(object) => object,
-        Err(refused) => return refused,
+        Err(why) => return bad_request(&why),
     };
     if object["metadata"]["name"] != name.as_str() {
         return bad_request(&format!(
@@ -310,7 +313,7 @@ async fn replace_lease(
             &format!(
                 "Lease.{GROUP} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
             ),
-            details(&name),
+            Some(details(&name)),
         );
     };
     if stored["metadata"]["resourceVersion"] != sent {
@@ -320,7 +323,7 @@ async fn replace_lease(
             &format!(
                 "Operation cannot be fulfilled on leases.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
             ),
-            details(&name),
+            Some(details(&name)),
         );
     }
     Json(inner.leases.write(&ns, &name, &object)).into_response()
