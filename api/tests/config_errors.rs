@@ -66,6 +66,9 @@ struct Row {
     column: usize,
 }
 
+/// The extra problem a build without the `k8s` feature reports for `coordinator: kubernetes_lease`.
+const K8S_OFF: usize = if cfg!(feature = "k8s") { 0 } else { 1 };
+
 const fn row(
     why: &'static str,
     yaml: &'static str,
@@ -356,6 +359,24 @@ const ROWS: &[Row] = &[
         1, "certs[0].install.description", "`description` is empty", (7, 40)),
     row("federation needs SurrealDB",
         concat!("cluster:\n  enabled: true\n  node_id: a\n", ok_cert!()), 2, "cluster.enabled", "federation needs `audit: { kind: surrealdb }`", (2, 12)),
+    row("a Kubernetes Lease coordinator needs no SurrealDB: only the federation refusal remains",
+        concat!("cluster:\n  enabled: true\n  node_id: a\n  coordinator: kubernetes_lease\n  namespace: rota\n", ok_cert!()),
+        1 + K8S_OFF, "cluster.enabled", "not available in this build yet", (2, 12)),
+    row("a Kubernetes Lease coordinator needs the Lease's namespace",
+        concat!("cluster:\n  node_id: a\n  coordinator: kubernetes_lease\n", ok_cert!()),
+        1 + K8S_OFF, "cluster.namespace", "needs the namespace of its `Lease`", (2, 3)),
+    row("a namespace that is not a Kubernetes name",
+        concat!("cluster:\n  node_id: a\n  coordinator: kubernetes_lease\n  namespace: Rota_NS\n", ok_cert!()),
+        1 + K8S_OFF, "cluster.namespace", "`Rota_NS` is not a Kubernetes namespace name", (4, 14)),
+    row("a Lease name that is not a Kubernetes name",
+        concat!("cluster:\n  node_id: a\n  coordinator: kubernetes_lease\n  namespace: rota\n  lease_name: -leader\n", ok_cert!()),
+        1 + K8S_OFF, "cluster.lease_name", "`-leader` is not a Kubernetes object name", (5, 15)),
+    row("Lease settings with the SurrealDB lock would be ignored",
+        concat!("cluster:\n  node_id: a\n  namespace: rota\n", ok_cert!()),
+        1, "cluster.namespace", "only used by `coordinator: kubernetes_lease`", (3, 14)),
+    row("an unknown coordinator lists the accepted ones",
+        concat!("cluster:\n  node_id: a\n  coordinator: etcd\n", ok_cert!()),
+        1, "cluster.coordinator", "`etcd` is not an accepted value", (3, 16)),
     row("SurrealDB audit is not available yet",
         concat!("audit:\n  kind: surrealdb\n  endpoint: mem://\n  namespace: rota\n  database: prod\n", ok_cert!()),
         1, "audit.kind", "`kind: surrealdb` is not available in this build yet", (2, 9)),

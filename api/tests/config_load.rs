@@ -124,6 +124,30 @@ fn an_rfc2136_block_loads_typed_with_its_secret_file_rebased() {
     assert_eq!(serde_json::from_str::<DcvSpec>(&json).unwrap(), spec);
 }
 
+/// The Kubernetes `Lease` settings: defaults filled in, the kubeconfig taken from the config
+/// file's directory, and the SurrealDB lock still the default coordinator.
+#[cfg(feature = "k8s")]
+#[test]
+fn a_kubernetes_lease_coordinator_loads_with_its_defaults() {
+    use rota_api::config::{Coordinator, DEFAULT_LEASE_NAME};
+
+    let (dir, path) = config_dir();
+    let yaml = "cluster:\n  node_id: host-a\n  coordinator: kubernetes_lease\n  namespace: rota\n  kubeconfig_path: kube/config\ncerts: []\n";
+    let cluster = load(&path, yaml).config.cluster.expect("cluster block");
+    assert_eq!(cluster.coordinator, Coordinator::KubernetesLease);
+    assert_eq!(cluster.namespace.as_deref(), Some("rota"));
+    assert_eq!(cluster.lease_name, DEFAULT_LEASE_NAME);
+    assert_eq!(
+        cluster.kubeconfig_path,
+        Some(dir.path().join("kube/config"))
+    );
+    let plain = load(&path, "cluster: { node_id: host-a }\ncerts: []\n").config;
+    assert_eq!(
+        plain.cluster.expect("cluster block").coordinator,
+        Coordinator::SurrealLock
+    );
+}
+
 #[test]
 fn a_config_of_available_backends_loads() {
     let (dir, path) = config_dir();

@@ -9,6 +9,8 @@ mod error_chain;
 mod http_retry;
 pub mod key_rotation;
 pub mod keys;
+#[cfg(feature = "k8s")]
+mod kube_client;
 mod namecheap;
 pub mod san;
 mod tls_client;
@@ -20,6 +22,12 @@ mod ca {
     pub(crate) mod acme;
     pub(crate) mod local;
     pub(crate) mod namecheap;
+}
+
+#[cfg(feature = "k8s")]
+pub mod cluster {
+    //! Leader-election coordinators (`cluster.coordinator`) that live outside the audit store.
+    pub mod k8s_lease;
 }
 
 mod dcv {

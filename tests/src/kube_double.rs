@@ -15,6 +15,9 @@
 //! `metadata.annotations.*`, `metadata.labels.*`. A test reads what was applied with
 //! [`KubeDouble::secret`] and seeds a Secret another manager owns with [`KubeDouble::seed`].
 //! It speaks HTTPS with a root of its own, so rota's kube client runs its real TLS path.
+//!
+//! It also serves `coordination.k8s.io/v1` Leases with their resource-version semantics
+//! ([`leases`]), for the Kubernetes leader-election coordinator.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -30,6 +33,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use crate::serve::Served;
+
+pub mod leases;
 
 /// The bearer token the double's kubeconfig carries.
 const TOKEN: &str = "rota-test-token";
@@ -74,6 +79,7 @@ struct Inner {
     requests: Vec<(String, String, String)>,
     /// What the API server's authorizer would check for every request.
     authorizations: Vec<Authorization>,
+    leases: leases::LeaseStore,
 }
 
 /// The RBAC attributes the API server authorizes a request by
@@ -85,6 +91,8 @@ struct Inner {
 pub struct Authorization {
     /// The RBAC verb.
     pub verb: &'static str,
+    /// The API group (empty for the core group).
+    pub group: &'static str,
     /// The resource (plural, lower case).
     pub resource: &'static str,
     /// The namespace of the object.
@@ -125,6 +133,7 @@ impl KubeDouble {
                 "/api/v1/namespaces/{ns}/secrets/{name}",
                 get(get_secret).patch(apply_secret),
             )
+            .merge(leases::routes())
             .with_state(Arc::clone(&shared));
         let mut root = rcgen::CertificateParams::default();
         root.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -262,11 +271,18 @@ fn record(shared: &Shared, method: &str, headers: &HeaderMap, query: &HashMap<St
         .push((method.to_owned(), content_type, query.join("&")));
 }
 
-fn authorize(shared: &Shared, verb: &'static str, namespace: &str) {
+fn authorize(
+    shared: &Shared,
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    namespace: &str,
+) {
     let mut inner = shared.lock().unwrap_or_else(PoisonError::into_inner);
     inner.authorizations.push(Authorization {
         verb,
-        resource: "secrets",
+        group,
+        resource,
         namespace: namespace.to_owned(),
     });
 }
@@ -278,7 +294,7 @@ async fn get_secret(
     headers: HeaderMap,
 ) -> Response {
     record(&shared, "GET", &headers, &query);
-    authorize(&shared, "get", &ns);
+    authorize(&shared, "get", "", "secrets", &ns);
     if !authorized(&headers) {
         return status(
             StatusCode::UNAUTHORIZED,
@@ -307,14 +323,14 @@ async fn apply_secret(
     body: String,
 ) -> Response {
     record(&shared, "PATCH", &headers, &query);
-    authorize(&shared, "patch", &ns);
+    authorize(&shared, "patch", "", "secrets", &ns);
     let exists = shared
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .secrets
         .contains_key(&(ns.clone(), name.clone()));
     if !exists {
-        authorize(&shared, "create", &ns);
+        authorize(&shared, "create", "", "secrets", &ns);
     }
     if !authorized(&headers) {
         return status(

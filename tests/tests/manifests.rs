@@ -1,7 +1,8 @@
 //! `manifests/` parses into the Kubernetes API's own types (k8s-openapi), the Deployment is
 //! locked down as the README promises, the ConfigMap's rota.yaml is a config rotad accepts
 //! (with every `env:` it reads provided by the Pod), and the Role grants exactly what the
-//! k8s_secret installer is seen to use against the API server double.
+//! k8s_secret installer and the Kubernetes Lease coordinator are seen to use against the API
+//! server double.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,10 +12,12 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolumeClaim, Service, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use rota_api::config::InstallSpec;
+use rota_api::cluster::ClusterCoordinator;
+use rota_api::config::{ClusterConfig, Coordinator, DEFAULT_LEASE_NAME, InstallSpec};
 use rota_api::{BackendFactory, CertId, IssuedCert, SecretString};
 use rota_e2e::kube_double::KubeDouble;
 use rota_e2e::test_chain::TestChain;
+use rota_providers::cluster::k8s_lease::K8sLeaseCoordinator;
 use serde::de::DeserializeOwned;
 
 fn manifests_dir() -> PathBuf {
@@ -242,26 +245,47 @@ fn the_role_covers_the_namespaces_the_config_installs_into() {
     }
 }
 
-/// The `(verb, resource)` pairs the Role grants.
-fn granted(role: &Role) -> BTreeSet<(String, String)> {
+/// The `(group, verb, resource)` triples the Role grants.
+fn granted(role: &Role) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for rule in role.rules.clone().unwrap_or_default() {
-        assert_eq!(
-            rule.api_groups.as_deref(),
-            Some(&[String::new()][..]),
-            "core group only"
-        );
-        for resource in rule.resources.clone().unwrap_or_default() {
-            for verb in &rule.verbs {
-                out.insert((verb.clone(), resource.clone()));
+        for group in rule.api_groups.clone().unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    out.insert((group.clone(), verb.clone(), resource.clone()));
+                }
             }
         }
     }
     out
 }
 
+/// Everything the Lease coordinator does in a federated rotad's life against `kube`: take
+/// the Lease (creating it), refresh it, release it, and another node taking it over.
+async fn elect_leaders(kube: &KubeDouble) {
+    let node = |id: &str| ClusterConfig {
+        enabled: true,
+        node_id: id.to_owned(),
+        lease_seconds: 60,
+        coordinator: Coordinator::KubernetesLease,
+        namespace: Some("apps".to_owned()),
+        lease_name: DEFAULT_LEASE_NAME.to_owned(),
+        kubeconfig_path: Some(kube.kubeconfig_path()),
+    };
+    let a = K8sLeaseCoordinator::from_config(&node("a"))
+        .await
+        .expect("a");
+    let b = K8sLeaseCoordinator::from_config(&node("b"))
+        .await
+        .expect("b");
+    a.acquire_or_refresh().await.expect("take");
+    let lease = a.acquire_or_refresh().await.expect("refresh");
+    a.release(lease.term).await.expect("release");
+    assert_eq!(b.acquire_or_refresh().await.expect("take over").holder, "b");
+}
+
 #[tokio::test]
-async fn the_role_grants_exactly_what_the_installer_uses() {
+async fn the_role_grants_exactly_what_the_installer_and_the_lease_coordinator_use() {
     let kube = KubeDouble::start();
     let dir = tempfile::tempdir().expect("dir");
     let text = format!(
@@ -306,12 +330,14 @@ async fn the_role_grants_exactly_what_the_installer_uses() {
         );
     }
 
-    let used: BTreeSet<(String, String)> = kube
+    elect_leaders(&kube).await;
+
+    let used: BTreeSet<(String, String, String)> = kube
         .authorizations()
         .into_iter()
         .map(|a| {
             assert_eq!(a.namespace, "apps");
-            (a.verb.to_owned(), a.resource.to_owned())
+            (a.group.to_owned(), a.verb.to_owned(), a.resource.to_owned())
         })
         .collect();
     let role: Role = one("Role");
@@ -320,9 +346,8 @@ async fn the_role_grants_exactly_what_the_installer_uses() {
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(
         missing.is_empty(),
-        "the installer needs {missing:?}, which the Role lacks"
+        "the installer or the Lease coordinator needs {missing:?}, which the Role lacks"
     );
-    // No Lease coordinator exists in this build (federation has not landed), so no `leases`.
     assert!(
         unused.is_empty(),
         "the Role grants {unused:?}, which nothing uses"

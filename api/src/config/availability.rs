@@ -6,7 +6,7 @@
 use super::blocks::Parsed;
 use super::error::Problem;
 use super::field_path::{child, last_field};
-use super::schema::{Availability, Tagged};
+use super::schema::{Availability, Coordinator, Tagged};
 
 /// A problem, at its `kind` value, for every configured backend that is not available.
 pub(crate) fn check_availability(parsed: &Parsed) -> Vec<Problem> {
@@ -20,6 +20,18 @@ pub(crate) fn check_availability(parsed: &Parsed) -> Vec<Problem> {
                 "federation (`cluster.enabled: true`) is not available in this build yet",
             )
             .hint("remove the `cluster:` block or set `enabled: false`"),
+        );
+    }
+    if let Some(cluster) = &config.cluster
+        && cluster.coordinator == Coordinator::KubernetesLease
+        && let Availability::BuiltWithout(feature) = Availability::K8S
+    {
+        found.push(
+            Problem::value(
+                "cluster.coordinator",
+                format!("`coordinator: kubernetes_lease` is not available: rota was built without feature `{feature}`"),
+            )
+            .hint(format!("rebuild with the default features (or `--features {feature}`), or use `coordinator: surreal_lock`")),
         );
     }
     for (path, cert) in parsed.certs() {

@@ -61,6 +61,13 @@ pub(crate) fn resolve_relative(parsed: &mut Parsed, base: &Path) -> Vec<Problem>
             rebase.path("dsm.ca_bundle_file", bundle);
         }
     }
+    if let Some(kubeconfig) = config
+        .cluster
+        .as_mut()
+        .and_then(|c| c.kubeconfig_path.as_mut())
+    {
+        rebase.path("cluster.kubeconfig_path", kubeconfig);
+    }
     match &mut config.audit {
         AuditConfig::Sqlite(_) => {}
         AuditConfig::Surrealdb(surreal) => rebase.secret(surreal.password_file.as_mut()),

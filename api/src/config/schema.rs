@@ -447,10 +447,54 @@ pub struct ClusterConfig {
     /// Leader lease; refreshed every third of it.
     #[serde(default = "default_lease_seconds")]
     pub lease_seconds: u64,
+    /// Where the leader lease lives.
+    #[serde(default, skip_serializing_if = "Coordinator::is_default")]
+    pub coordinator: Coordinator,
+    /// `kubernetes_lease`: the namespace of the `Lease` object; required with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `kubernetes_lease`: the name of the `Lease` object.
+    #[serde(
+        default = "default_lease_name",
+        skip_serializing_if = "is_default_lease_name"
+    )]
+    pub lease_name: String,
+    /// `kubernetes_lease`: kubeconfig to use; the in-cluster ServiceAccount when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig_path: Option<PathBuf>,
 }
 
 fn default_lease_seconds() -> u64 {
     60
+}
+
+/// The `Lease` name when `cluster.lease_name` is omitted.
+pub const DEFAULT_LEASE_NAME: &str = "rota-leader";
+
+fn default_lease_name() -> String {
+    DEFAULT_LEASE_NAME.to_owned()
+}
+
+fn is_default_lease_name(name: &str) -> bool {
+    name == DEFAULT_LEASE_NAME
+}
+
+/// `cluster.coordinator`: where the leader lease is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Coordinator {
+    /// A lock record in the shared SurrealDB audit store.
+    #[default]
+    SurrealLock,
+    /// A `coordination.k8s.io/v1` `Lease` object, as Kubernetes controllers elect leaders.
+    KubernetesLease,
+}
+
+impl Coordinator {
+    #[expect(clippy::trivially_copy_pass_by_ref, reason = "serde's signature")]
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 tagged_enum! {

@@ -14,8 +14,9 @@ use super::interpolate::EnvLookup;
 use super::locate::PositionIndex;
 use super::range_check::check_ranges;
 use super::schema::{
-    AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, DaemonConfig, DcvSpec,
-    FileOutputs, InstallSpec, OutputFormat, Rfc2136Dcv, Tagged,
+    AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, Coordinator,
+    DEFAULT_LEASE_NAME, DaemonConfig, DcvSpec, FileOutputs, InstallSpec, OutputFormat, Rfc2136Dcv,
+    Tagged,
 };
 use super::secrets::check_secrets;
 use crate::names::CertId;
@@ -174,14 +175,9 @@ fn check_local_ca(parsed: &Parsed, index: &PositionIndex, found: &mut Vec<Proble
 
 /// `audit` is `None` when its block failed to parse.
 fn check_cluster(cluster: &ClusterConfig, audit: Option<&AuditConfig>, found: &mut Vec<Problem>) {
-    if cluster.enabled && audit.is_some_and(|a| !matches!(a, AuditConfig::Surrealdb(_))) {
-        found.push(
-            Problem::value(
-                "cluster.enabled",
-                "federation needs `audit: { kind: surrealdb }`: the leader lock and the issued certs live there",
-            )
-            .hint("add an `audit:` block of kind `surrealdb` shared by every node, or set `cluster.enabled: false`"),
-        );
+    match cluster.coordinator {
+        Coordinator::SurrealLock => check_surreal_lock(cluster, audit, found),
+        Coordinator::KubernetesLease => check_kubernetes_lease(cluster, found),
     }
     if cluster.node_id.trim().is_empty() {
         found.push(
@@ -189,6 +185,84 @@ fn check_cluster(cluster: &ClusterConfig, audit: Option<&AuditConfig>, found: &m
                 .hint("give each node a unique name, e.g. `host-a`"),
         );
     }
+}
+
+/// The SurrealDB lock lives in the audit store, so every node must share a SurrealDB one;
+/// the `Lease` settings would be ignored, so they are refused rather than silently dropped.
+fn check_surreal_lock(
+    cluster: &ClusterConfig,
+    audit: Option<&AuditConfig>,
+    found: &mut Vec<Problem>,
+) {
+    let lease_keys = [
+        ("namespace", cluster.namespace.is_some()),
+        ("lease_name", cluster.lease_name != DEFAULT_LEASE_NAME),
+        ("kubeconfig_path", cluster.kubeconfig_path.is_some()),
+    ];
+    for (key, set) in lease_keys {
+        if set {
+            found.push(
+                Problem::value(
+                    child("cluster", key),
+                    format!("`{key}` is only used by `coordinator: kubernetes_lease`"),
+                )
+                .hint("set `coordinator: kubernetes_lease` to keep the leader lease in a Kubernetes `Lease`, or remove this key"),
+            );
+        }
+    }
+    if cluster.enabled && audit.is_some_and(|a| !matches!(a, AuditConfig::Surrealdb(_))) {
+        found.push(
+            Problem::value(
+                "cluster.enabled",
+                "federation needs `audit: { kind: surrealdb }`: the leader lock and the issued certs live there",
+            )
+            .hint("add an `audit:` block of kind `surrealdb` shared by every node, set `coordinator: kubernetes_lease`, or set `cluster.enabled: false`"),
+        );
+    }
+}
+
+/// The `Lease` needs a namespace, and both names must be ones the API server accepts
+/// (<https://kubernetes.io/docs/concepts/overview/working-with-objects/names/>): a namespace
+/// is an RFC 1123 label, a `Lease` name an RFC 1123 subdomain.
+fn check_kubernetes_lease(cluster: &ClusterConfig, found: &mut Vec<Problem>) {
+    match &cluster.namespace {
+        None => found.push(
+            Problem::value(
+                "cluster.namespace",
+                "`coordinator: kubernetes_lease` needs the namespace of its `Lease`",
+            )
+            .hint("add `namespace:`, e.g. the namespace rotad runs in"),
+        ),
+        Some(namespace) if !is_dns_label(namespace) => found.push(
+            Problem::value(
+                "cluster.namespace",
+                format!("`{namespace}` is not a Kubernetes namespace name"),
+            )
+            .hint("at most 63 lower-case letters, digits and `-`, starting and ending with a letter or digit"),
+        ),
+        Some(_) => {}
+    }
+    let name = &cluster.lease_name;
+    if name.len() > 253 || !name.split('.').all(is_dns_label) {
+        found.push(
+            Problem::value(
+                "cluster.lease_name",
+                format!("`{name}` is not a Kubernetes object name"),
+            )
+            .hint(format!(
+                "lower-case letters, digits, `-` and `.`, e.g. `{DEFAULT_LEASE_NAME}`"
+            )),
+        );
+    }
+}
+
+/// An RFC 1123 label as Kubernetes checks it: 1–63 of `[a-z0-9-]`, alphanumeric at both ends.
+fn is_dns_label(label: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    (1..=63).contains(&label.len())
+        && label.chars().all(|c| alnum(c) || c == '-')
+        && label.starts_with(alnum)
+        && label.ends_with(alnum)
 }
 
 fn check_url(path: &str, url: &str, example: &str, found: &mut Vec<Problem>) {

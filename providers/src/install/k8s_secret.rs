@@ -18,32 +18,29 @@
 //! `current_cert_pem` reads the Secret back and returns the leaf of its `tls.crt`; a Secret
 //! that is missing, or has no `tls.crt`, means nothing is installed. Without
 //! `kubeconfig_path` rotad uses its Pod's ServiceAccount. The client is built on first use;
-//! every call is bounded by [`REQUEST_TIMEOUT`].
+//! every call is bounded by `kube_client::REQUEST_TIMEOUT`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::{Api, Client};
 use rota_api::config::K8sSecretInstall as Spec;
 use rota_api::{BackendError, CertId, DomainName, InstallBackend, IssuedCert, SecretString};
 use tokio::sync::OnceCell;
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::kube_client::{self, bounded};
 
 /// The config `kind` of this installer.
 const KIND: &str = "k8s_secret";
 
 /// The field manager rota applies as.
 const FIELD_MANAGER: &str = "rota";
-
-/// How long one API call may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Server-side applies one TLS Secret.
 pub(crate) struct K8sSecretInstall {
@@ -78,30 +75,12 @@ impl K8sSecretInstall {
 
     /// A client from the kubeconfig file, or from the Pod's ServiceAccount.
     async fn connect(&self) -> Result<Client, BackendError> {
-        let mut config = match &self.kubeconfig_path {
-            Some(path) => {
-                let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
-                    BackendError::invalid(KIND, format!("cannot load kubeconfig {}: {e}", path.display()))
-                })?;
-                Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| {
-                        BackendError::invalid(KIND, format!("kubeconfig {}: {e}", path.display()))
-                    })?
-            }
-            None => Config::incluster().map_err(|e| {
-                BackendError::invalid(
-                    KIND,
-                    format!("no `kubeconfig_path` and not inside a Pod ({e}): set `install.kubeconfig_path` when rotad runs outside the cluster"),
-                )
-            })?,
-        };
-        config.connect_timeout = Some(REQUEST_TIMEOUT);
-        config.read_timeout = Some(REQUEST_TIMEOUT);
-        config.write_timeout = Some(REQUEST_TIMEOUT);
-        Client::try_from(config).map_err(|e| {
-            BackendError::invalid(KIND, format!("cannot build the Kubernetes client: {e}"))
-        })
+        kube_client::connect(
+            KIND,
+            self.kubeconfig_path.as_deref(),
+            "install.kubeconfig_path",
+        )
+        .await
     }
 
     /// The Secret rota applies for `cert`.
@@ -195,20 +174,6 @@ fn conflict_summary(status: &kube::core::Status) -> String {
     }
 }
 
-/// Bounds `call` by [`REQUEST_TIMEOUT`] (kube's own timeouts cover each read, not a whole call).
-async fn bounded<T>(
-    what: &str,
-    call: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<Result<T, kube::Error>, BackendError> {
-    tokio::time::timeout(REQUEST_TIMEOUT, call)
-        .await
-        .map_err(|_| BackendError::Timeout {
-            backend: KIND,
-            what: what.to_owned(),
-            after: REQUEST_TIMEOUT,
-        })
-}
-
 #[async_trait]
 impl InstallBackend for K8sSecretInstall {
     fn kind(&self) -> &'static str {
@@ -226,6 +191,7 @@ impl InstallBackend for K8sSecretInstall {
         let params = PatchParams::apply(FIELD_MANAGER);
         let what = format!("the API server to apply {}", self.target());
         bounded(
+            KIND,
             &what,
             api.patch(&self.secret_name, &params, &Patch::Apply(&secret)),
         )
@@ -238,7 +204,7 @@ impl InstallBackend for K8sSecretInstall {
     async fn current_cert_pem(&self, _cert_id: &CertId) -> Result<Option<String>, BackendError> {
         let api = self.api().await?;
         let what = format!("the API server to return {}", self.target());
-        let secret = bounded(&what, api.get_opt(&self.secret_name))
+        let secret = bounded(KIND, &what, api.get_opt(&self.secret_name))
             .await?
             .map_err(|e| self.error("reading", e))?;
         let chain = secret
