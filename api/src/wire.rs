@@ -2,6 +2,7 @@
 //! carries [`PROTOCOL_HEADER`]; a client that sees another version stops instead of misparsing.
 
 pub mod certificate;
+pub mod cluster;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

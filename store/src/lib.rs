@@ -144,6 +144,19 @@ pub enum StoreError {
         /// Why.
         detail: String,
     },
+    /// A cluster write was refused because this node no longer leads under the term it
+    /// started with: another node took the lease since.
+    #[error(
+        "audit store: {action} refused: this node no longer leads under term {term} ({detail})"
+    )]
+    Fenced {
+        /// What was refused.
+        action: &'static str,
+        /// The term the node believed it led under.
+        term: u64,
+        /// Who holds the lease now, as far as the store knows.
+        detail: String,
+    },
     /// The worker thread died (a panic inside the driver).
     #[error("audit store: worker failed: {0}")]
     Worker(String),
@@ -311,4 +324,73 @@ pub trait AuditStore: Send + Sync {
         &self,
         cert_id: &CertId,
     ) -> Result<Vec<AlertDelivery>, StoreError>;
+}
+
+/// A cluster node as it last reported itself through [`ClusterStore::heartbeat`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its `cluster.node_id`.
+    pub node_id: String,
+    /// When it last reported.
+    pub last_seen: OffsetDateTime,
+    /// The rota version it runs.
+    pub version: String,
+    /// The term it leads under, if it believes it leads.
+    pub leader_term: Option<u64>,
+}
+
+/// A `rota renew` made on a follower, waiting for the leader to run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenewalRequest {
+    /// Store-assigned id.
+    pub id: i64,
+    /// The cert to renew.
+    pub cert_id: CertId,
+    /// The node the request was made on.
+    pub requested_by: String,
+    /// When it was made.
+    pub requested_at: OffsetDateTime,
+}
+
+/// What the nodes of a cluster share besides the audit trail: liveness, forwarded renewal
+/// requests, news of issued certs, and the fence that keeps a deposed leader from issuing.
+#[async_trait]
+pub trait ClusterStore: Send + Sync {
+    /// Sets the term this node leads under (`None`: it follows). The first call turns
+    /// fencing on for good: from then on [`AuditStore::open_renewal`] and
+    /// [`AuditStore::record_issued_cert`] succeed only while the lease still names this node
+    /// under that term, and fail with [`StoreError::Fenced`] otherwise (always, when following).
+    fn set_fence(&self, term: Option<u64>);
+
+    /// Fails with [`StoreError::Fenced`] unless the lease still names this node under the
+    /// fenced term: checked right before a CA is asked to issue.
+    async fn check_fence(&self) -> Result<(), StoreError>;
+
+    /// Records that this node is alive at `at`, and whether it leads.
+    async fn heartbeat(
+        &self,
+        at: OffsetDateTime,
+        leader_term: Option<u64>,
+    ) -> Result<(), StoreError>;
+
+    /// Every node that ever reported, by node id.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Leaves a renewal request for the leader; returns its id.
+    async fn request_renewal(
+        &self,
+        cert_id: &CertId,
+        at: OffsetDateTime,
+    ) -> Result<i64, StoreError>;
+
+    /// Removes and returns every waiting request, oldest first (the leader's to run).
+    async fn take_renewal_requests(&self) -> Result<Vec<RenewalRequest>, StoreError>;
+
+    /// A channel that receives the cert id of every issued cert recorded from now on, by
+    /// any node (a SurrealDB live query). It closes when the connection drops, so a caller
+    /// also polls [`AuditStore::latest_issued_cert`] now and then, and subscribes again.
+    async fn watch_issued(&self) -> Result<tokio::sync::mpsc::Receiver<CertId>, StoreError>;
+
+    /// Wakes whenever a renewal request is left, like [`ClusterStore::watch_issued`].
+    async fn watch_requests(&self) -> Result<tokio::sync::mpsc::Receiver<CertId>, StoreError>;
 }
