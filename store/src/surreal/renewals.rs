@@ -96,8 +96,9 @@ impl SurrealStore {
             .with("status", RenewalStatus::Running.as_str())
             .with("at", time_field(at)?)
             .with("dry_run", dry_run);
-        // Dry runs change nothing live, so a follower may run them.
-        let guard = if dry_run {
+        // Dry runs change nothing live, and a cluster sync installs what the leader issued:
+        // a follower may audit both.
+        let guard = if dry_run || trigger == Reason::ClusterSync {
             String::new()
         } else {
             self.fence_guard()
