@@ -103,6 +103,8 @@ fn sign(key_pem: &str, now: time::OffsetDateTime, days: i64) -> (String, String)
     let mut leaf = rcgen::CertificateParams::new(vec!["web.test".to_owned()]).expect("params");
     leaf.not_before = now - time::Duration::hours(1);
     leaf.not_after = now + time::Duration::days(days);
+    // Left alone, rcgen derives the serial from the public key: every cert would share it.
+    leaf.serial_number = Some(rcgen::SerialNumber::from(rand::random::<u64>() >> 1));
     let subject = rcgen::KeyPair::from_pem(key_pem).expect("the key");
     let cert = leaf.signed_by(&subject, &issuer).expect("signed");
     (cert.pem(), ca_cert.pem())
