@@ -124,20 +124,19 @@ impl Reconciler {
             tokio::select! {
                 () = self.shared.shutdown.cancelled() => break,
                 () = clock.sleep_until(wake) => {}
-                news = news => match news {
-                    Some(id) => {
+                news = news => {
+                    if let Some(id) = news {
                         backoff = RESUBSCRIBE_MIN;
                         if let Some(cert) = self.desired().cert(&id).cloned() {
                             self.sync_cert(&cert, poll_at).await;
                         }
-                    }
-                    None => {
+                    } else {
                         tracing::warn!(retry_in_s = backoff.as_secs(), "install sync: the issued-cert news channel closed; polling until it is back");
                         watch = None;
                         subscribe_at = clock.now().saturating_add(to_time(backoff));
                         backoff = (backoff * 2).min(RESUBSCRIBE_MAX);
                     }
-                },
+                }
             }
         }
     }
