@@ -85,6 +85,9 @@ pub enum Reason {
     StoreFailed,
     /// A bug: the renewal panicked. It is failed on its own; other renewals go on.
     Panicked,
+    /// In a cluster, this node lost the leader lease during the renewal; the new leader
+    /// renews in its turn.
+    LostLeadership,
 }
 
 impl Reason {
@@ -118,6 +121,7 @@ impl Reason {
             Self::Misconfigured => "Misconfigured",
             Self::StoreFailed => "StoreFailed",
             Self::Panicked => "Panicked",
+            Self::LostLeadership => "LostLeadership",
         }
     }
 
