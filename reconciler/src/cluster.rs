@@ -390,7 +390,9 @@ impl Reconciler {
                 tracing::warn!(error = %e, "cluster: cannot release the leader lock; it lapses on its own");
             }
             Err(_) => {
-                tracing::warn!("cluster: releasing the leader lock timed out; it lapses on its own")
+                tracing::warn!(
+                    "cluster: releasing the leader lock timed out; it lapses on its own"
+                );
             }
         }
     }

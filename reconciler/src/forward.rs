@@ -25,7 +25,11 @@ impl Reconciler {
     pub(crate) fn forward(&self, cert: &Arc<CertRuntime>) -> RenewTicket {
         let progress = ProgressLog::new();
         let following = progress.follow();
-        let leader = self.shared.cluster.as_ref().and_then(|m| m.leader());
+        let leader = self
+            .shared
+            .cluster
+            .as_ref()
+            .and_then(crate::cluster::Membership::leader);
         progress.push(RenewProgress::Forwarded { leader });
         let (this, id) = (self.clone(), cert.spec.id.clone());
         self.shared.tasks.spawn(async move {
@@ -133,7 +137,7 @@ impl Reconciler {
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(renewal_id, error = %e, "cannot read the leader's renewal; retrying")
+                    tracing::warn!(renewal_id, error = %e, "cannot read the leader's renewal; retrying");
                 }
             }
             tokio::time::sleep(POLL).await;
