@@ -310,21 +310,21 @@ impl Reconciler {
         let first = !membership
             .decided
             .swap(true, std::sync::atomic::Ordering::SeqCst);
-        let before = membership.leading.send_replace(term);
-        if !first && before == term {
+        if !first && membership.term() == term {
             return;
         }
+        // The store is fenced before anything can start under the new role.
         if let Some(store) = membership.store() {
             store.set_fence(term);
         }
+        membership.leading.send_replace(term);
         match term {
             Some(term) => {
                 tracing::info!("cluster: acquired leader lock (term {term})");
                 let this = self.clone();
                 self.shared.tasks.spawn(async move { this.sweep().await });
             }
-            None if first || before.is_some() => tracing::info!("cluster: still follower"),
-            None => {}
+            None => tracing::info!("cluster: still follower"),
         }
     }
 
