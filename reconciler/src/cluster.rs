@@ -318,13 +318,12 @@ impl Reconciler {
             store.set_fence(term);
         }
         membership.leading.send_replace(term);
-        match term {
-            Some(term) => {
-                tracing::info!("cluster: acquired leader lock (term {term})");
-                let this = self.clone();
-                self.shared.tasks.spawn(async move { this.sweep().await });
-            }
-            None => tracing::info!("cluster: still follower"),
+        if let Some(term) = term {
+            tracing::info!("cluster: acquired leader lock (term {term})");
+            let this = self.clone();
+            self.shared.tasks.spawn(async move { this.sweep().await });
+        } else {
+            tracing::info!("cluster: still follower");
         }
     }
 
