@@ -7,13 +7,13 @@ use crate::StoreError;
 
 /// Each migration, in order; the stored version is how many have run.
 const MIGRATIONS: &[&str] = &[
-    // 1: the audit trail, each node's per-cert state, the DCV journal, alerts, issued certs,
+    // Sequences start at 1, as SQLite's row ids do. 1: the audit trail, each node's per-cert state, the DCV journal, alerts, issued certs,
     // and the cluster's lease, nodes and forwarded renewal requests.
     "
-    DEFINE SEQUENCE IF NOT EXISTS renewal_num;
-    DEFINE SEQUENCE IF NOT EXISTS dcv_num;
-    DEFINE SEQUENCE IF NOT EXISTS delivery_num;
-    DEFINE SEQUENCE IF NOT EXISTS issued_num;
+    DEFINE SEQUENCE IF NOT EXISTS renewal_num START 1;
+    DEFINE SEQUENCE IF NOT EXISTS dcv_num START 1;
+    DEFINE SEQUENCE IF NOT EXISTS delivery_num START 1;
+    DEFINE SEQUENCE IF NOT EXISTS issued_num START 1;
 
     DEFINE TABLE IF NOT EXISTS renewal SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS num ON renewal TYPE int;
@@ -99,7 +99,7 @@ const MIGRATIONS: &[&str] = &[
     DEFINE FIELD IF NOT EXISTS error ON alert_delivery TYPE option<string>;
     DEFINE INDEX IF NOT EXISTS alert_delivery_by_cert ON alert_delivery FIELDS cert_id, sink;
 
-    DEFINE SEQUENCE IF NOT EXISTS request_num;
+    DEFINE SEQUENCE IF NOT EXISTS request_num START 1;
 
     DEFINE TABLE IF NOT EXISTS cluster_lock SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS holder ON cluster_lock TYPE string;
