@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod serve;
 pub mod smtp;
+pub mod surreal;
 pub mod test_chain;
 pub mod webhook;
 
@@ -41,7 +42,7 @@ pub fn bin_dir() -> PathBuf {
         },
         PathBuf::from,
     );
-    for bin in ["rota", "rotad"] {
+    for bin in ["rota", "rotad", "rota-surreal-test-server"] {
         assert!(
             dir.join(bin).exists(),
             "{} is missing: build the binaries first (`cargo build --bins`, as scripts/test does)",
