@@ -187,6 +187,23 @@ impl Rotad {
         child.wait().expect("reap rotad")
     }
 
+    /// How rotad exited, if it did (it is still reaped on drop otherwise).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the running rotad.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// The PID of the running rotad.
     #[must_use]
     pub fn pid(&self) -> u32 {
