@@ -5,6 +5,7 @@
 //! directory. The tests kill, freeze and resume nodes and the database, and check on what
 //! the CA signed, what each node installed and what each node's API says.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -110,13 +111,14 @@ impl Cluster {
                 .audit_yaml(DATABASE, &self.secrets.path().join("surreal.pass")),
         );
         for id in &self.certs {
-            yaml.push_str(&format!(
+            let _ = write!(
+                yaml,
                 "  - id: {id}\n    domains: [{id}.rota.test]\n    key_path: {key}\n    \
                  renew_before_days: {renew_before_days}\n    ca: {{ kind: acme }}\n    \
                  dcv: {{ kind: webroot, directory: {{dir}}/webroot }}\n    \
                  install: {{ kind: filesystem, directory: {{dir}}/installed/{id} }}\n",
                 key = key_path(self.secrets.path(), node, id).display(),
-            ));
+            );
         }
         yaml
     }
@@ -526,13 +528,8 @@ fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
         cluster.assert_all_running();
         std::thread::sleep(Duration::from_millis(200));
     }
-    for i in 0..3 {
-        assert_eq!(
-            serial_hex(&cluster.installed(i, "web")),
-            serial,
-            "{}",
-            NODE_IDS[i]
-        );
+    for (i, id) in NODE_IDS.iter().enumerate() {
+        assert_eq!(serial_hex(&cluster.installed(i, "web")), serial, "{id}");
     }
 
     cluster.surreal.start_again();
