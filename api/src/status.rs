@@ -85,6 +85,8 @@ pub enum Reason {
     StoreFailed,
     /// A bug: the renewal panicked. It is failed on its own; other renewals go on.
     Panicked,
+    /// A cluster node installed the cert another node issued (the shared store's newest).
+    ClusterSync,
 }
 
 impl Reason {
@@ -118,6 +120,7 @@ impl Reason {
             Self::Misconfigured => "Misconfigured",
             Self::StoreFailed => "StoreFailed",
             Self::Panicked => "Panicked",
+            Self::ClusterSync => "ClusterSync",
         }
     }
 

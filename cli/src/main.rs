@@ -16,6 +16,7 @@ mod apply;
 mod build_info;
 mod certs_view;
 mod client;
+mod cluster_view;
 mod completions;
 mod config_cmd;
 mod describe_view;
@@ -36,6 +37,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use rota_api::CertId;
 use rota_api::RevocationReason;
+use rota_api::wire::cluster::ClusterView;
 use rota_api::wire::{CertDetail, RenewalLog, RevokeRequest, RevokeResponse, StatusResponse};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -81,6 +83,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The nodes of a federation, the leader, its term and its lease.
+    Cluster {
+        /// Print the raw view instead of text.
+        #[arg(short, long, value_enum)]
+        output: Option<DataFormat>,
+    },
     /// One line per cert: domains, days until expiry, readiness, last renewal.
     Status {
         /// Print the raw status instead of text.
@@ -326,6 +334,13 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
     let now = OffsetDateTime::now_utc();
     match command {
         Command::Status { output } => status(daemon, output, now).await,
+        Command::Cluster { output } => {
+            let view: Option<ClusterView> = daemon.get("/api/cluster").await?;
+            emit(&match output {
+                None => cluster_view::cluster_text(view.as_ref(), now),
+                Some(format) => serialize(format, &view)?,
+            })
+        }
         Command::Get {
             resource: GetResource::Certs { id, output, watch },
         } => get::certs(daemon, id.as_ref(), output, watch).await,

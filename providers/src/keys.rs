@@ -146,6 +146,24 @@ pub fn load_or_generate_unsaved(key_path: &Path, key_type: KeyType) -> Result<Lo
     }
 }
 
+/// Loads the key at `key_path` and never creates one: what a cluster follower installs a cert
+/// the leader issued with, since its copy of the key is the operator's to provision. Blocking.
+pub fn load_existing(key_path: &Path) -> Result<CertKey, KeyError> {
+    let bytes = std::fs::read(key_path).map_err(|source| KeyError::Read {
+        path: key_path.to_owned(),
+        source,
+    })?;
+    load(key_path, &bytes)
+}
+
+/// The pin of a DER `SubjectPublicKeyInfo`: base64 of its SHA-256, as `rota describe` shows.
+#[must_use]
+pub fn spki_pin(spki_der: &[u8]) -> String {
+    use base64::Engine as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
 pub(crate) fn load(path: &Path, bytes: &[u8]) -> Result<CertKey, KeyError> {
     let unusable = |detail: String| KeyError::Unusable {
         path: path.to_owned(),
@@ -314,7 +332,6 @@ impl CertKey {
     /// This key as `rota describe` shows it, warning when it is not of type `wanted`.
     #[must_use]
     pub fn info(&self, wanted: KeyType) -> KeyInfo {
-        use base64::Engine as _;
         let found = self.key_type();
         let warning = (found != Some(wanted)).then(|| {
             format!(
@@ -327,7 +344,7 @@ impl CertKey {
         });
         KeyInfo {
             algorithm: found.map_or("other", KeyType::as_str).to_owned(),
-            pin_sha256: base64::engine::general_purpose::STANDARD.encode(self.spki_sha256()),
+            pin_sha256: spki_pin(&self.public_key_der()),
             warning,
         }
     }

@@ -51,9 +51,10 @@ pub(crate) fn decide(active: bool, open: Option<AlertEpisode>, now: OffsetDateTi
 }
 
 /// Which failure kind a renewal that failed for `reason` is: an install failure (the CA
-/// issued, the cert did not land) or any other.
+/// issued, the cert did not land — also a cluster node whose key does not match the cert the
+/// cluster issued) or any other.
 pub(crate) fn failure_kind(reason: Reason) -> AlertKind {
-    if reason == Reason::InstallFailed {
+    if matches!(reason, Reason::InstallFailed | Reason::KeyMismatch) {
         AlertKind::InstallFailed
     } else {
         AlertKind::RenewalFailed
@@ -138,6 +139,7 @@ mod tests {
     fn an_install_failure_is_its_own_kind() {
         for (reason, want) in [
             (Reason::InstallFailed, AlertKind::InstallFailed),
+            (Reason::KeyMismatch, AlertKind::InstallFailed),
             (Reason::Refused, AlertKind::RenewalFailed),
             (Reason::Timeout, AlertKind::RenewalFailed),
             (Reason::DcvFailed, AlertKind::RenewalFailed),

@@ -12,6 +12,7 @@ mod conditions;
 mod desired;
 mod dns;
 mod events;
+mod install_sync;
 mod locks;
 mod observe;
 mod plan;

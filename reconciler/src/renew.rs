@@ -302,23 +302,37 @@ async fn install(
                 cert.install.kind()
             ),
             async {
-                cert.install
-                    .install(issued, key.pem(), &cert.spec.domains)
-                    .await
-                    .map_err(|e| RenewError::backend(Step::Install, &e))?;
-                let mut done = format!(
-                    "installed serial {} (valid until {})",
-                    row.serial,
-                    rfc3339(row.not_after)
-                );
-                if let Some(hook) = cert.spec.install.post_command() {
-                    done.push_str(&run_post_command(cert, row, hook).await?);
-                }
+                let mut done = install_and_hook(cert, key, issued, row).await?;
                 done.push_str(&rotate_after_install(cert, key, audit.clock.now()).await?);
                 Ok(((), done))
             },
         )
         .await
+}
+
+/// Installs `issued` with `key` through the cert's install backend (its `formats` included),
+/// then runs its `post_command`; says what it did, for the install step. What a renewal and a
+/// cluster node installing another node's cert have in common (key rotation is the renewal's
+/// alone).
+pub(crate) async fn install_and_hook(
+    cert: &CertRuntime,
+    key: &CertKey,
+    issued: &IssuedCert,
+    row: &IssuedCertRow,
+) -> Result<String, RenewError> {
+    cert.install
+        .install(issued, key.pem(), &cert.spec.domains)
+        .await
+        .map_err(|e| RenewError::backend(Step::Install, &e))?;
+    let mut done = format!(
+        "installed serial {} (valid until {})",
+        row.serial,
+        rfc3339(row.not_after)
+    );
+    if let Some(hook) = cert.spec.install.post_command() {
+        done.push_str(&run_post_command(cert, row, hook).await?);
+    }
+    Ok(done)
 }
 
 /// Runs the cert's deploy hook after an install and says how it ended, for the audit row; a

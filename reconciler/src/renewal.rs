@@ -273,12 +273,7 @@ impl Reconciler {
             Some(Observation::Installed(c)) => Some(c.serial.as_str()),
             _ => None,
         };
-        let facts = crate::observe::inspect_pem(&row.cert_pem).ok()?;
-        let usable = installed != Some(row.serial.as_str())
-            && !state.revoked.contains(&row.serial)
-            && names_match(&cert.spec.domains, &facts.sans)
-            && facts.not_after > self.shared.clock.now();
-        usable.then_some(row)
+        installable(cert, &state, installed, &row, self.shared.clock.now()).then_some(row)
     }
 
     async fn renewal_succeeded(&self, cert: &CertRuntime) {
@@ -345,6 +340,23 @@ impl Reconciler {
         };
         self.alert_after_renewal(cert, Some(&failed)).await;
     }
+}
+
+/// Whether the issued cert `row` is worth installing for `cert` at `now`: it is not the one
+/// installed (`installed` is that serial), not revoked, for the spec's names, and not expired.
+pub(crate) fn installable(
+    cert: &CertRuntime,
+    state: &crate::state::CertState,
+    installed: Option<&str>,
+    row: &IssuedCertRow,
+    now: time::OffsetDateTime,
+) -> bool {
+    crate::observe::inspect_pem(&row.cert_pem).is_ok_and(|facts| {
+        installed != Some(row.serial.as_str())
+            && !state.revoked.contains(&row.serial)
+            && names_match(&cert.spec.domains, &facts.sans)
+            && facts.not_after > now
+    })
 }
 
 /// The failure of a pipeline task that did not return: a panic (a bug, contained to this

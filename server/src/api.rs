@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use rota_api::wire::cluster::ClusterView;
 use rota_api::wire::{
     AlertTestRequest, AlertTestResponse, CertDetail, CertSummary, RenewProgress, RenewalLog,
     RevokeRequest, RevokeResponse, StatusResponse,
@@ -30,6 +31,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/readyz", get(metrics::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/api/status", get(status))
+        .route("/api/cluster", get(cluster))
         .route("/api/certs", get(certs))
         .route("/api/certs/{id}", get(cert))
         .route("/api/certs/{id}/log", get(log))
@@ -48,6 +50,11 @@ async fn status(State(state): State<AppState>) -> Result<Json<StatusResponse>, A
         .await
         .map(Json)
         .map_err(|e| ApiError::store(&e))
+}
+
+/// This node's view of the federation; `null` when it runs alone.
+async fn cluster(State(state): State<AppState>) -> Json<Option<ClusterView>> {
+    Json(state.reconciler.cluster())
 }
 
 async fn certs(State(state): State<AppState>) -> Result<Json<Vec<CertSummary>>, ApiError> {

@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use rota_api::status::ConditionStatus;
 use rota_api::wire::CertSummary;
+use rota_api::wire::cluster::ClusterRole;
 use rota_store::{AlertDeliveryCount, RenewalOutcome};
 
 use crate::state::AppState;
@@ -85,13 +86,17 @@ async fn render(state: &AppState) -> Result<String, rota_store::StoreError> {
         last_sweep,
     );
     // Without federation every rotad acts on its own certs, so it is its own leader.
+    let leading = state
+        .reconciler
+        .cluster()
+        .is_none_or(|view| view.role == ClusterRole::Leader);
     header_lines(
         &mut out,
         "rota_leader",
         "gauge",
-        "1 when this rotad is the one that renews (always, until federation is enabled).",
+        "1 when this rotad is the one that renews (always without federation), 0 on a follower.",
     );
-    sample(&mut out, "rota_leader", &[], 1.0);
+    sample(&mut out, "rota_leader", &[], if leading { 1.0 } else { 0.0 });
     header_lines(
         &mut out,
         "rota_certificates",

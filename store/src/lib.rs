@@ -24,7 +24,7 @@ use rota_api::{AlertKind, CertId, RevocationReason};
 
 pub use sqlite::SqliteStore;
 #[cfg(feature = "surreal")]
-pub use surreal::{SurrealOptions, SurrealStore};
+pub use surreal::{SurrealLockCoordinator, SurrealOptions, SurrealStore};
 
 /// A cert as issued, kept for the audit trail and for cluster distribution. No private key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,12 @@
 //! rotad nodes share: renewal rows carry the node that ran them, so a node that restarts
 //! closes only its own interrupted renewals. No private key is ever written to it.
 
+mod cluster;
 mod renewals;
 mod schema;
 mod state;
+
+pub use cluster::SurrealLockCoordinator;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -65,6 +68,8 @@ pub struct SurrealStore {
     /// Steps of one renewal are numbered by the node running it; this keeps two of its own
     /// concurrent steps from reading the same last `seq`.
     steps: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Whether this node may write as the cluster's leader; shared by every clone.
+    fence: cluster::FenceCell,
 }
 
 impl SurrealStore {
@@ -108,6 +113,7 @@ impl SurrealStore {
             db,
             node: options.node.clone(),
             steps: std::sync::Arc::default(),
+            fence: cluster::FenceCell::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -169,20 +175,33 @@ impl Vars {
 }
 
 impl SurrealStore {
-    /// Runs `sql` with `vars`, fails on the first statement that failed, and decodes the
-    /// result of the last statement.
+    /// Runs `sql` with `vars` and `$node` (this node's id), fails on the first statement
+    /// that failed, and decodes the result of the last statement.
     async fn last<T>(&self, context: &'static str, sql: &str, vars: Vars) -> Result<T, StoreError>
     where
         T: SurrealValue,
         usize: surrealdb::opt::QueryResult<T>,
     {
+        let mut vars = vars.0;
+        vars.insert("node", self.node.as_str());
         let mut results = self
             .db
             .query(sql.to_owned())
-            .bind(Object::from(vars.0))
+            .bind(Object::from(vars))
             .await
-            .and_then(surrealdb::IndexedResults::check)
             .map_err(fail(context))?;
+        let mut errors: Vec<_> = results.take_errors().into_iter().collect();
+        errors.sort_by_key(|(index, _)| *index);
+        // Once a statement in a transaction fails, every other one fails with "not executed"
+        // or "cancelled"; the error that says why is the first that is not one of those.
+        let cause = errors.iter().map(|(_, e)| e.to_string()).find(|m| {
+            !m.contains("not executed")
+                && !m.contains("cancelled transaction")
+                && !m.starts_with("Cannot COMMIT")
+        });
+        if let Some(detail) = cause.or_else(|| errors.first().map(|(_, e)| e.to_string())) {
+            return Err(StoreError::Surreal { context, detail });
+        }
         let last = results.num_statements().saturating_sub(1);
         results.take(last).map_err(fail(context))
     }

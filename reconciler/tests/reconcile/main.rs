@@ -10,6 +10,7 @@ mod config_change;
 mod crash_recovery;
 mod dry_run;
 mod failures;
+mod install_sync;
 mod isolation;
 mod renewal_window;
 mod restart;

@@ -29,7 +29,9 @@ use crate::state::AppState;
 use crate::views;
 use snapshot::{Snapshot, SnapshotCache};
 use tokio::sync::broadcast::error::RecvError;
-use view::{Counts, DetailLive, DetailPage, OverviewPage, OverviewQuery, Row, Viewer};
+use view::{
+    ClusterPanel, Counts, DetailLive, DetailPage, OverviewPage, OverviewQuery, Row, Viewer,
+};
 
 /// What the dashboard's handlers reach: the API's state and the listener's guard settings.
 #[derive(Clone)]
@@ -179,6 +181,11 @@ impl Dashboard {
         let snapshot = Arc::new(Snapshot {
             rows,
             timeline: timeline::draw(&lanes, now),
+            cluster: self
+                .app
+                .reconciler
+                .cluster()
+                .map(|view| ClusterPanel::new(&view, now)),
             anonymous_page: std::sync::OnceLock::new(),
         });
         self.cache.keep(ticket, Arc::clone(&snapshot));
@@ -279,6 +286,7 @@ async fn overview(
         rows,
         query,
         timeline: &snapshot.timeline,
+        cluster: snapshot.cluster.as_ref(),
         watch: "/ws".to_owned(),
     };
     if !plain {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::timeline::Timeline;
-use super::view::Row;
+use super::view::{ClusterPanel, Row};
 
 /// How long a snapshot is shared at most.
 const FRESH_FOR: Duration = Duration::from_secs(1);
@@ -19,6 +19,8 @@ pub(crate) struct Snapshot {
     pub rows: Vec<Row>,
     /// The expiry timeline.
     pub timeline: Timeline,
+    /// The cluster panel, when federation is on.
+    pub cluster: Option<ClusterPanel>,
     /// The overview as rendered for a visitor without a session, with no filter or sort
     /// asked: the same bytes for every such request, rendered at the first.
     pub anonymous_page: std::sync::OnceLock<axum::body::Bytes>,
@@ -82,6 +84,7 @@ mod tests {
         Arc::new(Snapshot {
             rows: Vec::new(),
             timeline: Timeline::default(),
+            cluster: None,
             anonymous_page: std::sync::OnceLock::new(),
         })
     }

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use rota_api::status::{
     Condition, ConditionStatus, ConditionType, RenewalRecord, RenewalStatus, StepEvent,
 };
+use rota_api::wire::cluster::{ClusterRole, ClusterView};
 use rota_api::wire::{CertDetail, CertSummary, rfc3339};
 
 use super::timeline::Timeline;
@@ -240,6 +241,7 @@ pub(crate) struct OverviewPage<'a> {
     pub shown_of: usize,
     pub query: OverviewQuery,
     pub timeline: &'a Timeline,
+    pub cluster: Option<&'a ClusterPanel>,
     pub watch: String,
 }
 
@@ -458,4 +460,71 @@ pub(crate) struct LoginPage {
     pub viewer: Viewer,
     pub error: String,
     pub watch: String,
+}
+
+/// The overview's cluster panel: who leads, under which term, and every node's last report.
+pub(crate) struct ClusterPanel {
+    /// This node's id.
+    pub node_id: String,
+    /// `leader` or `follower`.
+    pub role: &'static str,
+    /// The lease holder, or `none`.
+    pub leader: String,
+    /// The holder's term.
+    pub term: u64,
+    /// When the lease lapses unless refreshed, relative and absolute.
+    pub lease_until: String,
+    /// `surreal_lock` or `kubernetes_lease`.
+    pub coordinator: String,
+    /// Why the last lease attempt failed, while it keeps failing.
+    pub error: Option<String>,
+    /// Each node: id, role, last seen.
+    pub nodes: Vec<(String, &'static str, String)>,
+}
+
+impl ClusterPanel {
+    /// The panel for `view` as seen at `now`.
+    pub(crate) fn new(view: &ClusterView, now: OffsetDateTime) -> Self {
+        let lease = view.lease.as_ref().filter(|l| !l.holder.is_empty());
+        let leads = |node: &str| lease.is_some_and(|l| l.holder == node);
+        let role = |leading: bool| if leading { "leader" } else { "follower" };
+        Self {
+            node_id: view.node_id.clone(),
+            role: role(view.role == ClusterRole::Leader),
+            leader: lease.map_or_else(|| "none".to_owned(), |l| l.holder.clone()),
+            term: lease.map_or(0, |l| l.term),
+            lease_until: lease.map_or_else(
+                || "-".to_owned(),
+                |l| format!("{} ({})", relative(l.expires_at, now), rfc3339(l.expires_at)),
+            ),
+            coordinator: view.coordinator.clone(),
+            error: view.last_error.clone(),
+            nodes: view
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.node_id.clone(),
+                        role(leads(&n.node_id)),
+                        relative(n.last_seen, now),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `in 14s` or `3m ago`: lease and heartbeat times are seconds to minutes away.
+fn relative(t: OffsetDateTime, now: OffsetDateTime) -> String {
+    let secs = (t - now).whole_seconds();
+    let span = |s: i64| match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    };
+    if secs >= 0 {
+        format!("in {}", span(secs))
+    } else {
+        format!("{} ago", span(-secs))
+    }
 }

@@ -92,24 +92,34 @@ impl SurrealStore {
     ) -> Result<RenewalRecord, StoreError> {
         let vars = Vars::new()
             .with("cert", cert_id.as_str())
-            .with("node", self.node.as_str())
             .with("trigger", trigger.as_str())
             .with("status", RenewalStatus::Running.as_str())
             .with("at", time_field(at)?)
             .with("dry_run", dry_run);
+        // Dry runs change nothing live, and a cluster sync installs what the leader issued:
+        // a follower may audit both.
+        let guard = if dry_run || trigger == Reason::ClusterSync {
+            String::new()
+        } else {
+            self.fence_guard()
+        };
         let created: Option<RenewalRow> = self
             .last(
                 "opening a renewal",
                 &format!(
-                    "LET $num = sequence::nextval('renewal_num'); \
-                     CREATE ONLY type::record('renewal', $num) CONTENT {{ \
+                    "BEGIN TRANSACTION; {guard} \
+                     LET $num = sequence::nextval('renewal_num'); \
+                     LET $created = (CREATE ONLY type::record('renewal', $num) CONTENT {{ \
                        num: $num, cert_id: $cert, node: $node, trigger: $trigger, \
                        status: $status, started_at: $at, dry_run: $dry_run \
-                     }} RETURN {RENEWAL_FIELDS};"
+                     }} RETURN {RENEWAL_FIELDS}); \
+                     COMMIT TRANSACTION; \
+                     RETURN $created;"
                 ),
                 vars,
             )
-            .await?;
+            .await
+            .map_err(|e| self.fenced(e))?;
         created
             .ok_or_else(|| corrupt("renewal")("CREATE returned nothing"))?
             .decode()
@@ -197,7 +207,6 @@ impl SurrealStore {
             .with("running", RenewalStatus::Running.as_str())
             .with("interrupted", RenewalStatus::Interrupted.as_str())
             .with("error", INTERRUPTED_ERROR)
-            .with("node", self.node.as_str())
             .with("at", time_field(at)?);
         let rows: Vec<RenewalRow> = self
             .last(
@@ -340,7 +349,6 @@ impl SurrealStore {
         let vars = Vars::new()
             .with("renewal", renewal_id)
             .with("cert", cert_id.as_str())
-            .with("node", self.node.as_str())
             .with(
                 "dcv",
                 serde_json::to_string(dcv)
@@ -387,7 +395,7 @@ impl SurrealStore {
                 "reading the DCV journal",
                 "SELECT num, renewal, cert_id, dcv, challenge, journalled_at FROM dcv_journal \
                  WHERE node = $node ORDER BY journalled_at, num;",
-                Vars::new().with("node", self.node.as_str()),
+                Vars::new(),
             )
             .await?;
         rows.into_iter()

@@ -7,7 +7,8 @@ use crate::StoreError;
 
 /// Each migration, in order; the stored version is how many have run.
 const MIGRATIONS: &[&str] = &[
-    // 1: the audit trail, per-cert state, the DCV journal, alerts and issued certs.
+    // 1: the audit trail, each node's per-cert state, the DCV journal, alerts, issued certs,
+    // and the cluster's lease, nodes and forwarded renewal requests.
     "
     DEFINE SEQUENCE IF NOT EXISTS renewal_num;
     DEFINE SEQUENCE IF NOT EXISTS dcv_num;
@@ -59,16 +60,19 @@ const MIGRATIONS: &[&str] = &[
 
     DEFINE TABLE IF NOT EXISTS cert_conditions SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS cert_id ON cert_conditions TYPE string;
+    DEFINE FIELD IF NOT EXISTS node ON cert_conditions TYPE string;
     DEFINE FIELD IF NOT EXISTS conditions ON cert_conditions TYPE string;
 
     DEFINE TABLE IF NOT EXISTS backoff SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS cert_id ON backoff TYPE string;
+    DEFINE FIELD IF NOT EXISTS node ON backoff TYPE string;
     DEFINE FIELD IF NOT EXISTS failures ON backoff TYPE int;
     DEFINE FIELD IF NOT EXISTS next_attempt_at ON backoff TYPE string;
     DEFINE FIELD IF NOT EXISTS generation ON backoff TYPE int;
 
     DEFINE TABLE IF NOT EXISTS spec_generation SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS cert_id ON spec_generation TYPE string;
+    DEFINE FIELD IF NOT EXISTS node ON spec_generation TYPE string;
     DEFINE FIELD IF NOT EXISTS spec_hash ON spec_generation TYPE int;
     DEFINE FIELD IF NOT EXISTS generation ON spec_generation TYPE int;
 
@@ -80,6 +84,7 @@ const MIGRATIONS: &[&str] = &[
 
     DEFINE TABLE IF NOT EXISTS alert_episode SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS cert_id ON alert_episode TYPE string;
+    DEFINE FIELD IF NOT EXISTS node ON alert_episode TYPE string;
     DEFINE FIELD IF NOT EXISTS kind ON alert_episode TYPE string;
     DEFINE FIELD IF NOT EXISTS since ON alert_episode TYPE string;
     DEFINE FIELD IF NOT EXISTS last_sent_at ON alert_episode TYPE string;
@@ -93,6 +98,26 @@ const MIGRATIONS: &[&str] = &[
     DEFINE FIELD IF NOT EXISTS at ON alert_delivery TYPE string;
     DEFINE FIELD IF NOT EXISTS error ON alert_delivery TYPE option<string>;
     DEFINE INDEX IF NOT EXISTS alert_delivery_by_cert ON alert_delivery FIELDS cert_id, sink;
+
+    DEFINE SEQUENCE IF NOT EXISTS request_num;
+
+    DEFINE TABLE IF NOT EXISTS cluster_lock SCHEMAFULL;
+    DEFINE FIELD IF NOT EXISTS holder ON cluster_lock TYPE string;
+    DEFINE FIELD IF NOT EXISTS term ON cluster_lock TYPE int;
+    DEFINE FIELD IF NOT EXISTS expires_at ON cluster_lock TYPE datetime;
+    DEFINE FIELD IF NOT EXISTS acquired_at ON cluster_lock TYPE datetime;
+
+    DEFINE TABLE IF NOT EXISTS cluster_node SCHEMAFULL;
+    DEFINE FIELD IF NOT EXISTS node_id ON cluster_node TYPE string;
+    DEFINE FIELD IF NOT EXISTS last_seen ON cluster_node TYPE string;
+    DEFINE FIELD IF NOT EXISTS version ON cluster_node TYPE string;
+    DEFINE FIELD IF NOT EXISTS leader_term ON cluster_node TYPE option<int>;
+
+    DEFINE TABLE IF NOT EXISTS renewal_request SCHEMAFULL;
+    DEFINE FIELD IF NOT EXISTS num ON renewal_request TYPE int;
+    DEFINE FIELD IF NOT EXISTS cert_id ON renewal_request TYPE string;
+    DEFINE FIELD IF NOT EXISTS requested_by ON renewal_request TYPE string;
+    DEFINE FIELD IF NOT EXISTS requested_at ON renewal_request TYPE string;
 
     DEFINE TABLE IF NOT EXISTS rota_meta SCHEMAFULL;
     DEFINE FIELD IF NOT EXISTS version ON rota_meta TYPE int;

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use surrealdb::types::{SurrealValue, Value};
+use surrealdb::types::SurrealValue;
 use time::OffsetDateTime;
 
 use rota_api::status::{BackoffState, Condition};
@@ -107,21 +107,24 @@ impl SurrealStore {
             .with("chain_pem", row.chain_pem.as_str())
             .with("serial", row.serial.as_str())
             .with("not_after", time_field(row.not_after)?)
-            .with("issued_at", time_field(row.issued_at)?)
-            .with("node", self.node.as_str());
-        let _: Vec<Value> = self
-            .last(
-                "recording an issued cert",
-                "LET $num = sequence::nextval('issued_num'); \
-                 CREATE type::record('issued_cert', $num) CONTENT { \
+            .with("issued_at", time_field(row.issued_at)?);
+        let guard = self.fence_guard();
+        self.exec(
+            "recording an issued cert",
+            &format!(
+                "BEGIN TRANSACTION; {guard} \
+                 LET $num = sequence::nextval('issued_num'); \
+                 CREATE type::record('issued_cert', $num) CONTENT {{ \
                    num: $num, cert_id: $cert, renewal: $renewal, cert_pem: $cert_pem, \
                    chain_pem: $chain_pem, serial: $serial, not_after: $not_after, \
                    issued_at: $issued_at, node: $node \
-                 } RETURN NONE;",
-                vars,
-            )
-            .await?;
-        Ok(())
+                 }} RETURN NONE; \
+                 COMMIT TRANSACTION;"
+            ),
+            vars,
+        )
+        .await
+        .map_err(|e| self.fenced(e))
     }
 
     /// The most recently issued cert of `cert_id`.
@@ -165,7 +168,7 @@ impl SurrealStore {
             return self
                 .exec(
                     "writing conditions",
-                    "DELETE type::record('cert_conditions', $cert);",
+                    "DELETE type::record('cert_conditions', [$node, $cert]);",
                     vars,
                 )
                 .await;
@@ -176,8 +179,8 @@ impl SurrealStore {
         })?;
         self.exec(
             "writing conditions",
-            "UPSERT type::record('cert_conditions', $cert) \
-             CONTENT { cert_id: $cert, conditions: $json };",
+            "UPSERT type::record('cert_conditions', [$node, $cert]) \
+             CONTENT { cert_id: $cert, node: $node, conditions: $json };",
             vars.with("json", json),
         )
         .await
@@ -190,7 +193,7 @@ impl SurrealStore {
         let rows: Vec<Pair> = self
             .last(
                 "reading conditions",
-                "SELECT cert_id, conditions AS value FROM cert_conditions;",
+                "SELECT cert_id, conditions AS value FROM cert_conditions WHERE node = $node;",
                 Vars::new(),
             )
             .await?;
@@ -215,7 +218,7 @@ impl SurrealStore {
             return self
                 .exec(
                     "writing a backoff",
-                    "DELETE type::record('backoff', $cert);",
+                    "DELETE type::record('backoff', [$node, $cert]);",
                     vars,
                 )
                 .await;
@@ -232,8 +235,8 @@ impl SurrealStore {
             );
         self.exec(
             "writing a backoff",
-            "UPSERT type::record('backoff', $cert) CONTENT { \
-               cert_id: $cert, failures: $failures, next_attempt_at: $next, \
+            "UPSERT type::record('backoff', [$node, $cert]) CONTENT { \
+               cert_id: $cert, node: $node, failures: $failures, next_attempt_at: $next, \
                generation: $generation \
              };",
             vars,
@@ -246,7 +249,7 @@ impl SurrealStore {
         let rows: Vec<BackoffRow> = self
             .last(
                 "reading backoffs",
-                "SELECT cert_id, failures, next_attempt_at, generation FROM backoff;",
+                "SELECT cert_id, failures, next_attempt_at, generation FROM backoff WHERE node = $node;",
                 Vars::new(),
             )
             .await?;
@@ -280,8 +283,8 @@ impl SurrealStore {
             .with("generation", int_field(generation.generation, CONTEXT)?);
         self.exec(
             CONTEXT,
-            "UPSERT type::record('spec_generation', $cert) \
-             CONTENT { cert_id: $cert, spec_hash: $hash, generation: $generation };",
+            "UPSERT type::record('spec_generation', [$node, $cert]) \
+             CONTENT { cert_id: $cert, node: $node, spec_hash: $hash, generation: $generation };",
             vars,
         )
         .await
@@ -294,7 +297,7 @@ impl SurrealStore {
         let rows: Vec<GenerationRow> = self
             .last(
                 "reading spec generations",
-                "SELECT cert_id, spec_hash, generation FROM spec_generation;",
+                "SELECT cert_id, spec_hash, generation FROM spec_generation WHERE node = $node;",
                 Vars::new(),
             )
             .await?;
@@ -369,7 +372,7 @@ impl SurrealStore {
             return self
                 .exec(
                     "writing an alert episode",
-                    "DELETE type::record('alert_episode', [$cert, $kind]);",
+                    "DELETE type::record('alert_episode', [$node, $cert, $kind]);",
                     vars,
                 )
                 .await;
@@ -379,8 +382,8 @@ impl SurrealStore {
             .with("sent", time_field(episode.last_sent_at)?);
         self.exec(
             "writing an alert episode",
-            "UPSERT type::record('alert_episode', [$cert, $kind]) CONTENT { \
-               cert_id: $cert, kind: $kind, since: $since, last_sent_at: $sent \
+            "UPSERT type::record('alert_episode', [$node, $cert, $kind]) CONTENT { \
+               cert_id: $cert, node: $node, kind: $kind, since: $since, last_sent_at: $sent \
              };",
             vars,
         )
@@ -394,7 +397,7 @@ impl SurrealStore {
         let rows: Vec<EpisodeRow> = self
             .last(
                 "reading alert episodes",
-                "SELECT cert_id, kind, since, last_sent_at FROM alert_episode;",
+                "SELECT cert_id, kind, since, last_sent_at FROM alert_episode WHERE node = $node;",
                 Vars::new(),
             )
             .await?;

@@ -2,6 +2,7 @@
 //! clock and the fakes), a config builder, and polling waits that fail the test after a
 //! timeout instead of hanging it.
 
+pub mod cluster_store;
 pub mod fakes;
 
 use std::fmt::Write as _;
