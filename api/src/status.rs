@@ -87,6 +87,9 @@ pub enum Reason {
     Panicked,
     /// A cluster node installed the cert another node issued (the shared store's newest).
     ClusterSync,
+    /// In a cluster, this node lost the leader lease during the renewal; the new leader
+    /// renews in its turn.
+    LostLeadership,
 }
 
 impl Reason {
@@ -121,6 +124,7 @@ impl Reason {
             Self::StoreFailed => "StoreFailed",
             Self::Panicked => "Panicked",
             Self::ClusterSync => "ClusterSync",
+            Self::LostLeadership => "LostLeadership",
         }
     }
 

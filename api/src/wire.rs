@@ -214,6 +214,12 @@ pub enum RenewProgress {
     /// The request joined a renewal of the cert that was already queued or running, rather
     /// than starting one; its events follow from the first.
     Attached,
+    /// This node follows in a cluster: the request was forwarded to the leader, and the
+    /// leader's renewal is followed through the shared store.
+    Forwarded {
+        /// The leader as this node last saw it, if it knows one.
+        leader: Option<String>,
+    },
     /// The renewal row was opened.
     Started {
         /// Its id.

@@ -1,6 +1,8 @@
 //! `rota cluster`: the nodes of a federation, who leads under which term, and until when
 //! the lease holds.
 
+use std::fmt::Write as _;
+
 use rota_api::wire::cluster::{ClusterRole, ClusterView};
 use time::OffsetDateTime;
 
@@ -28,12 +30,13 @@ pub(crate) fn cluster_text(view: Option<&ClusterView>, now: OffsetDateTime) -> S
         ClusterRole::Leader => "leader",
         ClusterRole::Follower => "follower",
     };
-    out.push_str(&format!(
+    let _ = write!(
+        out,
         "This node:   {} ({role})\nCoordinator: {}, {}s lease\n",
         view.node_id, view.coordinator, view.lease_seconds
-    ));
+    );
     if let Some(error) = &view.last_error {
-        out.push_str(&format!("Last error:  {error}\n"));
+        let _ = writeln!(out, "Last error:  {error}");
     }
     if !view.nodes.is_empty() {
         let rows: Vec<Vec<String>> = view

@@ -334,13 +334,7 @@ async fn execute(daemon: &Daemon, command: Command) -> Result<(), CliError> {
     let now = OffsetDateTime::now_utc();
     match command {
         Command::Status { output } => status(daemon, output, now).await,
-        Command::Cluster { output } => {
-            let view: Option<ClusterView> = daemon.get("/api/cluster").await?;
-            emit(&match output {
-                None => cluster_view::cluster_text(view.as_ref(), now),
-                Some(format) => serialize(format, &view)?,
-            })
-        }
+        Command::Cluster { output } => cluster(daemon, output, now).await,
         Command::Get {
             resource: GetResource::Certs { id, output, watch },
         } => get::certs(daemon, id.as_ref(), output, watch).await,
@@ -462,6 +456,18 @@ async fn status(
         eprint!("{warning}");
     }
     Ok(())
+}
+
+async fn cluster(
+    daemon: &Daemon,
+    output: Option<DataFormat>,
+    now: OffsetDateTime,
+) -> Result<(), CliError> {
+    let view: Option<ClusterView> = daemon.get("/api/cluster").await?;
+    emit(&match output {
+        None => cluster_view::cluster_text(view.as_ref(), now),
+        Some(format) => serialize(format, &view)?,
+    })
 }
 
 /// `value` as pretty JSON or YAML, newline-terminated.

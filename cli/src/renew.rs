@@ -98,7 +98,7 @@ impl Progress {
         })?;
         match &event {
             RenewProgress::Started { renewal_id } => self.renewal_id = Some(*renewal_id),
-            RenewProgress::Attached | RenewProgress::Step(_) => {}
+            RenewProgress::Attached | RenewProgress::Forwarded { .. } | RenewProgress::Step(_) => {}
             RenewProgress::Finished { status, error } => {
                 self.outcome = Some(Outcome {
                     renewal_id: self.renewal_id,
@@ -179,6 +179,12 @@ fn progress_line(event: &RenewProgress) -> Option<String> {
         RenewProgress::Attached => {
             Some("a renewal of this cert was already queued or running: following it".to_owned())
         }
+        RenewProgress::Forwarded { leader } => Some(format!(
+            "this node follows: forwarded the renewal to the leader{}; following it through the shared store",
+            leader
+                .as_deref()
+                .map_or_else(String::new, |node| format!(" ({node})"))
+        )),
         RenewProgress::Started { renewal_id } => Some(format!("renewal {renewal_id} started")),
         RenewProgress::Step(step) => Some(step_line(step)),
         RenewProgress::Finished { .. } => None,
@@ -211,6 +217,19 @@ mod tests {
                 Some("✗ submit_order      CA said no".to_owned()),
                 None,
             ]
+        );
+    }
+
+    #[test]
+    fn a_forwarded_renewal_says_so_and_names_the_leader() {
+        let event: RenewProgress =
+            serde_json::from_str(r#"{"type":"forwarded","leader":"node-a"}"#).expect("valid");
+        assert_eq!(
+            progress_line(&event).as_deref(),
+            Some(
+                "this node follows: forwarded the renewal to the leader (node-a); following it \
+                 through the shared store"
+            )
         );
     }
 

@@ -29,6 +29,8 @@ pub(crate) enum Occupied {
     Renewal(Following),
     /// A revocation is running.
     Revocation,
+    /// Nothing runs, but this node follows in a cluster: only the leader starts renewals.
+    Following,
 }
 
 type BusyMap = Arc<Mutex<HashMap<CertId, Activity>>>;

@@ -16,6 +16,7 @@ use rota_store::{AuditStore, SpecGeneration, StoreError};
 
 use crate::ari::AriFetches;
 use crate::clock::{Clock, rfc3339};
+use crate::cluster::{Cluster, Membership};
 use crate::conditions::{self, Update};
 use crate::desired::{CertRuntime, ConfigDiff, Desired, DesiredSet};
 use crate::events::{CertEvent, EventBus};
@@ -113,6 +114,8 @@ pub(crate) struct Shared {
     pub last_sweep: std::sync::Mutex<Option<OffsetDateTime>>,
     /// Live events for watchers.
     pub events: EventBus,
+    /// The cluster this node belongs to, if any (then only its leader renews).
+    pub cluster: Option<Membership>,
 }
 
 /// The running reconciler; cheap to clone.
@@ -141,6 +144,30 @@ impl Reconciler {
         clock: Arc<dyn Clock>,
         shutdown: CancellationToken,
     ) -> Result<Self, StartError> {
+        Self::start_with(loaded, store, factory, clock, shutdown, None).await
+    }
+
+    /// As [`Reconciler::start`], as a member of `cluster`: nothing is renewed until the
+    /// first lease result says this node leads, and only while it leads.
+    pub async fn start_in_cluster(
+        loaded: LoadedConfig,
+        store: Arc<dyn AuditStore>,
+        factory: Arc<dyn BackendFactory>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+        cluster: Cluster,
+    ) -> Result<Self, StartError> {
+        Self::start_with(loaded, store, factory, clock, shutdown, Some(cluster)).await
+    }
+
+    async fn start_with(
+        loaded: LoadedConfig,
+        store: Arc<dyn AuditStore>,
+        factory: Arc<dyn BackendFactory>,
+        clock: Arc<dyn Clock>,
+        shutdown: CancellationToken,
+        cluster: Option<Cluster>,
+    ) -> Result<Self, StartError> {
         let known = store.spec_generations().await?;
         let desired =
             Desired::build(loaded, factory.as_ref(), &known).map_err(StartError::Config)?;
@@ -166,6 +193,7 @@ impl Reconciler {
                 observed_at: OnceLock::new(),
                 last_sweep: std::sync::Mutex::default(),
                 events: EventBus::default(),
+                cluster: cluster.map(Membership::new),
             }),
         };
         reconciler.store_generations(new_generations).await;
@@ -174,6 +202,7 @@ impl Reconciler {
         reconciler.observe_at_start(&interrupted).await;
         reconciler.spawn_wake_loop();
         reconciler.spawn_sweeps();
+        reconciler.spawn_cluster_tasks();
         Ok(reconciler)
     }
 
@@ -326,6 +355,8 @@ impl Reconciler {
 
     /// Forces a renewal of `id`, or joins the one already queued or running; either way the
     /// ticket follows it from its first event. The renewal does not depend on the follower.
+    /// On a cluster follower the request is forwarded to the leader, and the ticket follows
+    /// the leader's renewal through the shared store.
     pub fn renew(&self, id: &CertId) -> Result<RenewTicket, RenewRequestError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(RenewRequestError::ShuttingDown);
@@ -345,6 +376,7 @@ impl Reconciler {
                 attached: true,
             }),
             Err(Occupied::Revocation) => Err(RenewRequestError::Revoking(id.clone())),
+            Err(Occupied::Following) => Ok(self.forward(&cert)),
         }
     }
 
@@ -602,12 +634,15 @@ impl Reconciler {
     /// Stops sweeping and queuing, and waits up to `grace` for running renewals (and alert
     /// deliveries) to finish. Renewals still running after that stay journalled and are
     /// closed as interrupted at the next start.
+    /// In a cluster, the lease is released once they are done (or the grace is over).
     pub async fn shutdown(&self, grace: std::time::Duration) -> bool {
         self.shared.shutdown.cancel();
         self.shared.tasks.close();
-        tokio::time::timeout(grace, self.shared.tasks.wait())
+        let finished = tokio::time::timeout(grace, self.shared.tasks.wait())
             .await
-            .is_ok()
+            .is_ok();
+        self.release_lease().await;
+        finished
     }
 }
 

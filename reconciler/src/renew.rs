@@ -17,6 +17,7 @@ use rota_store::{AuditStore, IssuedCertRow};
 use time::OffsetDateTime;
 
 use crate::clock::{Clock, rfc3339};
+use crate::cluster::{Fence, store_error};
 use crate::desired::CertRuntime;
 use crate::dns::DnsChecker;
 use crate::observe::inspect_pem;
@@ -171,6 +172,7 @@ pub(crate) async fn run_pipeline(
     cert: Arc<CertRuntime>,
     issued: Option<IssuedCertRow>,
     mode: Mode,
+    fence: Fence,
 ) -> Result<IssuedCert, RenewError> {
     let audit = &audit;
     let spec = &cert.spec;
@@ -210,6 +212,7 @@ pub(crate) async fn run_pipeline(
             Step::SubmitOrder,
             &format!("submitting to the {} CA", cert.ca.kind()),
             async {
+                fence.check(Step::SubmitOrder).await?;
                 let order = cert
                     .ca
                     .submit(&spec.domains, &csr, &kinds, replacing.as_deref())
@@ -233,7 +236,7 @@ pub(crate) async fn run_pipeline(
         &cert,
         dcv,
         &order.challenges,
-        &order.handle,
+        (&order.handle, &fence),
     )
     .await?;
     if mode == Mode::DryRun {
@@ -540,7 +543,7 @@ async fn validate_and_issue(
     cert: &CertRuntime,
     dcv: Option<Arc<dyn DcvBackend>>,
     challenges: &[DcvChallenge],
-    handle: &OrderHandle,
+    (handle, fence): (&OrderHandle, &Fence),
 ) -> Result<IssuedCert, RenewError> {
     let mut journalled = Vec::with_capacity(challenges.len());
     let dns = challenges
@@ -573,6 +576,7 @@ async fn validate_and_issue(
                     Step::AwaitIssuance,
                     &format!("waiting for the {} CA to sign", cert.ca.kind()),
                     async {
+                        fence.check(Step::AwaitIssuance).await?;
                         let issued = cert
                             .ca
                             .await_issuance(handle)
@@ -764,7 +768,7 @@ async fn persist(
         .store
         .record_issued_cert(&row)
         .await
-        .map_err(|e| RenewError::new(Step::PersistCert, Reason::StoreFailed, e.to_string()))?;
+        .map_err(|e| store_error(Step::PersistCert, &e, "cannot record the issued cert"))?;
     let message = format!("recorded serial {}", row.serial);
     Ok((row, message))
 }

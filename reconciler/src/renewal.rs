@@ -16,6 +16,7 @@ use rota_store::IssuedCertRow;
 use crate::alerts::FailedAttempt;
 use crate::backoff;
 use crate::clock::rfc3339;
+use crate::cluster::{Fence, store_error};
 use crate::conditions::Update;
 use crate::desired::CertRuntime;
 use crate::events::CertEvent;
@@ -27,12 +28,16 @@ use crate::renew::{Audit, Mode, RenewError, run_pipeline};
 
 impl Reconciler {
     /// Queues a renewal of `cert` unless it is busy already; the returned follower sees it
-    /// from its first event.
+    /// from its first event. Every live renewal starts here, so this is where a cluster
+    /// follower is kept from renewing.
     pub(crate) fn enqueue(
         &self,
         cert: &Arc<CertRuntime>,
         trigger: Reason,
     ) -> Result<Following, Occupied> {
+        if !self.is_leader() {
+            return Err(Occupied::Following);
+        }
         let (mark, progress) = self.shared.queue.mark_renewal(&cert.spec.id)?;
         let following = progress.follow();
         self.shared.schedule.clear(&cert.spec.id);
@@ -143,6 +148,12 @@ impl Reconciler {
                 self.renewal_succeeded(cert).await;
                 (RenewalStatus::Succeeded, None)
             }
+            // Another node leads now and renews in its turn: no backoff, no alert.
+            Err(e) if e.reason == Reason::LostLeadership => {
+                tracing::warn!(cert_id = %cert.spec.id, error = %e, "renewal stopped: this node lost the leader lease");
+                self.fenced_out();
+                (RenewalStatus::Failed, Some(e.to_string()))
+            }
             Err(e) => {
                 self.renewal_failed(cert, e).await;
                 (RenewalStatus::Failed, Some(e.to_string()))
@@ -185,13 +196,8 @@ impl Reconciler {
             Mode::Live => store.open_renewal(id, trigger, now).await,
             Mode::DryRun => store.open_dry_run(id, trigger, now).await,
         };
-        let record = record.map_err(|e| {
-            RenewError::new(
-                Step::LoadKey,
-                Reason::StoreFailed,
-                format!("cannot open the audit row: {e}"),
-            )
-        })?;
+        let record =
+            record.map_err(|e| store_error(Step::LoadKey, &e, "cannot open the audit row"))?;
         progress.push(RenewProgress::Started {
             renewal_id: record.id,
         });
@@ -206,9 +212,9 @@ impl Reconciler {
         tracing::info!(parent: &span, trigger = trigger.as_str(), "renewal started");
         let daemon = &self.desired().loaded.config.daemon;
         let deadline = Duration::from_secs(daemon.renewal_timeout_seconds);
-        let issued = match mode {
-            Mode::Live => self.issued_awaiting_install(cert).await,
-            Mode::DryRun => None,
+        let (issued, fence) = match mode {
+            Mode::Live => (self.issued_awaiting_install(cert).await, self.fence()),
+            Mode::DryRun => (None, Fence::Open),
         };
         let mut pipeline = tokio::spawn(
             run_pipeline(
@@ -217,6 +223,7 @@ impl Reconciler {
                 Arc::clone(cert),
                 issued,
                 mode,
+                fence,
             )
             .instrument(span.clone()),
         );

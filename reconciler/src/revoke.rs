@@ -48,7 +48,7 @@ impl Reconciler {
             .ok_or_else(|| RevokeError::NotFound(id.clone()))?;
         let mark = match self.shared.queue.mark_revocation(id) {
             Ok(mark) => mark,
-            Err(Occupied::Renewal(_) | Occupied::Revocation) => {
+            Err(Occupied::Renewal(_) | Occupied::Revocation | Occupied::Following) => {
                 return Err(RevokeError::Busy(id.clone()));
             }
         };

@@ -6,15 +6,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::Router;
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use rota_api::config::{AuditConfig, load_file};
+use rota_api::cluster::ClusterCoordinator;
+use rota_api::config::{AuditConfig, ClusterConfig, Config, Coordinator, SurrealAudit, load_file};
 use rota_providers::Providers;
-use rota_reconciler::{Reconciler, StartError, SystemClock, watch_config};
-use rota_store::{AuditStore, SqliteStore};
+use rota_providers::cluster::k8s_lease::K8sLeaseCoordinator;
+use rota_reconciler::{Cluster, Reconciler, StartError, SystemClock, watch_config};
+use rota_store::{
+    AuditStore, ClusterStore, SqliteStore, SurrealLockCoordinator, SurrealOptions, SurrealStore,
+};
 
 use crate::api::routes;
 use crate::guard::{protocol_header, tcp_guard};
@@ -45,29 +49,30 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     // settings are fixed here for the life of the process.
     let (tcp, security) = ApiListener::bind(&loaded.config).await?;
     let socket = bind_socket(&daemon.socket_path, gid).await?;
-    let store: Arc<dyn AuditStore> = match &loaded.config.audit {
-        AuditConfig::Sqlite(_) => {
-            Arc::new(SqliteStore::open(&daemon.database_path).with_context(|| {
-                format!(
-                    "opening the audit database {}",
-                    daemon.database_path.display()
-                )
-            })?)
+    let (store, surreal) = open_store(&loaded.config).await?;
+    let shutdown = CancellationToken::new();
+    let (factory, clock) = (Arc::new(Providers::new()), Arc::new(SystemClock));
+    let cluster = match &loaded.config.cluster {
+        Some(cluster) if cluster.enabled => Some(join_cluster(cluster, surreal.as_ref()).await?),
+        _ => None,
+    };
+    let started = match cluster {
+        Some(cluster) => {
+            Reconciler::start_in_cluster(
+                loaded,
+                Arc::clone(&store),
+                factory,
+                clock,
+                shutdown.clone(),
+                cluster,
+            )
+            .await
         }
-        AuditConfig::Surrealdb(_) => {
-            bail!("audit kind `surrealdb` is not available in this build yet")
+        None => {
+            Reconciler::start(loaded, Arc::clone(&store), factory, clock, shutdown.clone()).await
         }
     };
-    let shutdown = CancellationToken::new();
-    let reconciler = Reconciler::start(
-        loaded,
-        Arc::clone(&store),
-        Arc::new(Providers::new()),
-        Arc::new(SystemClock),
-        shutdown.clone(),
-    )
-    .await
-    .map_err(|e| match e {
+    let reconciler = started.map_err(|e| match e {
         StartError::Config(errors) => anyhow::Error::new(errors),
         other => anyhow::Error::new(other),
     })?;
@@ -110,6 +115,105 @@ pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
     remove_socket(&daemon.socket_path);
     tracing::info!("rotad stopped");
     Ok(())
+}
+
+/// Opens the audit store the config names; a SurrealDB one is also returned as itself, for
+/// the cluster that shares it.
+async fn open_store(
+    config: &Config,
+) -> anyhow::Result<(Arc<dyn AuditStore>, Option<SurrealStore>)> {
+    let daemon = &config.daemon;
+    match &config.audit {
+        AuditConfig::Sqlite(_) => {
+            let store = SqliteStore::open(&daemon.database_path).with_context(|| {
+                format!(
+                    "opening the audit database {}",
+                    daemon.database_path.display()
+                )
+            })?;
+            Ok((Arc::new(store), None))
+        }
+        AuditConfig::Surrealdb(audit) => {
+            let options = surreal_options(audit, config.cluster.as_ref())?;
+            let store = SurrealStore::connect(&options).await.with_context(|| {
+                format!(
+                    "opening the SurrealDB audit store at {} ({}/{})",
+                    audit.endpoint, audit.namespace, audit.database
+                )
+            })?;
+            Ok((Arc::new(store.clone()), Some(store)))
+        }
+    }
+}
+
+/// The connection settings of `audit: { kind: surrealdb }`, the password read from its file;
+/// this node's rows carry `cluster.node_id`, else the host's name.
+fn surreal_options(
+    audit: &SurrealAudit,
+    cluster: Option<&ClusterConfig>,
+) -> anyhow::Result<SurrealOptions> {
+    let password = match &audit.password_file {
+        Some(source) => source
+            .resolve()
+            .context("reading `audit.password_file`")?
+            .expose()
+            .to_owned(),
+        None => String::new(),
+    };
+    let node = match cluster {
+        Some(cluster) => cluster.node_id.clone(),
+        None => nix::unistd::gethostname()
+            .context("reading the host name (rows name the node that wrote them)")?
+            .to_string_lossy()
+            .into_owned(),
+    };
+    Ok(SurrealOptions {
+        endpoint: audit.endpoint.clone(),
+        namespace: audit.namespace.clone(),
+        database: audit.database.clone(),
+        credentials: audit.username.clone().map(|user| (user, password)),
+        node,
+    })
+}
+
+/// The coordinator `cluster.coordinator` names, and the shared store's cluster side.
+async fn join_cluster(
+    cluster: &ClusterConfig,
+    surreal: Option<&SurrealStore>,
+) -> anyhow::Result<Cluster> {
+    let lease = Duration::from_secs(cluster.lease_seconds);
+    let store = surreal.map(|s| Arc::new(s.clone()) as Arc<dyn ClusterStore>);
+    let (coordinator, coordinator_kind): (Arc<dyn ClusterCoordinator>, _) =
+        match cluster.coordinator {
+            Coordinator::SurrealLock => {
+                // Validation refuses `surreal_lock` without a SurrealDB audit store.
+                let surreal = surreal.context(
+                    "`cluster.coordinator: surreal_lock` needs `audit: { kind: surrealdb }`",
+                )?;
+                (
+                    Arc::new(SurrealLockCoordinator::new(surreal, lease)),
+                    "surreal_lock",
+                )
+            }
+            Coordinator::KubernetesLease => {
+                let coordinator = K8sLeaseCoordinator::from_config(cluster)
+                    .await
+                    .context("setting up the Kubernetes Lease coordinator")?;
+                (Arc::new(coordinator), "kubernetes_lease")
+            }
+        };
+    tracing::info!(
+        node_id = %cluster.node_id,
+        coordinator = coordinator_kind,
+        lease_seconds = cluster.lease_seconds,
+        "joining the cluster"
+    );
+    Ok(Cluster {
+        coordinator,
+        store,
+        coordinator_kind,
+        lease,
+    })
 }
 
 async fn serve(

@@ -96,7 +96,12 @@ async fn render(state: &AppState) -> Result<String, rota_store::StoreError> {
         "gauge",
         "1 when this rotad is the one that renews (always without federation), 0 on a follower.",
     );
-    sample(&mut out, "rota_leader", &[], if leading { 1.0 } else { 0.0 });
+    sample(
+        &mut out,
+        "rota_leader",
+        &[],
+        if leading { 1.0 } else { 0.0 },
+    );
     header_lines(
         &mut out,
         "rota_certificates",

@@ -13,15 +13,6 @@ pub(crate) fn check_availability(parsed: &Parsed) -> Vec<Problem> {
     let config = &parsed.config;
     let mut found = Vec::new();
     refuse_not_yet(&config.audit, "audit", &mut found);
-    if config.cluster.as_ref().is_some_and(|c| c.enabled) {
-        found.push(
-            Problem::value(
-                "cluster.enabled",
-                "federation (`cluster.enabled: true`) is not available in this build yet",
-            )
-            .hint("remove the `cluster:` block or set `enabled: false`"),
-        );
-    }
     if let Some(cluster) = &config.cluster
         && cluster.coordinator == Coordinator::KubernetesLease
         && let Availability::BuiltWithout(feature) = Availability::K8S

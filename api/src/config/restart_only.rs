@@ -40,6 +40,7 @@ restart_only! {
     "daemon.allowed_paths" => daemon.allowed_paths,
     "local_ca.directory" => local_ca.directory,
     "audit" => audit,
+    "cluster" => cluster,
 }
 
 impl LoadedConfig {

@@ -228,7 +228,7 @@ tagged_enum! {
         /// Single-file SQLite at `daemon.database_path`.
         "sqlite" => Sqlite(SqliteAudit) = Available,
         /// A SurrealDB server or embedded engine; required for `cluster`.
-        "surrealdb" => Surrealdb(SurrealAudit) = NotYet,
+        "surrealdb" => Surrealdb(SurrealAudit) = Available,
     }
 }
 

@@ -15,8 +15,8 @@ use super::locate::PositionIndex;
 use super::range_check::check_ranges;
 use super::schema::{
     AlertSpec, AuditConfig, CaSpec, CertSpec, ClusterConfig, Config, Coordinator,
-    DEFAULT_LEASE_NAME, DaemonConfig, DcvSpec, FileOutputs, InstallSpec, OutputFormat, Rfc2136Dcv,
-    Tagged,
+    DEFAULT_LEASE_NAME, DaemonConfig, DcvSpec, FileOutputs, InstallSpec, KeyRotation, OutputFormat,
+    Rfc2136Dcv, Tagged,
 };
 use super::secrets::check_secrets;
 use crate::names::CertId;
@@ -34,6 +34,9 @@ pub(crate) fn validate(parsed: &Parsed, index: &PositionIndex, env: EnvLookup<'_
     if let Some(cluster) = &config.cluster {
         let audit = parsed.usable("audit").then_some(&config.audit);
         check_cluster(cluster, audit, &mut found);
+        if cluster.enabled {
+            check_cluster_keys(parsed, &mut found);
+        }
     }
     if let Some(acme) = &config.acme {
         let example = "https://acme-v02.api.letsencrypt.org/directory";
@@ -184,6 +187,25 @@ fn check_cluster(cluster: &ClusterConfig, audit: Option<&AuditConfig>, found: &m
             Problem::value("cluster.node_id", "`node_id` is empty")
                 .hint("give each node a unique name, e.g. `host-a`"),
         );
+    }
+}
+
+/// In a cluster every node holds a copy of each cert's key, provisioned by the operator; a
+/// key rota rotates on the leader would leave the followers' copies behind.
+fn check_cluster_keys(parsed: &Parsed, found: &mut Vec<Problem>) {
+    for (path, cert) in parsed.certs() {
+        if cert.key.rotation != KeyRotation::Never {
+            found.push(
+                Problem::value(
+                    child(&child(&path, "key"), "rotation"),
+                    format!(
+                        "`{}` rotates its key, but with `cluster.enabled: true` every node holds its own copy of the key, and a key rotated on the leader would not match the followers' copies",
+                        cert.id
+                    ),
+                )
+                .hint("set `key.rotation: never` (rotate by hand: replace `key_path` on every node, then `rota renew`), or set `cluster.enabled: false`"),
+            );
+        }
     }
 }
 

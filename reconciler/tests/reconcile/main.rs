@@ -5,6 +5,7 @@
 mod support;
 
 mod alerts;
+mod cluster;
 mod concurrency;
 mod config_change;
 mod crash_recovery;

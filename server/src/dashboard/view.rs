@@ -495,7 +495,13 @@ impl ClusterPanel {
             term: lease.map_or(0, |l| l.term),
             lease_until: lease.map_or_else(
                 || "-".to_owned(),
-                |l| format!("{} ({})", relative(l.expires_at, now), rfc3339(l.expires_at)),
+                |l| {
+                    format!(
+                        "{} ({})",
+                        relative(l.expires_at, now),
+                        rfc3339(l.expires_at)
+                    )
+                },
             ),
             coordinator: view.coordinator.clone(),
             error: view.last_error.clone(),

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
 
+use rota_api::cluster::{ClusterCoordinator, Lease};
 use rota_api::config::{AlertSpec, CaSpec, CertSpec, Config, DcvSpec, LocalCa};
 use rota_api::{
     AlertBackend, AlertEvent, BackendError, BackendFactory, CaBackend, CertId, ChallengeKind,
@@ -19,6 +20,7 @@ use rota_api::{
     RenewalWindow, RevocationReason, SecretString,
 };
 use rota_providers::Providers;
+use rota_store::{ClusterStore, NodeRecord, RenewalRequest, StoreError};
 
 /// A boxed future, as the CA closures return.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -463,5 +465,220 @@ impl BackendFactory for FakeFactory {
         _spec: &AlertSpec,
     ) -> Result<Arc<dyn AlertBackend>, BackendError> {
         Ok(Arc::clone(&self.alerts) as Arc<dyn AlertBackend>)
+    }
+}
+
+/// A leader-election coordinator whose answer the test sets: who holds the lease, or an
+/// error. It records the terms released.
+pub struct FakeCoordinator {
+    node: String,
+    answer: Mutex<Result<Lease, String>>,
+    released: Mutex<Vec<u64>>,
+}
+
+impl FakeCoordinator {
+    /// The coordinator of node `node`, whose lease is held by `holder` under `term`.
+    pub fn new(node: &str, holder: &str, term: u64) -> Self {
+        let this = Self {
+            node: node.to_owned(),
+            answer: Mutex::new(Err(String::new())),
+            released: Mutex::new(Vec::new()),
+        };
+        this.held_by(holder, term);
+        this
+    }
+
+    /// From now on the lease is held by `holder` under `term`.
+    pub fn held_by(&self, holder: &str, term: u64) {
+        *guard(&self.answer) = Ok(Lease {
+            holder: holder.to_owned(),
+            term,
+            expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(1),
+        });
+    }
+
+    /// From now on every lease attempt fails with `detail`.
+    pub fn fail(&self, detail: &str) {
+        *guard(&self.answer) = Err(detail.to_owned());
+    }
+
+    /// The terms released, in order.
+    pub fn released(&self) -> Vec<u64> {
+        guard(&self.released).clone()
+    }
+}
+
+#[async_trait]
+impl ClusterCoordinator for FakeCoordinator {
+    fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    async fn acquire_or_refresh(&self) -> Result<Lease, BackendError> {
+        guard(&self.answer)
+            .clone()
+            .map_err(|detail| BackendError::Unreachable {
+                backend: "fake-coordinator",
+                detail,
+            })
+    }
+
+    async fn release(&self, term: u64) -> Result<(), BackendError> {
+        guard(&self.released).push(term);
+        Ok(())
+    }
+
+    async fn current(&self) -> Result<Option<Lease>, BackendError> {
+        Ok(guard(&self.answer).clone().ok())
+    }
+}
+
+/// Forwarded renewal requests, shared by the nodes of one fake cluster.
+#[derive(Default)]
+pub struct RequestQueue {
+    waiting: Mutex<Vec<RenewalRequest>>,
+    taken: AtomicUsize,
+    next_id: AtomicUsize,
+    watchers: Mutex<Vec<tokio::sync::mpsc::Sender<CertId>>>,
+    issued_watchers: Mutex<Vec<tokio::sync::mpsc::Sender<CertId>>>,
+}
+
+/// One node's view of the shared store's cluster side: the fence it set and whether a fence
+/// check passes (the test sets it), its heartbeats, and the request queue it shares.
+pub struct FakeClusterStore {
+    node: String,
+    fences: Mutex<Vec<Option<u64>>>,
+    /// Fence checks that pass before every later one fails as `Fenced` (`usize::MAX`: all pass).
+    passing_checks: AtomicUsize,
+    heartbeats: Mutex<Vec<Option<u64>>>,
+    /// The forwarded requests of the whole fake cluster.
+    pub requests: Arc<RequestQueue>,
+}
+
+impl FakeClusterStore {
+    /// Node `node`'s view; every fence check passes.
+    pub fn new(node: &str) -> Self {
+        Self::sharing(node, Arc::default())
+    }
+
+    /// Another node's view of the same requests.
+    pub fn peer(&self, node: &str) -> Self {
+        Self::sharing(node, Arc::clone(&self.requests))
+    }
+
+    fn sharing(node: &str, requests: Arc<RequestQueue>) -> Self {
+        Self {
+            node: node.to_owned(),
+            fences: Mutex::new(Vec::new()),
+            passing_checks: AtomicUsize::new(usize::MAX),
+            heartbeats: Mutex::new(Vec::new()),
+            requests,
+        }
+    }
+
+    /// The next `n` fence checks pass, every later one fails as another node took the lease.
+    pub fn fence_after(&self, n: usize) {
+        self.passing_checks.store(n, Ordering::SeqCst);
+    }
+
+    /// Every `set_fence`, in order.
+    pub fn fences(&self) -> Vec<Option<u64>> {
+        guard(&self.fences).clone()
+    }
+
+    /// How many heartbeats this node sent.
+    pub fn heartbeats(&self) -> usize {
+        guard(&self.heartbeats).len()
+    }
+
+    /// How many requests were taken by a leader, in all.
+    pub fn taken(&self) -> usize {
+        self.requests.taken.load(Ordering::SeqCst)
+    }
+
+    /// How many requests wait for a leader.
+    pub fn waiting(&self) -> usize {
+        guard(&self.requests.waiting).len()
+    }
+}
+
+#[async_trait]
+impl ClusterStore for FakeClusterStore {
+    fn set_fence(&self, term: Option<u64>) {
+        guard(&self.fences).push(term);
+    }
+
+    async fn check_fence(&self) -> Result<(), StoreError> {
+        let passed = self
+            .passing_checks
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        match passed {
+            Ok(_) => Ok(()),
+            Err(_) => Err(StoreError::Fenced {
+                action: "issuing",
+                term: guard(&self.fences)
+                    .iter()
+                    .rev()
+                    .find_map(|t| *t)
+                    .unwrap_or(0),
+                detail: "the lease now names node-b under term 9".to_owned(),
+            }),
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        _at: time::OffsetDateTime,
+        leader_term: Option<u64>,
+    ) -> Result<(), StoreError> {
+        guard(&self.heartbeats).push(leader_term);
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        Ok(vec![NodeRecord {
+            node_id: self.node.clone(),
+            last_seen: time::OffsetDateTime::now_utc(),
+            version: "test".to_owned(),
+            leader_term: guard(&self.heartbeats).last().copied().flatten(),
+        }])
+    }
+
+    async fn request_renewal(
+        &self,
+        cert_id: &CertId,
+        at: time::OffsetDateTime,
+    ) -> Result<i64, StoreError> {
+        let id = i64::try_from(self.requests.next_id.fetch_add(1, Ordering::SeqCst)).unwrap_or(0);
+        guard(&self.requests.waiting).push(RenewalRequest {
+            id,
+            cert_id: cert_id.clone(),
+            requested_by: self.node.clone(),
+            requested_at: at,
+        });
+        let watchers = guard(&self.requests.watchers).clone();
+        for watcher in watchers {
+            let _ = watcher.send(cert_id.clone()).await;
+        }
+        Ok(id)
+    }
+
+    async fn take_renewal_requests(&self) -> Result<Vec<RenewalRequest>, StoreError> {
+        let taken = std::mem::take(&mut *guard(&self.requests.waiting));
+        self.requests.taken.fetch_add(taken.len(), Ordering::SeqCst);
+        Ok(taken)
+    }
+
+    async fn watch_issued(&self) -> Result<tokio::sync::mpsc::Receiver<CertId>, StoreError> {
+        // Nothing is announced, but the channel stays open, as a live query does.
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        guard(&self.requests.issued_watchers).push(tx);
+        Ok(rx)
+    }
+
+    async fn watch_requests(&self) -> Result<tokio::sync::mpsc::Receiver<CertId>, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        guard(&self.requests.watchers).push(tx);
+        Ok(rx)
     }
 }

@@ -150,6 +150,33 @@ impl World {
         .expect("the reconciler starts")
     }
 
+    /// Starts a reconciler on this world's store, fakes and clock, as a member of a cluster
+    /// whose lease is kept by `coordinator` and whose shared side is `cluster` (a 60 s lease,
+    /// so the election runs every 20 s of this world's clock).
+    pub async fn start_in_cluster(
+        &self,
+        loaded: LoadedConfig,
+        coordinator: &Arc<fakes::FakeCoordinator>,
+        cluster: &Arc<fakes::FakeClusterStore>,
+    ) -> Reconciler {
+        let cluster = rota_reconciler::Cluster {
+            coordinator: Arc::clone(coordinator) as Arc<dyn rota_api::cluster::ClusterCoordinator>,
+            store: Some(Arc::clone(cluster) as Arc<dyn rota_store::ClusterStore>),
+            coordinator_kind: "surreal_lock",
+            lease: Duration::from_secs(60),
+        };
+        Reconciler::start_in_cluster(
+            loaded,
+            Arc::clone(&self.store) as Arc<dyn AuditStore>,
+            Arc::clone(&self.fakes) as Arc<dyn BackendFactory>,
+            Arc::clone(&self.clock) as Arc<dyn Clock>,
+            CancellationToken::new(),
+            cluster,
+        )
+        .await
+        .expect("the reconciler starts")
+    }
+
     /// Waits until `cert` has `n` finished renewals and nothing more running or queued, and
     /// returns its renewals, newest first.
     pub async fn renewals_done(
