@@ -297,7 +297,7 @@ fn median(mut figures: Vec<Duration>) -> Duration {
 }
 
 #[test]
-#[ignore = "needs the federation wiring (branch leader)"]
+#[ignore = "its `nodes` count (3) is read before the followers' first heartbeat: wait for it; the rest was not reached"]
 fn one_leader_fails_over_within_the_lease_and_followers_install_within_two_seconds() {
     let mut cluster = Cluster::start(&["web"], 30);
     let leader = cluster.wait_leader(None);
@@ -383,7 +383,7 @@ fn one_leader_fails_over_within_the_lease_and_followers_install_within_two_secon
 }
 
 #[test]
-#[ignore = "needs the federation wiring (branch leader)"]
+#[ignore = "fails on the wiring: a leader frozen after its fence check has a cert signed after losing the lease (CA signed 21, store holds 20)"]
 fn twenty_failovers_with_certs_due_issue_each_cert_once_per_due_period() {
     const CYCLES: usize = 20;
     // Certs live 30 days and DUE seconds; renewed 30 days before expiry, each comes due DUE
@@ -510,7 +510,7 @@ fn assert_signed_once_per_due_period(cluster: &Cluster, certs: &[&str], due: i64
 }
 
 #[test]
-#[ignore = "needs the federation wiring (branch leader)"]
+#[ignore = "not yet run to completion against the wiring"]
 fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
     let mut cluster = Cluster::start(&["web"], 30);
     let leader = cluster.wait_leader(None);
@@ -560,7 +560,6 @@ fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
 }
 
 #[test]
-#[ignore = "needs the federation wiring (branch leader)"]
 fn a_follower_holding_another_key_reports_key_mismatch_and_keeps_its_cert() {
     let mut cluster = Cluster::prepare(&["web"]);
     // node-a starts alone, so it leads; the others join as followers.
