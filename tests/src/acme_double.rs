@@ -122,6 +122,19 @@ struct Inner {
     orders: Vec<Order>,
     /// certIDs of the certs issued so far, in order.
     issued: Vec<String>,
+    /// What was issued when, in order (parallel to `issued`).
+    issuances: Vec<Issuance>,
+    /// The lifetime of the certs it signs.
+    validity: time::Duration,
+}
+
+/// One certificate the double signed: for which names, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issuance {
+    /// The order's identifiers (DNS names).
+    pub names: Vec<String>,
+    /// When finalize signed it (its notBefore is a minute earlier).
+    pub at: OffsetDateTime,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -163,6 +176,8 @@ impl AcmeDouble {
             windows: Arc::new(|_| None),
             orders: Vec::new(),
             issued: Vec::new(),
+            issuances: Vec::new(),
+            validity: time::Duration::days(90),
         }));
         let (stop, stopped) = oneshot::channel();
         let app = resources::router(Arc::clone(&shared));
@@ -233,6 +248,18 @@ impl AcmeDouble {
     #[must_use]
     pub fn issued_cert_ids(&self) -> Vec<String> {
         self.lock().issued.clone()
+    }
+
+    /// Every certificate signed so far, oldest first.
+    #[must_use]
+    pub fn issuances(&self) -> Vec<Issuance> {
+        self.lock().issuances.clone()
+    }
+
+    /// Sets the lifetime of the certs signed from now on (90 days unless set), so a test can
+    /// make certs come due seconds after they are issued.
+    pub fn set_validity(&self, validity: time::Duration) {
+        self.lock().validity = validity;
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

@@ -16,6 +16,7 @@ pub mod nginx;
 pub mod pebble;
 pub mod serve;
 pub mod smtp;
+pub mod surreal;
 pub mod test_chain;
 pub mod webhook;
 
@@ -41,7 +42,7 @@ pub fn bin_dir() -> PathBuf {
         },
         PathBuf::from,
     );
-    for bin in ["rota", "rotad"] {
+    for bin in ["rota", "rotad", "rota-surreal-test-server"] {
         assert!(
             dir.join(bin).exists(),
             "{} is missing: build the binaries first (`cargo build --bins`, as scripts/test does)",
@@ -184,6 +185,23 @@ impl Rotad {
             .status()
             .expect("kill -TERM");
         child.wait().expect("reap rotad")
+    }
+
+    /// How rotad exited, if it did (it is still reaped on drop otherwise).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the running rotad.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {}", self.pid());
     }
 
     /// The PID of the running rotad.

@@ -129,8 +129,21 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 
 impl SurrealStore {
     /// Runs every migration above the stored version, each in one transaction with the new
-    /// version; refuses a database a newer rota has migrated further.
+    /// version; refuses a database a newer rota has migrated further. Nodes that connect at
+    /// the same moment run the same transaction, and SurrealDB fails all but one of them on
+    /// the conflict: a failed attempt reads the version again, and finds the work done.
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            match self.migrate_once().await {
+                Err(StoreError::Surreal { .. }) if attempt < ATTEMPTS => attempt += 1,
+                done => return done,
+            }
+        }
+    }
+
+    async fn migrate_once(&self) -> Result<(), StoreError> {
         const CONTEXT: &str = "migrating the schema";
         let mut found = self
             .db

@@ -171,7 +171,7 @@ impl Inner {
         let now = OffsetDateTime::now_utc();
         csr.params.serial_number = Some(SerialNumber::from_slice(&serial));
         csr.params.not_before = now - time::Duration::minutes(1);
-        csr.params.not_after = now + time::Duration::days(90);
+        csr.params.not_after = now + self.validity;
         csr.params.use_authority_key_identifier_extension = true;
         csr.params.is_ca = IsCa::ExplicitNoCa;
         let leaf = csr
@@ -179,8 +179,14 @@ impl Inner {
             .map_err(|e| bad_csr(e.to_string()))?;
         let order = self.orders.get_mut(n).ok_or(Problem::missing("order"))?;
         order.cert_pem = Some(format!("{}{}", leaf.pem(), self.root_pem));
+        let names = order.identifiers.as_array().map_or_else(Vec::new, |ids| {
+            ids.iter()
+                .filter_map(|id| id["value"].as_str().map(str::to_owned))
+                .collect()
+        });
         let cert_id = format!("{}.{}", B64.encode(ROOT_KEY_ID), B64.encode(serial));
         self.issued.push(cert_id);
+        self.issuances.push(super::Issuance { names, at: now });
         Ok(())
     }
 }
