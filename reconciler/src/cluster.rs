@@ -240,7 +240,11 @@ impl Reconciler {
                     && let Some(store) = membership.store()
                 {
                     if requests.is_none() {
-                        requests = store.watch_requests().await.ok();
+                        let patience = membership.lease() / 3;
+                        requests = tokio::time::timeout(patience, store.watch_requests())
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
                     }
                     this.run_forwarded().await;
                 } else {
@@ -273,20 +277,34 @@ impl Reconciler {
     /// a change of role. Any error demotes at once.
     async fn election_tick(&self, membership: &Membership) {
         let node = membership.cluster.coordinator.node_id().to_owned();
-        let outcome = match membership.cluster.coordinator.acquire_or_refresh().await {
-            Ok(lease) => {
-                let term = (lease.holder == node).then_some(lease.term);
-                let at = self.shared.clock.now();
-                match membership.store() {
-                    Some(store) => match store.heartbeat(at, term).await {
-                        Ok(()) => Ok((lease, term)),
-                        Err(e) => Err(format!("cannot report to the shared store: {e}")),
-                    },
-                    None => Ok((lease, term)),
+        // A store that went away may leave a call hanging rather than failing; a leader must
+        // stop leading well before its lease lapses, so a tick that takes longer than a third
+        // of the lease counts as a failure.
+        let patience = membership.lease() / 3;
+        let attempt = async {
+            match membership.cluster.coordinator.acquire_or_refresh().await {
+                Ok(lease) => {
+                    let term = (lease.holder == node).then_some(lease.term);
+                    let at = self.shared.clock.now();
+                    match membership.store() {
+                        Some(store) => match store.heartbeat(at, term).await {
+                            Ok(()) => Ok((lease, term)),
+                            Err(e) => Err(format!("cannot report to the shared store: {e}")),
+                        },
+                        None => Ok((lease, term)),
+                    }
                 }
+                Err(e) => Err(format!("cannot take or extend the leader lease: {e}")),
             }
-            Err(e) => Err(format!("cannot take or extend the leader lease: {e}")),
         };
+        let outcome = tokio::time::timeout(patience, attempt)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "the lease could not be checked within {}s",
+                    patience.as_secs_f64()
+                ))
+            });
         let term = match outcome {
             Ok((lease, term)) => {
                 let mut seen = lock(&membership.seen);
@@ -302,9 +320,10 @@ impl Reconciler {
         };
         self.set_role(membership, term);
         if let Some(store) = membership.store() {
-            match store.nodes().await {
-                Ok(nodes) => lock(&membership.seen).nodes = nodes,
-                Err(e) => tracing::warn!(error = %e, "cluster: cannot list the nodes"),
+            match tokio::time::timeout(patience, store.nodes()).await {
+                Ok(Ok(nodes)) => lock(&membership.seen).nodes = nodes,
+                Ok(Err(e)) => tracing::warn!(error = %e, "cluster: cannot list the nodes"),
+                Err(_) => tracing::warn!("cluster: listing the nodes timed out"),
             }
         }
     }
@@ -347,10 +366,19 @@ impl Reconciler {
         let Some(store) = self.shared.cluster.as_ref().and_then(Membership::store) else {
             return;
         };
-        let requests = match store.take_renewal_requests().await {
-            Ok(requests) => requests,
-            Err(e) => {
+        let patience = self
+            .shared
+            .cluster
+            .as_ref()
+            .map_or(Duration::from_secs(1), |m| m.lease() / 3);
+        let requests = match tokio::time::timeout(patience, store.take_renewal_requests()).await {
+            Ok(Ok(requests)) => requests,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster: cannot read forwarded renewal requests");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("cluster: reading forwarded renewal requests timed out");
                 return;
             }
         };

@@ -297,7 +297,6 @@ fn median(mut figures: Vec<Duration>) -> Duration {
 }
 
 #[test]
-#[ignore = "its `nodes` count (3) is read before the followers' first heartbeat: wait for it; the rest was not reached"]
 fn one_leader_fails_over_within_the_lease_and_followers_install_within_two_seconds() {
     let mut cluster = Cluster::start(&["web"], 30);
     let leader = cluster.wait_leader(None);
@@ -316,13 +315,16 @@ fn one_leader_fails_over_within_the_lease_and_followers_install_within_two_secon
             "cluster: still follower"
         };
         assert!(log.contains(line), "{} logs `{line}`:\n{log}", node.id);
-        let view: Value = serde_json::from_str(&node.rotad.rota_ok(&["cluster", "-o", "json"]))
-            .expect("`rota cluster -o json` is JSON");
+        // Every node lists the others once their first heartbeats have landed.
+        let view = wait_for("every node's heartbeat", WAIT, || {
+            let view: Value = serde_json::from_str(&node.rotad.rota_ok(&["cluster", "-o", "json"]))
+                .expect("`rota cluster -o json` is JSON");
+            (view["nodes"].as_array().map(Vec::len) == Some(3)).then_some(view)
+        });
         let role = if i == leader { "leader" } else { "follower" };
         assert_eq!(view["role"], role, "{}: {view}", node.id);
         assert_eq!(view["node_id"], node.id);
         assert_eq!(view["lease_seconds"], LEASE_SECONDS);
-        assert_eq!(view["nodes"].as_array().map(Vec::len), Some(3), "{view}");
     }
 
     // A renewal on the leader lands on both followers: time each node's cert file changing.
@@ -383,7 +385,7 @@ fn one_leader_fails_over_within_the_lease_and_followers_install_within_two_secon
 }
 
 #[test]
-#[ignore = "fails on the wiring: a leader frozen after its fence check has a cert signed after losing the lease (CA signed 21, store holds 20)"]
+#[ignore = "known limit: a leader frozen between its fence check and the CA's answer gets one cert signed that the store then refuses (CA signed 21, store holds 20); see docs/federation.md"]
 fn twenty_failovers_with_certs_due_issue_each_cert_once_per_due_period() {
     const CYCLES: usize = 20;
     // Certs live 30 days and DUE seconds; renewed 30 days before expiry, each comes due DUE
@@ -510,7 +512,6 @@ fn assert_signed_once_per_due_period(cluster: &Cluster, certs: &[&str], due: i64
 }
 
 #[test]
-#[ignore = "not yet run to completion against the wiring"]
 fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
     let mut cluster = Cluster::start(&["web"], 30);
     let leader = cluster.wait_leader(None);
