@@ -41,6 +41,11 @@ pub(crate) async fn connect(
             )
         })?,
     };
+    // kube builds its rustls config from the process-wide provider. With SurrealDB's client in
+    // the same binary, rustls has both ring and aws-lc-rs compiled in and cannot pick one by
+    // itself, so name ring, as every other TLS client of rota uses. Installing it a second
+    // time fails harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     config.connect_timeout = Some(REQUEST_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
     config.write_timeout = Some(REQUEST_TIMEOUT);

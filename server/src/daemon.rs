@@ -38,6 +38,10 @@ pub struct DaemonOptions {
 
 /// Runs rotad until SIGTERM or SIGINT.
 pub async fn run(options: DaemonOptions) -> anyhow::Result<()> {
+    // rustls is built with both ring and aws-lc-rs here (SurrealDB's WebSocket client brings
+    // the latter), so it cannot choose for the clients that ask for the process default
+    // (`wss://` to SurrealDB, kube): choose ring, as rota's own clients do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let path = options.config_path;
     let load_path = path.clone();
     let loaded = tokio::task::spawn_blocking(move || load_file(&load_path))
