@@ -62,27 +62,36 @@ struct Shown {
 }
 
 fn shown(rotad: &Rotad) -> Shown {
-    let detail: serde_json::Value =
-        serde_json::from_str(&rotad.rota_ok(&["describe", "cert", "web", "-o", "json"]))
-            .expect("json");
-    let object = &rotad.certs_json()["items"][0]["status"];
     let pin = |v: &serde_json::Value| v["pinSha256"].as_str().map(str::to_owned);
-    let current = pin(&detail["key"]).expect("describe shows the key");
-    assert_eq!(pin(&object["privateKey"]).as_ref(), Some(&current));
-    let next = pin(&detail["next_key"]);
-    assert_eq!(pin(&object["nextPrivateKey"]), next, "-o json agrees");
-    let text = rotad.rota_ok(&["describe", "cert", "web"]);
-    assert!(text.contains(&current), "{text}");
-    if let Some(next) = &next {
-        assert!(
-            text.lines()
-                .any(|l| l.starts_with("Next key:") && l.contains(next.as_str())),
-            "{text}"
-        );
-    } else {
-        assert!(!text.contains("Next key:"), "{text}");
-    }
-    Shown { current, next }
+    // The three views are read one after the other, and the next key is prepared in the
+    // background after a renewal: wait until all of them show the same keys.
+    wait_for(
+        "describe, its text and -o json to agree",
+        Duration::from_secs(10),
+        || {
+            let detail: serde_json::Value =
+                serde_json::from_str(&rotad.rota_ok(&["describe", "cert", "web", "-o", "json"]))
+                    .expect("json");
+            let object = &rotad.certs_json()["items"][0]["status"];
+            let text = rotad.rota_ok(&["describe", "cert", "web"]);
+            let current = pin(&detail["key"]).expect("describe shows the key");
+            let next = pin(&detail["next_key"]);
+            let text_next = text
+                .lines()
+                .find(|l| l.starts_with("Next key:"))
+                .map(str::to_owned);
+            let text_agrees = text.contains(&current)
+                && match (&next, &text_next) {
+                    (Some(next), Some(line)) => line.contains(next.as_str()),
+                    (None, None) => true,
+                    _ => false,
+                };
+            (pin(&object["privateKey"]).as_ref() == Some(&current)
+                && pin(&object["nextPrivateKey"]) == next
+                && text_agrees)
+                .then_some(Shown { current, next })
+        },
+    )
 }
 
 /// The archived keys next to `key_path`, oldest first.
