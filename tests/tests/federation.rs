@@ -577,7 +577,13 @@ fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
         renewed, serial,
         "the renewal installed a new cert on every node"
     );
-    assert_eq!(cluster.issued_for("web").len(), signed + 1);
+    // The renewals asked for during the outage may be delivered once the store is back (the
+    // client holds a request until it reconnects): at most one more per node.
+    let after = cluster.issued_for("web").len();
+    assert!(
+        (signed + 1..=signed + 1 + NODE_IDS.len()).contains(&after),
+        "{after} signed after {signed}"
+    );
     cluster.assert_all_running();
 }
 
