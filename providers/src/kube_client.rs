@@ -69,3 +69,46 @@ pub(crate) async fn bounded<T>(
             after: REQUEST_TIMEOUT,
         })
 }
+
+/// What the API's refusals of `action` on `target` (in `namespace`) mean to an operator:
+/// `rbac` says which rule the ServiceAccount's Role lacks on a 401/403, a 404 asks about the
+/// namespace, a 5xx is the server being unreachable; `on_conflict` words a 409, when the
+/// caller expects one.
+pub(crate) fn api_error(
+    backend: &'static str,
+    namespace: &str,
+    target: &str,
+    action: &str,
+    err: &kube::Error,
+    rbac: &str,
+    on_conflict: Option<&dyn Fn(&kube::core::Status) -> String>,
+) -> BackendError {
+    let kube::Error::Api(status) = err else {
+        return BackendError::Unreachable {
+            backend,
+            detail: format!("{action} {target}: {err}"),
+        };
+    };
+    let detail = match (status.code, on_conflict) {
+        (409, Some(conflict)) => format!("{action} {target}: {}", conflict(status)),
+        (401 | 403, _) => format!(
+            "{action} {target}: {} ({}); {rbac} in namespace `{namespace}`",
+            status.message, status.reason
+        ),
+        (404, _) => format!(
+            "{action} {target}: {} (does namespace `{namespace}` exist?)",
+            status.message
+        ),
+        (code, _) if code >= 500 => {
+            return BackendError::Unreachable {
+                backend,
+                detail: format!("{action} {target}: HTTP {code}: {}", status.message),
+            };
+        }
+        (code, _) => format!(
+            "{action} {target}: HTTP {code} {}: {}",
+            status.reason, status.message
+        ),
+    };
+    BackendError::Refused { backend, detail }
+}

@@ -174,37 +174,15 @@ impl K8sLeaseCoordinator {
 
     /// Maps a kube error for `action` on the `Lease` to what an operator can act on.
     fn error(&self, action: &str, err: &kube::Error) -> BackendError {
-        let target = self.target();
-        let kube::Error::Api(status) = err else {
-            return BackendError::Unreachable {
-                backend: KIND,
-                detail: format!("{action} {target}: {err}"),
-            };
-        };
-        let detail = match status.code {
-            401 | 403 => format!(
-                "{action} {target}: {} ({}); the ServiceAccount's Role needs `get`, `create` and `update` on `leases` in API group `coordination.k8s.io` in namespace `{}`",
-                status.message, status.reason, self.namespace
-            ),
-            404 => format!(
-                "{action} {target}: {} (does namespace `{}` exist?)",
-                status.message, self.namespace
-            ),
-            code if code >= 500 => {
-                return BackendError::Unreachable {
-                    backend: KIND,
-                    detail: format!("{action} {target}: HTTP {code}: {}", status.message),
-                };
-            }
-            code => format!(
-                "{action} {target}: HTTP {code} {}: {}",
-                status.reason, status.message
-            ),
-        };
-        BackendError::Refused {
-            backend: KIND,
-            detail,
-        }
+        kube_client::api_error(
+            KIND,
+            &self.namespace,
+            &self.target(),
+            action,
+            err,
+            "the ServiceAccount's Role needs `get`, `create` and `update` on `leases` in API group `coordination.k8s.io`",
+            None,
+        )
     }
 }
 

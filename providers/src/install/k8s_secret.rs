@@ -119,42 +119,22 @@ impl K8sSecretInstall {
     }
 
     /// Maps a kube error for `action` on the Secret to what an operator can act on.
-    fn error(&self, action: &str, err: kube::Error) -> BackendError {
-        let target = self.target();
-        let kube::Error::Api(status) = err else {
-            return BackendError::Unreachable {
-                backend: KIND,
-                detail: format!("{action} {target}: {err}"),
-            };
+    fn error(&self, action: &str, err: &kube::Error) -> BackendError {
+        let conflict = |status: &kube::core::Status| {
+            format!(
+                "{}; rota never forces a field another manager owns: stop that manager writing this Secret and remove its fields (or the Secret), or give rota a Secret of its own (`install.secret_name`)",
+                conflict_summary(status)
+            )
         };
-        let detail = match status.code {
-            409 => format!(
-                "{action} {target}: {}; rota never forces a field another manager owns: stop that manager writing this Secret and remove its fields (or the Secret), or give rota a Secret of its own (`install.secret_name`)",
-                conflict_summary(&status)
-            ),
-            401 | 403 => format!(
-                "{action} {target}: {} ({}); rota needs get, create and patch on secrets in namespace `{}`",
-                status.message, status.reason, self.namespace
-            ),
-            404 => format!(
-                "{action} {target}: {} (does namespace `{}` exist?)",
-                status.message, self.namespace
-            ),
-            code if code >= 500 => {
-                return BackendError::Unreachable {
-                    backend: KIND,
-                    detail: format!("{action} {target}: HTTP {code}: {}", status.message),
-                };
-            }
-            code => format!(
-                "{action} {target}: HTTP {code} {}: {}",
-                status.reason, status.message
-            ),
-        };
-        BackendError::Refused {
-            backend: KIND,
-            detail,
-        }
+        kube_client::api_error(
+            KIND,
+            &self.namespace,
+            &self.target(),
+            action,
+            err,
+            "rota needs get, create and patch on secrets",
+            Some(&conflict),
+        )
     }
 }
 
@@ -196,7 +176,7 @@ impl InstallBackend for K8sSecretInstall {
             api.patch(&self.secret_name, &params, &Patch::Apply(&secret)),
         )
         .await?
-        .map_err(|e| self.error("applying", e))?;
+        .map_err(|e| self.error("applying", &e))?;
         tracing::info!(secret = %self.target(), "TLS Secret applied");
         Ok(())
     }
@@ -206,7 +186,7 @@ impl InstallBackend for K8sSecretInstall {
         let what = format!("the API server to return {}", self.target());
         let secret = bounded(KIND, &what, api.get_opt(&self.secret_name))
             .await?
-            .map_err(|e| self.error("reading", e))?;
+            .map_err(|e| self.error("reading", &e))?;
         let chain = secret
             .and_then(|s| s.data)
             .and_then(|mut data| data.remove("tls.crt"));
