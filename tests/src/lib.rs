@@ -116,15 +116,27 @@ impl Rotad {
     }
 
     /// Waits (30 s at most) until cert `id`'s `cert.pem` lands in `installed/ID`, the install
-    /// directory the tests' configs use, and returns its path.
+    /// directory the tests' configs use, and its renewal has recorded the outcome; returns the
+    /// cert's path.
     // Most callers only wait; the path is there for those that read the cert next.
     #[allow(clippy::must_use_candidate)]
     pub fn wait_installed(&self, id: &str) -> PathBuf {
         let cert = self.path(&format!("installed/{id}/cert.pem"));
+        // The file lands before the renewal records its outcome: wait for that too, so what
+        // a test reads next (conditions, the last renewal) is the installed state.
         wait_for(
-            &format!("{id} to be installed"),
+            &format!("{id} to be installed and its renewal recorded"),
             Duration::from_secs(30),
-            || cert.exists().then_some(()),
+            || {
+                if !cert.exists() {
+                    return None;
+                }
+                let item = self.cert_json(id);
+                let is = |type_: &str| condition(&item, type_)["status"] == "True";
+                let settled = condition(&item, "Issuing")["status"] == "False"
+                    && (is("Ready") || is("Failing"));
+                settled.then_some(())
+            },
         );
         cert
     }
@@ -283,6 +295,17 @@ impl Rotad {
     #[must_use]
     pub fn certs_json(&self) -> serde_json::Value {
         serde_json::from_str(&self.rota_ok(&["get", "certs", "-o", "json"])).expect("json")
+    }
+
+    /// The cert object of `id` in `rota get certs -o json`.
+    #[must_use]
+    pub fn cert_json(&self, id: &str) -> serde_json::Value {
+        let certs = self.certs_json();
+        certs["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|c| c["metadata"]["name"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {certs}"))
     }
 }
 

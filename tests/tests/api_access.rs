@@ -7,11 +7,9 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use rota_e2e::{Rotad, mode_of, rotad_refuses, serial_hex, served_serial, wait_for};
+use rota_e2e::{Rotad, mode_of, rotad_refuses, serial_hex, served_serial};
 
-const ISSUE_TIMEOUT: Duration = Duration::from_secs(20);
 const TOKEN: &str = "s3cret-test-token";
 
 /// The routes that only read, as curl paths.
@@ -50,13 +48,6 @@ fn cert_block(id: &str) -> String {
     format!(
         "  - id: {id}\n    domains: [{id}.home.arpa]\n    key_path: {{dir}}/keys/{id}.key\n    ca: {{ kind: local }}\n    install:\n      kind: filesystem\n      directory: {{dir}}/installed/{id}\n"
     )
-}
-
-fn wait_installed(rotad: &Rotad, id: &str) {
-    let cert = rotad.path(&format!("installed/{id}/cert.pem"));
-    wait_for(&format!("{id} to be installed"), ISSUE_TIMEOUT, || {
-        cert.exists().then_some(())
-    });
 }
 
 /// What an HTTP call answered: status (0 when no HTTP answer came) and body.
@@ -136,7 +127,7 @@ fn token_file() -> (tempfile::TempDir, String) {
 #[test]
 fn without_a_token_tcp_serves_every_read_and_refuses_every_mutation() {
     let rotad = Rotad::start(&config(""));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let addr = rotad.tcp_addr();
     let before = installed_serial(&rotad);
     let config_before = fs::read_to_string(rotad.config_path()).unwrap();
@@ -198,7 +189,7 @@ fn a_host_header_that_does_not_name_rotad_is_misdirected() {
 fn with_a_token_mutations_need_the_right_bearer() {
     let (_token_dir, token_path) = token_file();
     let rotad = Rotad::start(&config(&format!("  api_token_file: {token_path}\n")));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let addr = rotad.tcp_addr();
     let renew = MUTATIONS[0];
     let before = installed_serial(&rotad);
@@ -266,7 +257,7 @@ fn on_a_listener_other_hosts_can_reach_reads_need_the_token_too() {
 fn a_hot_reload_never_weakens_the_bound_listener() {
     let (_token_dir, token_path) = token_file();
     let rotad = Rotad::start(&config(&format!("  api_token_file: {token_path}\n")));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let addr = rotad.tcp_addr();
     let free_port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -281,7 +272,7 @@ fn a_hot_reload_never_weakens_the_bound_listener() {
         edited.replace("{dir}", &rotad.dir.path().display().to_string()),
     )
     .unwrap();
-    wait_installed(&rotad, "two");
+    rotad.wait_installed("two");
     let status: serde_json::Value =
         serde_json::from_str(&rotad.rota_ok(&["status", "-o", "json"])).unwrap();
     assert_eq!(
@@ -312,7 +303,7 @@ fn a_hot_reload_never_weakens_the_bound_listener() {
 #[test]
 fn apply_cannot_move_the_database_or_the_socket() {
     let rotad = Rotad::start(&config(""));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let before = fs::read_to_string(rotad.config_path()).unwrap();
     let next = rotad.path("next.yaml");
     let dir = rotad.dir.path().display().to_string();
@@ -444,7 +435,7 @@ fn tls_serves_the_managed_cert_and_follows_its_renewal() {
     let rotad = Rotad::start(&config(
         "  tls: { cert_id: web }\n  allowed_hosts: [web.home.arpa]\n",
     ));
-    wait_installed(&rotad, "web");
+    rotad.wait_installed("web");
     let addr = rotad.tcp_addr();
     let ca = rotad.path("ca/ca.pem").display().to_string();
     let served = || served_serial(addr, None, Some(Path::new(&ca)));

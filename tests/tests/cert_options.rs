@@ -108,12 +108,7 @@ fn the_deploy_hook_gets_the_cert_facts_and_its_failure_is_audited() {
     );
 
     let failing = wait_for("the failing hook to be recorded", ISSUE_TIMEOUT, || {
-        let certs = rotad.certs_json();
-        let broken = certs["items"]
-            .as_array()?
-            .iter()
-            .find(|c| c["metadata"]["name"] == "broken")?
-            .clone();
+        let broken = rotad.cert_json("broken");
         (condition(&broken, "Failing")["status"] == "True").then_some(broken)
     });
     assert_eq!(
@@ -131,15 +126,6 @@ fn the_deploy_hook_gets_the_cert_facts_and_its_failure_is_audited() {
 /// A time `rota get certs -o json` printed.
 fn json_time(value: &serde_json::Value) -> OffsetDateTime {
     OffsetDateTime::parse(value.as_str().expect("a time"), &Rfc3339).expect("RFC 3339")
-}
-
-fn cert_json(rotad: &Rotad, id: &str) -> serde_json::Value {
-    let certs = rotad.certs_json();
-    certs["items"]
-        .as_array()
-        .and_then(|items| items.iter().find(|c| c["metadata"]["name"] == id))
-        .cloned()
-        .unwrap_or_else(|| panic!("{id} in {certs}"))
 }
 
 #[test]
@@ -169,7 +155,7 @@ fn a_cert_s_own_threshold_and_local_validity_beat_the_daemon_wide_ones() {
             "-enddate",
         ]);
         let status = wait_for("the renewal time to be known", ISSUE_TIMEOUT, || {
-            let status = cert_json(&rotad, id)["status"].clone();
+            let status = rotad.cert_json(id)["status"].clone();
             status.get("renewalTime").is_some().then_some(status)
         });
         let (not_before, not_after) = (
@@ -331,7 +317,7 @@ fn an_existing_key_of_another_type_wins_and_describe_warns() {
         text.contains("WARNING") && text.contains("rsa-2048"),
         "{text}"
     );
-    let object = cert_json(&rotad, "legacy");
+    let object = rotad.cert_json("legacy");
     assert_eq!(
         object["status"]["privateKey"]["algorithm"], "rsa-2048",
         "{object}"
@@ -524,7 +510,7 @@ fn an_ip_address_cert_from_pebble_over_http01_and_from_the_local_ca_verifies_by_
             serial_hex(&dir.join("cert.pem")),
             "{id}"
         );
-        let ready = condition(&cert_json(&rotad, id), "Ready").clone();
+        let ready = condition(&rotad.cert_json(id), "Ready").clone();
         assert_eq!(
             ready["status"], "True",
             "{id}: the installed IP SANs match the spec: {ready}"

@@ -112,10 +112,7 @@ fn archives(key_path: &Path) -> Vec<PathBuf> {
 
 fn start(key: &str) -> (Rotad, PathBuf, PathBuf) {
     let rotad = Rotad::start(&config(key));
-    let cert = rotad.path("installed/web/cert.pem");
-    wait_for("web to be installed", ISSUE_TIMEOUT, || {
-        cert.exists().then_some(())
-    });
+    let cert = rotad.wait_installed("web");
     let key_path = rotad.path("keys/web.key");
     (rotad, cert, key_path)
 }
