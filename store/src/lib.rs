@@ -125,6 +125,15 @@ pub enum StoreError {
         /// What SurrealDB (or the connection to it) said.
         detail: String,
     },
+    /// SurrealDB refused a write because another node's transaction wrote the same records
+    /// first; the same write sent again does not meet that transaction.
+    #[error("audit store: {context}: {detail}")]
+    Conflict {
+        /// What was being done.
+        context: &'static str,
+        /// What SurrealDB said.
+        detail: String,
+    },
     /// The database file or its directory could not be prepared.
     #[error("audit store: {context} {path}: {source}")]
     Io {

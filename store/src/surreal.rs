@@ -105,10 +105,19 @@ impl SurrealStore {
                 })?;
             }
         }
-        db.use_ns(&options.namespace)
+        // Selecting a namespace or database that does not exist yet defines it: nodes that
+        // connect at the same moment conflict on that, and all but one must ask again.
+        let mut attempt = 1;
+        while let Err(e) = db
+            .use_ns(&options.namespace)
             .use_db(&options.database)
             .await
-            .map_err(fail("selecting the namespace and database"))?;
+        {
+            if attempt == CONFLICT_ATTEMPTS || !is_conflict(&e) {
+                return Err(fail("selecting the namespace and database")(e));
+            }
+            attempt += 1;
+        }
         let store = Self {
             db,
             node: options.node.clone(),
@@ -192,6 +201,13 @@ impl SurrealStore {
             .map_err(fail(context))?;
         let mut errors: Vec<_> = results.take_errors().into_iter().collect();
         errors.sort_by_key(|(index, _)| *index);
+        // A transaction that lost a conflict says so on its COMMIT alone.
+        if let Some((_, conflict)) = errors.iter().find(|(_, e)| is_conflict(e)) {
+            return Err(StoreError::Conflict {
+                context,
+                detail: conflict.to_string(),
+            });
+        }
         // Once a statement in a transaction fails, every other one fails with "not executed"
         // or "cancelled"; the error that says why is the first that is not one of those.
         let cause = errors.iter().map(|(_, e)| e.to_string()).find(|m| {
@@ -212,11 +228,24 @@ impl SurrealStore {
     }
 }
 
+/// How many times a request that lost a write conflict to another node is sent.
+pub(crate) const CONFLICT_ATTEMPTS: usize = 5;
+
+/// Whether SurrealDB refused a request because another transaction wrote the same keys
+/// first; the same request sent again does not meet it.
+fn is_conflict(error: &surrealdb::Error) -> bool {
+    error.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict)
+}
+
 /// Wraps an SDK error with what was being done.
 pub(crate) fn fail(context: &'static str) -> impl FnOnce(surrealdb::Error) -> StoreError {
-    move |e| StoreError::Surreal {
-        context,
-        detail: e.to_string(),
+    move |e| {
+        let detail = e.to_string();
+        if is_conflict(&e) {
+            StoreError::Conflict { context, detail }
+        } else {
+            StoreError::Surreal { context, detail }
+        }
     }
 }
 

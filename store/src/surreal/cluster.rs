@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use rota_api::cluster::{ClusterCoordinator, Lease};
 use rota_api::{BackendError, CertId};
 
-use super::{SurrealStore, Vars, fail, time_field};
+use super::{CONFLICT_ATTEMPTS, SurrealStore, Vars, fail, time_field};
 use crate::codec::{decode_cert_id, decode_int, decode_time};
 use crate::{ClusterStore, NodeRecord, RenewalRequest, StoreError};
 
@@ -38,9 +38,6 @@ pub(super) type FenceCell = Arc<Mutex<Fence>>;
 
 /// The marker a refused fence check throws, so it can be told from other failures.
 const FENCED: &str = "rota-fenced";
-
-/// How many times a lease write that lost a transaction conflict is tried again.
-const CONFLICT_RETRIES: usize = 3;
 
 /// Capacity of a watch channel; a burst beyond it is caught by the caller's poll.
 const WATCH_CAPACITY: usize = 64;
@@ -362,17 +359,13 @@ impl ClusterCoordinator for SurrealLockCoordinator {
     }
 
     async fn acquire_or_refresh(&self) -> Result<Lease, BackendError> {
-        let mut tries = 0;
+        let mut attempt = 1;
         loop {
             match self.try_acquire().await {
                 Ok(lease) => return Ok(lease),
                 // Another node wrote the lock in the same instant: whatever it wrote stands,
                 // and the next try reads it.
-                Err(StoreError::Surreal { detail, .. })
-                    if detail.to_lowercase().contains("conflict") && tries < CONFLICT_RETRIES =>
-                {
-                    tries += 1;
-                }
+                Err(StoreError::Conflict { .. }) if attempt < CONFLICT_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(unreachable_store(&e)),
             }
         }

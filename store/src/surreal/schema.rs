@@ -137,7 +137,11 @@ impl SurrealStore {
         let mut attempt = 1;
         loop {
             match self.migrate_once().await {
-                Err(StoreError::Surreal { .. }) if attempt < ATTEMPTS => attempt += 1,
+                Err(StoreError::Surreal { .. } | StoreError::Conflict { .. })
+                    if attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
                 done => return done,
             }
         }
