@@ -24,6 +24,8 @@ const DATABASE: &str = "federation";
 const WAIT: Duration = Duration::from_secs(30);
 /// How long nothing may happen for "nothing renews" to hold: more than two leases.
 const QUIET: Duration = Duration::from_secs(7);
+/// How many times a test asks the leader to renew while leadership may still be settling.
+const RENEW_ATTEMPTS: usize = 3;
 /// The failover bound the issue sets: the lease plus two seconds.
 const FAILOVER_BOUND: Duration = Duration::from_secs(LEASE_SECONDS + 2);
 /// The install-lag bound the issue sets for followers.
@@ -398,6 +400,10 @@ fn twenty_failovers_with_certs_due_issue_each_cert_once_per_due_period() {
     for id in NODE_IDS {
         cluster.start_node(id, 30);
     }
+    // Every cycle below must be a renewal: the first issue is done before the first one.
+    for id in certs {
+        cluster.wait_same_cert_everywhere(id);
+    }
     let mut failovers = Vec::with_capacity(CYCLES);
     for cycle in 0..CYCLES {
         let leader = cluster.wait_leader(None);
@@ -562,15 +568,26 @@ fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
     }
 
     cluster.surreal.start_again();
-    let back = cluster.wait_leader(None);
+    // Right after the store returns, each client sends what it held during the outage, and
+    // a lease check slower than a third of the lease makes the leader step down for a round
+    // (and take the lease back the next): a renewal asked of it then is fenced out. Ask
+    // whoever leads, a few times.
+    let mut asked = 0;
+    let renewed_on = loop {
+        let back = cluster.wait_leader(None);
+        asked += 1;
+        if rota_bounded(&cluster.nodes[back].rotad, &["renew", "web"]) {
+            break back;
+        }
+        assert!(
+            asked < RENEW_ATTEMPTS,
+            "a forced renewal on the leader works again:\n{}",
+            cluster.logs()
+        );
+    };
     println!(
-        "leader after SurrealDB returned: {} (was {})",
-        NODE_IDS[back], NODE_IDS[leader]
-    );
-    assert!(
-        rota_bounded(&cluster.nodes[back].rotad, &["renew", "web"]),
-        "a forced renewal on the leader works again:\n{}",
-        cluster.logs()
+        "renewed on {} after SurrealDB returned (the leader was {}), asked {asked} time(s)",
+        NODE_IDS[renewed_on], NODE_IDS[leader]
     );
     let renewed = cluster.wait_same_cert_everywhere("web");
     assert_ne!(
@@ -578,10 +595,11 @@ fn with_surrealdb_down_nobody_leads_or_renews_and_a_leader_returns_with_it() {
         "the renewal installed a new cert on every node"
     );
     // The renewals asked for during the outage may be delivered once the store is back (the
-    // client holds a request until it reconnects): at most one more per node.
+    // client holds a request until it reconnects): at most one more per node, and one per
+    // time the leader was asked.
     let after = cluster.issued_for("web").len();
     assert!(
-        (signed + 1..=signed + 1 + NODE_IDS.len()).contains(&after),
+        (signed + 1..=signed + asked + NODE_IDS.len()).contains(&after),
         "{after} signed after {signed}"
     );
     cluster.assert_all_running();
