@@ -43,6 +43,19 @@ fn node_a(holder: &str, term: u64) -> (Arc<FakeCoordinator>, Arc<FakeClusterStor
     )
 }
 
+/// A reconciler (at most 4 renewals at once, `certs` on the fake CA) in the cluster
+/// `coordinator` and `cluster` describe.
+async fn start(
+    world: &World,
+    coordinator: &Arc<FakeCoordinator>,
+    cluster: &Arc<FakeClusterStore>,
+    certs: &[(&str, &[&str])],
+) -> Reconciler {
+    world
+        .start_in_cluster(world.config(4, certs), coordinator, cluster)
+        .await
+}
+
 async fn wait_role(reconciler: &Reconciler, leading: bool) {
     eventually("the role to change", async || {
         (reconciler.is_leader() == leading).then_some(())
@@ -58,13 +71,7 @@ async fn renewal_count(world: &World, cert: &str) -> usize {
 async fn a_follower_renews_nothing_not_even_a_first_issuance_or_a_forced_renewal() {
     let world = World::new(&[]);
     let (coordinator, cluster) = node_a("node-b", 4);
-    let reconciler = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let reconciler = start(&world, &coordinator, &cluster, &[("web", &["a.test"])]).await;
     eventually("the first lease result", async || {
         (cluster.fences() == [None]).then_some(())
     })
@@ -107,13 +114,7 @@ async fn a_follower_renews_nothing_not_even_a_first_issuance_or_a_forced_renewal
 async fn becoming_leader_sweeps_at_once_and_renews_what_is_due() {
     let world = World::new(&[]);
     let (coordinator, cluster) = node_a("node-b", 1);
-    let reconciler = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let reconciler = start(&world, &coordinator, &cluster, &[("web", &["a.test"])]).await;
     eventually("the first lease result", async || {
         (cluster.fences() == [None]).then_some(())
     })
@@ -147,13 +148,13 @@ async fn becoming_leader_sweeps_at_once_and_renews_what_is_due() {
 async fn losing_the_lease_or_a_coordinator_error_stops_new_renewals_at_once() {
     let world = World::new(&[]);
     let (coordinator, cluster) = node_a("node-a", 1);
-    let reconciler = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"]), ("api", &["b.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let reconciler = start(
+        &world,
+        &coordinator,
+        &cluster,
+        &[("web", &["a.test"]), ("api", &["b.test"])],
+    )
+    .await;
     world.renewals_done(&reconciler, "web", 1).await;
     world.renewals_done(&reconciler, "api", 1).await;
     let submits = world.fakes.ca.submits();
@@ -197,13 +198,7 @@ async fn a_fenced_renewal_cleans_up_without_backoff_or_alert() {
     let (coordinator, cluster) = node_a("node-a", 1);
     // The order is submitted; the leader is deposed before the CA is asked to sign.
     cluster.fence_after(1);
-    let reconciler = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let reconciler = start(&world, &coordinator, &cluster, &[("web", &["a.test"])]).await;
     let rows = world.renewals_done(&reconciler, "web", 1).await;
 
     assert_eq!(
@@ -242,24 +237,18 @@ async fn a_fenced_renewal_cleans_up_without_backoff_or_alert() {
 async fn a_forwarded_renewal_runs_once_on_the_leader_and_is_followed_through_the_store() {
     let world = World::new(&[]);
     let (coordinator, cluster) = node_a("node-a", 1);
-    let leader = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let leader = start(&world, &coordinator, &cluster, &[("web", &["a.test"])]).await;
     world.renewals_done(&leader, "web", 1).await;
 
     let follower_coordinator = Arc::new(FakeCoordinator::new("node-b", "node-a", 1));
     let follower_cluster = Arc::new(cluster.peer("node-b"));
-    let follower = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &follower_coordinator,
-            &follower_cluster,
-        )
-        .await;
+    let follower = start(
+        &world,
+        &follower_coordinator,
+        &follower_cluster,
+        &[("web", &["a.test"])],
+    )
+    .await;
     eventually("the follower's first lease result", async || {
         (follower_cluster.fences() == [None]).then_some(())
     })
@@ -311,13 +300,7 @@ async fn a_forwarded_renewal_runs_once_on_the_leader_and_is_followed_through_the
 async fn a_clean_stop_releases_the_lease() {
     let world = World::new(&[]);
     let (coordinator, cluster) = node_a("node-a", 7);
-    let reconciler = world
-        .start_in_cluster(
-            world.config(4, &[("web", &["a.test"])]),
-            &coordinator,
-            &cluster,
-        )
-        .await;
+    let reconciler = start(&world, &coordinator, &cluster, &[("web", &["a.test"])]).await;
     world.renewals_done(&reconciler, "web", 1).await;
     assert!(reconciler.shutdown(Duration::from_secs(10)).await);
     assert_eq!(coordinator.released(), [7]);
