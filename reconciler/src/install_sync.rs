@@ -344,6 +344,12 @@ impl Reconciler {
             row.renewal_id
         );
         tracing::info!(cert_id = %cert.spec.id, "install sync: {message}");
+        self.record_in_sync(cert, message).await;
+    }
+
+    /// Records that this node serves the cluster's cert: `Failing` turns false, and an open
+    /// alert episode is closed.
+    async fn record_in_sync(&self, cert: &CertRuntime, message: String) {
         self.set_condition(
             cert,
             Update::new(
@@ -391,17 +397,11 @@ impl Reconciler {
                 })
         });
         if mismatched {
-            self.set_condition(
+            self.record_in_sync(
                 cert,
-                Update::new(
-                    ConditionType::Failing,
-                    ConditionStatus::False,
-                    Reason::ClusterSync,
-                    "the cert issued by the cluster is installed and matches the local key",
-                ),
+                "the cert issued by the cluster is installed and matches the local key".to_owned(),
             )
             .await;
-            self.alert_after_renewal(cert, None).await;
         }
     }
 }
