@@ -2,18 +2,35 @@
 //! its own connection: one lease holder at a time, terms that rise only on a change of
 //! holder, a fence that stops a deposed leader, and live news of issued certs and requests.
 
-mod support;
-
 use std::time::Duration;
 
+use rota_api::CertId;
 use rota_api::cluster::ClusterCoordinator;
 use rota_api::status::Reason;
+use rota_e2e::surreal::SurrealServer;
 use rota_store::{
     AuditStore, ClusterStore, IssuedCertRow, StoreError, SurrealLockCoordinator, SurrealStore,
 };
-use support::server::Server;
-use support::{at, cert};
 use time::OffsetDateTime;
+
+/// The database the nodes share.
+const DATABASE: &str = "cluster";
+
+/// The store of `server`'s database, written as `node`.
+async fn node(server: &SurrealServer, node: &str) -> SurrealStore {
+    server.store(DATABASE, node).await.expect("connect")
+}
+
+fn cert(id: &str) -> CertId {
+    CertId::new(id).expect("valid cert id")
+}
+
+/// A time `secs` seconds and `nanos` nanoseconds after 2025-01-01T00:00:00Z.
+fn at(secs: i64, nanos: i64) -> OffsetDateTime {
+    time::macros::datetime!(2025-01-01 00:00 UTC)
+        + time::Duration::seconds(secs)
+        + time::Duration::nanoseconds(nanos)
+}
 
 /// A coordinator with a one-second lease for `store`'s node.
 fn coordinator(store: &SurrealStore) -> SurrealLockCoordinator {
@@ -50,11 +67,11 @@ fn issued(serial: &str) -> IssuedCertRow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_racing_for_the_lease_elect_exactly_one() {
-    let server = Server::start();
+    let server = SurrealServer::start();
     let stores = [
-        server.store("node-a").await,
-        server.store("node-b").await,
-        server.store("node-c").await,
+        node(&server, "node-a").await,
+        node(&server, "node-b").await,
+        node(&server, "node-c").await,
     ];
     let coordinators: Vec<_> = stores.iter().map(coordinator).collect();
     let mut tasks = tokio::task::JoinSet::new();
@@ -95,8 +112,8 @@ async fn three_nodes_racing_for_the_lease_elect_exactly_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lapsed_or_released_lease_passes_on_with_the_next_term() {
-    let server = Server::start();
-    let (a, b) = (server.store("node-a").await, server.store("node-b").await);
+    let server = SurrealServer::start();
+    let (a, b) = (node(&server, "node-a").await, node(&server, "node-b").await);
     let (lock_a, lock_b) = (coordinator(&a), coordinator(&b));
     assert_eq!(until_held_by(&lock_a).await, 1);
     assert_eq!(lock_b.acquire_or_refresh().await.unwrap().holder, "node-a");
@@ -119,8 +136,8 @@ async fn a_lapsed_or_released_lease_passes_on_with_the_next_term() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deposed_leader_can_neither_open_renewals_nor_record_certs() {
-    let server = Server::start();
-    let (a, b) = (server.store("node-a").await, server.store("node-b").await);
+    let server = SurrealServer::start();
+    let (a, b) = (node(&server, "node-a").await, node(&server, "node-b").await);
     let (lock_a, lock_b) = (coordinator(&a), coordinator(&b));
     let term = until_held_by(&lock_a).await;
     a.set_fence(Some(term));
@@ -183,8 +200,8 @@ async fn a_deposed_leader_can_neither_open_renewals_nor_record_certs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn issued_certs_and_forwarded_requests_are_announced_live() {
-    let server = Server::start();
-    let (leader, follower) = (server.store("node-a").await, server.store("node-b").await);
+    let server = SurrealServer::start();
+    let (leader, follower) = (node(&server, "node-a").await, node(&server, "node-b").await);
     let mut issued_news = follower.watch_issued().await.unwrap();
     let mut request_news = leader.watch_requests().await.unwrap();
 

@@ -4,8 +4,6 @@
 
 #![allow(dead_code, unused_macros)]
 
-pub mod server;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
